@@ -1,0 +1,44 @@
+// Device memory for Arena and the CUDA-availability probe (built only with SINKLAB_CUDA).
+#include <cstdlib>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "core/arena.h"
+#include "core/cuda_check.h"
+#include "core/device.h"
+
+namespace sinklab {
+
+bool CudaAvailable() {
+  int count = 0;
+  return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
+}
+
+void* DeviceMalloc(Device device, size_t nbytes) {
+  void* ptr = nullptr;
+  if (device == Device::kCuda) {
+    SL_CUDA_CHECK(cudaMalloc(&ptr, nbytes));
+    return ptr;
+  }
+  ptr = std::aligned_alloc(256, (nbytes + 255) / 256 * 256);
+  SL_CHECK_MSG(ptr != nullptr, absl::StrCat("out of host memory allocating ", nbytes, " bytes"));
+  return ptr;
+}
+
+void DeviceFree(Device device, void* ptr) {
+  if (device == Device::kCuda) {
+    SL_CUDA_CHECK(cudaFree(ptr));
+  } else {
+    std::free(ptr);
+  }
+}
+
+void DeviceMemsetZero(Device device, void* ptr, size_t nbytes) {
+  if (device == Device::kCuda) {
+    SL_CUDA_CHECK(cudaMemset(ptr, 0, nbytes));
+  } else {
+    std::memset(ptr, 0, nbytes);
+  }
+}
+
+}  // namespace sinklab

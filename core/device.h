@@ -1,0 +1,24 @@
+// Where a tensor's memory lives.
+#ifndef SINKLAB_CORE_DEVICE_H_
+#define SINKLAB_CORE_DEVICE_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace sinklab {
+
+enum class Device { kCpu, kCuda };
+
+inline const char* DeviceName(Device device) { return device == Device::kCpu ? "cpu" : "cuda"; }
+
+// True when this binary was built with CUDA and a GPU is visible.
+bool CudaAvailable();
+
+// Resolves the --device flag: "cpu", "cuda" (error without a GPU) or "auto" (cuda when
+// available, else cpu with one log line saying so).
+absl::StatusOr<Device> ResolveDevice(const std::string& flag_value);
+
+}  // namespace sinklab
+
+#endif  // SINKLAB_CORE_DEVICE_H_

@@ -1,0 +1,105 @@
+#include "launch/commands.h"
+
+#include <cmath>
+#include <cstdio>
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "configs/config_loader.h"
+#include "configs/config_util.h"
+#include "core/arena.h"
+#include "core/device.h"
+#include "core/log.h"
+#include "data/loader.h"
+#include "data/prepare.h"
+#include "data/token_source.h"
+#include "data/vocab_check.h"
+#include "launch/backend_factory.h"
+#include "launch/evaluate.h"
+#include "launch/model_io.h"
+#include "launch/trainer.h"
+
+namespace sinklab {
+namespace {
+
+absl::Status NoPositional(const std::vector<std::string>& args, const char* verb) {
+  if (args.empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat(verb, ": unexpected argument(s) ", absl::StrJoin(args, " ")));
+}
+
+// --device, with `auto` falling back to the CPU while the CUDA backend does not exist.
+absl::StatusOr<Device> PickDevice(const std::string& flag) {
+  SL_ASSIGN_OR_RETURN(const Device device, ResolveDevice(flag));
+  if (device == Device::kCuda && flag == "auto" && !MakeBackend(Device::kCuda).ok()) {
+    LogInfo("--device=auto: this build has no CUDA backend yet, running on the CPU");
+    return Device::kCpu;
+  }
+  return device;
+}
+
+}  // namespace
+
+absl::Status RunTrain(const TrainCommand& command) {
+  if (command.args.size() > 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("train: expected at most one config file, got ", command.args.size()));
+  }
+  absl::StatusOr<Config> config = command.args.empty()
+                                      ? LoadEmbeddedTinyConfig(command.overrides)
+                                      : LoadConfig(command.args[0], command.overrides);
+  if (!config.ok()) return config.status();
+  TrainOptions options;
+  SL_ASSIGN_OR_RETURN(options.device, PickDevice(command.device));
+  options.print_progress = !command.quiet;
+  SL_ASSIGN_OR_RETURN(const TrainResult result, Train(*config, options));
+  LogInfo(absl::StrFormat("final training loss %.4f, held-out loss %.4f (%s)",
+                          result.step_losses.back(), result.final_val_loss, result.run_dir));
+  return absl::OkStatus();
+}
+
+absl::Status RunEval(const EvalCommand& command) {
+  SL_RETURN_IF_ERROR(NoPositional(command.args, "eval"));
+  if (command.weights.empty()) {
+    return absl::InvalidArgumentError("eval: --weights=RUN_DIR/model.safetensors is required");
+  }
+  SL_ASSIGN_OR_RETURN(const Config config, ReadWeightsConfig(command.weights, command.overrides));
+  SL_ASSIGN_OR_RETURN(const Device device, PickDevice(command.device));
+  SL_ASSIGN_OR_RETURN(const TokenSplits tokens, LoadTokens(config.data()));
+  const int seq_len = config.data().seq_len();
+  SL_RETURN_IF_ERROR(CheckTokensFitVocab(tokens, config.model().vocab_size()));
+  if (tokens.val.empty()) {
+    return absl::InvalidArgumentError(
+        "eval: no held-out tokens (set data.val_shards or data.val_fraction > 0 with --set)");
+  }
+  SL_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, MakeBackend(device));
+  Arena arena(device);
+  const int micro_batch = MicroBatchSize(config.train());
+  const Loader val(&tokens.val, seq_len, micro_batch, config.seed(), 0, 1);
+  Model model(config.model(), micro_batch, seq_len, backend.get(), &arena);
+  Tensor inputs = arena.Allocate(DType::kI32, {micro_batch, seq_len});
+  Tensor targets = arena.Allocate(DType::kI32, {micro_batch, seq_len});
+  SL_RETURN_IF_ERROR(LoadModelWeights(command.weights, &model));
+  const int batches = command.batches > 0 ? command.batches : config.train().eval_batches();
+  const float loss = EvaluateLoss(model, val, batches, inputs, targets);
+  std::printf("eval %s: %d batches x %d x %d tokens | loss %.4f nats/token | %.4f bits/token\n",
+              command.weights.c_str(), batches, micro_batch, seq_len, loss, loss / std::log(2.0));
+  return absl::OkStatus();
+}
+
+absl::Status RunPrepare(const PrepareCommand& command) {
+  SL_RETURN_IF_ERROR(NoPositional(command.args, "prepare"));
+  PrepareOptions options;
+  options.inputs = command.inputs;
+  options.out_dir = command.out_dir;
+  options.prefix = command.prefix;
+  options.shard_tokens = command.shard_tokens;
+  options.bos_at_doc_start = command.bos;
+  options.doc_separator = command.doc_separator;
+  options.val_fraction = command.val_fraction;
+  return PrepareShards(options).status();
+}
+
+}  // namespace sinklab

@@ -1,0 +1,46 @@
+// The CLI verbs as functions of plain structs (main.cc fills them from flags; tests call
+// them directly).
+#ifndef SINKLAB_LAUNCH_COMMANDS_H_
+#define SINKLAB_LAUNCH_COMMANDS_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+
+namespace sinklab {
+
+struct TrainCommand {
+  std::vector<std::string> args;       // [CONFIG] or empty (embedded tiny config)
+  std::vector<std::string> overrides;  // --set fragments
+  std::string device = "auto";
+  bool quiet = false;
+};
+
+struct EvalCommand {
+  std::vector<std::string> args;  // must be empty
+  std::vector<std::string> overrides;
+  std::string weights;
+  std::string device = "auto";
+  int batches = 0;  // 0: the config's train.eval_batches
+};
+
+struct PrepareCommand {
+  std::vector<std::string> args;  // must be empty
+  std::vector<std::string> inputs;
+  std::string out_dir;
+  std::string prefix = "corpus";
+  int64_t shard_tokens = 100000000;
+  bool bos = true;
+  std::string doc_separator = "\n\n\n";
+  double val_fraction = 0.05;
+};
+
+absl::Status RunTrain(const TrainCommand& command);
+absl::Status RunEval(const EvalCommand& command);
+absl::Status RunPrepare(const PrepareCommand& command);
+
+}  // namespace sinklab
+
+#endif  // SINKLAB_LAUNCH_COMMANDS_H_

@@ -1,0 +1,14 @@
+#include "launch/evaluate.h"
+
+namespace sinklab {
+
+float EvaluateLoss(Model& model, const Loader& val, int batches, Tensor inputs, Tensor targets) {
+  double sum = 0;
+  for (int b = 0; b < batches; ++b) {
+    val.GetEvalBatch(b, model.batch(), inputs.i32(), targets.i32());
+    sum += model.Forward(inputs, targets);
+  }
+  return batches > 0 ? static_cast<float>(sum / batches) : 0.0f;
+}
+
+}  // namespace sinklab

@@ -1,0 +1,93 @@
+// sinklab: the command-line tool. Verbs:
+//   sinklab train [CONFIG] [--set FRAGMENT]... [--device cpu|cuda|auto]
+//   sinklab eval --weights RUN_DIR/model.safetensors [--set FRAGMENT]... [--batches N]
+//   sinklab prepare --input a.txt,b.txt --out DIR [--shard_tokens N] [--bos] ...
+// Flags are Abseil flags (`sinklab --help`); only this file defines them.
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "launch/cli_args.h"
+#include "launch/commands.h"
+
+ABSL_FLAG(std::string, device, "auto", "Where to run: cpu, cuda or auto (cuda when available).");
+ABSL_FLAG(std::string, set, "",
+          "Text-proto fragment merged over the config, e.g. --set 'train { steps: 50 }'. "
+          "May be repeated; applied in order.");
+ABSL_FLAG(bool, quiet, false, "train: no progress lines (log lines still go to stderr).");
+ABSL_FLAG(std::string, weights, "", "eval: a model.safetensors written by train.");
+ABSL_FLAG(int32_t, batches, 0, "eval: held-out batches to evaluate (0: train.eval_batches).");
+ABSL_FLAG(std::vector<std::string>, input, {}, "prepare: comma-separated text files.");
+ABSL_FLAG(std::string, out, "", "prepare: output folder for the shards.");
+ABSL_FLAG(std::string, prefix, "corpus", "prepare: shard file prefix.");
+ABSL_FLAG(int64_t, shard_tokens, 100000000, "prepare: maximum tokens per shard.");
+ABSL_FLAG(bool, bos, true, "prepare: insert BOS (id 256) at each document start.");
+ABSL_FLAG(std::string, doc_separator, "\n\n\n",
+          "prepare: separator between documents in a text file (empty: one file = one document).");
+ABSL_FLAG(double, val_fraction, 0.05, "prepare: fraction of tokens written to the val shard.");
+
+namespace {
+
+constexpr char kUsage[] = R"(sinklab: pre-train Llama-style Transformers and study attention sinks.
+
+Usage:
+  sinklab train [CONFIG.textproto] [--set FRAGMENT]... [--device cpu|cuda|auto] [--quiet]
+      Trains CONFIG (default: the embedded configs/tiny.textproto) and writes
+      runs/<name>/ (config.textproto, metrics.jsonl, model.safetensors).
+  sinklab eval --weights RUN_DIR/model.safetensors [--set FRAGMENT]... [--batches N]
+      Held-out loss of saved weights, on the data of their config (or --set data {...}).
+  sinklab prepare --input a.txt,b.txt --out DIR [--prefix P] [--shard_tokens N] [--bos]
+      Byte-level token shards (llm.c format) from text files.
+
+Run `sinklab --help` for every flag.)";
+
+int Fail(const absl::Status& status) {
+  std::fprintf(stderr, "sinklab: %s\n", std::string(status.message()).c_str());
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(kUsage);
+  absl::StatusOr<sinklab::SplitArgs> split = sinklab::ExtractSetOverrides(argc, argv);
+  if (!split.ok()) return Fail(split.status());
+  std::vector<char*> rest;
+  for (std::string& arg : split->rest) rest.push_back(arg.data());
+  const std::vector<char*> positional =
+      absl::ParseCommandLine(static_cast<int>(rest.size()), rest.data());
+  if (positional.size() < 2) {
+    std::fprintf(stderr, "%s\n", kUsage);
+    return 2;
+  }
+  const std::string verb = positional[1];
+  std::vector<std::string> args(positional.begin() + 2, positional.end());
+  absl::Status status;
+  if (verb == "train") {
+    sinklab::TrainCommand command{args, split->overrides, absl::GetFlag(FLAGS_device),
+                                  absl::GetFlag(FLAGS_quiet)};
+    status = sinklab::RunTrain(command);
+  } else if (verb == "eval") {
+    sinklab::EvalCommand command{args, split->overrides, absl::GetFlag(FLAGS_weights),
+                                 absl::GetFlag(FLAGS_device), absl::GetFlag(FLAGS_batches)};
+    status = sinklab::RunEval(command);
+  } else if (verb == "prepare") {
+    sinklab::PrepareCommand command{args,
+                                    absl::GetFlag(FLAGS_input),
+                                    absl::GetFlag(FLAGS_out),
+                                    absl::GetFlag(FLAGS_prefix),
+                                    absl::GetFlag(FLAGS_shard_tokens),
+                                    absl::GetFlag(FLAGS_bos),
+                                    absl::GetFlag(FLAGS_doc_separator),
+                                    absl::GetFlag(FLAGS_val_fraction)};
+    status = sinklab::RunPrepare(command);
+  } else {
+    status = absl::InvalidArgumentError(
+        absl::StrCat("unknown verb '", verb, "' (expected train, eval or prepare)\n", kUsage));
+  }
+  return status.ok() ? 0 : Fail(status);
+}

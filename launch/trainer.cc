@@ -1,0 +1,191 @@
+#include "launch/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "configs/config_util.h"
+#include "configs/config_writer.h"
+#include "core/arena.h"
+#include "core/file_util.h"
+#include "core/log.h"
+#include "core/metrics_jsonl.h"
+#include "data/loader.h"
+#include "data/token_source.h"
+#include "data/vocab_check.h"
+#include "launch/backend_factory.h"
+#include "launch/evaluate.h"
+#include "launch/model_io.h"
+#include "launch/progress.h"
+#include "launch/run_dir.h"
+#include "layers/model.h"
+#include "optim/adamw.h"
+#include "optim/clip.h"
+#include "optim/param_groups.h"
+#include "optim/schedule.h"
+
+namespace sinklab {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double SecondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// Everything one run holds; built once by Setup, used by the loop.
+struct Run {
+  Config config;
+  TrainOptions options;
+  std::string run_dir;
+  TokenSplits tokens;
+  std::unique_ptr<Backend> backend;
+  std::unique_ptr<Arena> arena;
+  std::unique_ptr<Model> model;
+  std::unique_ptr<AdamW> optimizer;
+  std::unique_ptr<Loader> train_loader;
+  std::unique_ptr<Loader> val_loader;
+  Tensor inputs, targets;  // [micro_batch, seq_len] int32
+  JsonlWriter metrics;
+};
+
+absl::Status Setup(Run& run) {
+  const Config& config = run.config;
+  SL_ASSIGN_OR_RETURN(run.tokens, LoadTokens(config.data()));
+  const int seq_len = config.data().seq_len();
+  const int micro_batch = MicroBatchSize(config.train());
+  SL_RETURN_IF_ERROR(CheckTokensFitVocab(run.tokens, config.model().vocab_size()));
+  if (run.tokens.val.empty() && config.train().eval_batches() > 0) {
+    return absl::InvalidArgumentError(
+        "train.eval_batches > 0 but there are no held-out tokens (set data.val_shards or "
+        "data.val_fraction > 0)");
+  }
+  run.train_loader = std::make_unique<Loader>(&run.tokens.train, seq_len,
+                                              config.train().batch_size(), config.seed(),
+                                              /*rank=*/0, /*world_size=*/1);
+  if (!run.tokens.val.empty()) {
+    run.val_loader = std::make_unique<Loader>(&run.tokens.val, seq_len, micro_batch,
+                                              config.seed(), 0, 1);
+  }
+
+  SL_ASSIGN_OR_RETURN(run.run_dir, CreateRunDir(config.train().run_root(), config.name()));
+  SL_RETURN_IF_ERROR(
+      WriteFileAtomically(run.run_dir + "/config.textproto", ConfigToText(config)));
+  if (config.logging().jsonl()) SL_RETURN_IF_ERROR(run.metrics.Open(run.run_dir + "/metrics.jsonl"));
+
+  SL_ASSIGN_OR_RETURN(run.backend, MakeBackend(run.options.device));
+  run.arena = std::make_unique<Arena>(run.options.device);
+  run.model = std::make_unique<Model>(config.model(), micro_batch, seq_len, run.backend.get(),
+                                      run.arena.get());
+  run.model->InitParameters(config.seed());
+  run.optimizer =
+      std::make_unique<AdamW>(config.optim(), run.model->parameters(), run.arena.get());
+  run.inputs = run.arena->Allocate(DType::kI32, {micro_batch, seq_len});
+  run.targets = run.arena->Allocate(DType::kI32, {micro_batch, seq_len});
+  run.arena->Seal();  // the loop below allocates nothing
+
+  LogInfo(absl::StrFormat("run directory %s; %d parameters; %d train tokens (%s), %d val "
+                          "tokens (%s)",
+                          run.run_dir, run.model->NumParameters(), run.tokens.train.size(),
+                          run.tokens.train_source, run.tokens.val.size(),
+                          run.tokens.val_source));
+  for (const std::string& line :
+       DescribeParamGroups(AssignParamGroups(run.model->parameters(), config.optim()))) {
+    LogInfo(line);
+  }
+  return absl::OkStatus();
+}
+
+// One optimizer step: accumulated micro-batches, clip, schedule, AdamW. Returns the mean
+// loss and sets *grad_norm (before clipping).
+absl::StatusOr<float> TrainStep(Run& run, int64_t step, float* grad_norm) {
+  const Config& config = run.config;
+  const std::vector<Parameter*>& params = run.model->parameters();
+  const int accum = GradAccumSteps(config.train());
+  const int micro_batch = MicroBatchSize(config.train());
+  ZeroGrads(params);
+  double loss_sum = 0;
+  for (int micro = 0; micro < accum; ++micro) {
+    run.train_loader->GetBatch(step, micro, micro_batch, run.inputs.i32(), run.targets.i32());
+    loss_sum += run.model->Forward(run.inputs, run.targets);
+    run.model->Backward(1.0f / accum);  // grads of the mean over the whole global batch
+  }
+  const float loss = static_cast<float>(loss_sum / accum);
+  *grad_norm = ClipGradNorm(params, config.optim().grad_clip());
+  if (!std::isfinite(loss) || !std::isfinite(*grad_norm)) {
+    return absl::InternalError(absl::StrFormat(
+        "training diverged at step %d: loss %g, gradient norm %g (try a lower optim.lr)", step,
+        loss, *grad_norm));
+  }
+  const float lr = LearningRate(config.optim(), step, config.train().steps());
+  run.optimizer->Step(lr, step + 1);
+  return loss;
+}
+
+absl::Status LogStep(Run& run, int64_t step, float loss, float grad_norm, double interval_tokens,
+                     double interval_s, double elapsed_s, float val_loss) {
+  const Config& config = run.config;
+  const int64_t total = config.train().steps();
+  const float lr = LearningRate(config.optim(), step, total);
+  const double tokens_per_s = interval_tokens / std::max(interval_s, 1e-9);
+  if (run.options.print_progress) {
+    std::string line = FormatProgress(ProgressInfo{step, total, loss, lr, grad_norm, tokens_per_s,
+                                                   elapsed_s / (step + 1) * (total - step - 1)});
+    if (!std::isnan(val_loss)) absl::StrAppend(&line, absl::StrFormat(" | val %.4f", val_loss));
+    std::printf("%s\n", line.c_str());
+    std::fflush(stdout);
+  }
+  if (!run.metrics.is_open()) return absl::OkStatus();
+  JsonRecord record;
+  record.Add("step", step + 1).Add("loss", loss).Add("lr", lr).Add("grad_norm", grad_norm);
+  record.Add("tokens_per_s", tokens_per_s).Add("elapsed_s", elapsed_s);
+  if (!std::isnan(val_loss)) record.Add("val_loss", val_loss);
+  return run.metrics.Append(record);
+}
+
+}  // namespace
+
+absl::StatusOr<TrainResult> Train(const Config& config, const TrainOptions& options) {
+  Run run;
+  run.config = config;
+  run.options = options;
+  SL_RETURN_IF_ERROR(Setup(run));
+
+  const TrainConfig& train = config.train();
+  const double tokens_per_step =
+      static_cast<double>(train.batch_size()) * config.data().seq_len();
+  TrainResult result;
+  result.run_dir = run.run_dir;
+  const Clock::time_point start = Clock::now();
+  Clock::time_point interval_start = start;
+  int64_t interval_steps = 0;
+  for (int64_t step = 0; step < train.steps(); ++step) {
+    float grad_norm = 0;
+    SL_ASSIGN_OR_RETURN(const float loss, TrainStep(run, step, &grad_norm));
+    result.step_losses.push_back(loss);
+    ++interval_steps;
+    const bool last = step + 1 == train.steps();
+    const bool eval_now =
+        last || (train.eval_every() > 0 && (step + 1) % train.eval_every() == 0);
+    float val_loss = NAN;
+    if (eval_now && train.eval_batches() > 0) {
+      val_loss = EvaluateLoss(*run.model, *run.val_loader, train.eval_batches(), run.inputs,
+                              run.targets);
+      result.final_val_loss = val_loss;
+    }
+    if (last || eval_now || (step + 1) % train.log_every() == 0) {
+      SL_RETURN_IF_ERROR(LogStep(run, step, loss, grad_norm, interval_steps * tokens_per_step,
+                                 SecondsSince(interval_start), SecondsSince(start), val_loss));
+      interval_start = Clock::now();
+      interval_steps = 0;
+    }
+  }
+  SL_RETURN_IF_ERROR(SaveModelWeights(*run.model, config, run.run_dir + "/model.safetensors"));
+  LogInfo(absl::StrFormat("done in %s; final weights in %s/model.safetensors",
+                          FormatDuration(SecondsSince(start)), run.run_dir));
+  return result;
+}
+
+}  // namespace sinklab

@@ -1,0 +1,149 @@
+// Backend: the kernel interface every layer calls (DESIGN.md section 2). Layers are
+// device-agnostic; `CpuBackend` (layers/cpu/, fp32 reference) and a CUDA backend
+// (layers/cuda/, later) implement it.
+//
+// Conventions (as llm.c's train_gpt2.c):
+// - Outputs first, then inputs, then cached tensors; shapes in each method's comment.
+// - Forward kernels overwrite their outputs.
+// - Backward kernels ACCUMULATE (+=) into every gradient they produce, both parameter
+//   gradients and input gradients, so a tensor used twice just works; the caller zeroes
+//   gradient buffers (Fill) before the first contribution. The one exception is
+//   CrossEntropyBackward, which overwrites dlogits (and may do so in place over logits).
+// - An empty Tensor as a gradient output means "not needed": the kernel skips it.
+// - Activations have dtype activation_dtype(); parameters' fp32 `master`/`grad` and the
+//   `compute` copy the kernels read are described in layers/parameter.h. Per-row
+//   statistics (rstd, log-sum-exp, losses) are fp32 on every backend.
+// - Row-major layouts. N = B * T rows (tokens); activations [N, C] are [B, T, C].
+//   Attention heads live inside a row: q is [B, T, H, d_h] = [N, H * d_h], exactly what
+//   the projection q = x W_q^T produces, so no transpose is ever needed.
+// - Every kernel is deterministic: the same inputs give bit-identical outputs, whatever
+//   the number of threads (each output element is computed by one thread in a fixed order).
+#ifndef SINKLAB_LAYERS_BACKEND_H_
+#define SINKLAB_LAYERS_BACKEND_H_
+
+#include <cstdint>
+
+#include "core/device.h"
+#include "core/dtype.h"
+#include "core/tensor.h"
+
+namespace sinklab {
+
+// How attention scores s_ij = q_i . k_j * scale (causal, j <= i) become weights p_ij.
+// New variants (softmax1, sink logit, softpick, sigmoid, clipped softmax; DESIGN.md
+// section 5) are added here and in each backend's one normalizer switch.
+enum class AttentionNormalizer {
+  kSoftmax,  // p_ij = exp(s_ij) / sum_{k<=i} exp(s_ik)  (Vaswani et al. 2017)
+};
+
+// Everything an attention kernel needs besides its tensors.
+struct AttentionSpec {
+  AttentionNormalizer normalizer = AttentionNormalizer::kSoftmax;
+  float scale = 1.0f;  // 1 / sqrt(d_h) (Vaswani et al. 2017, eq. 1)
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  // Where this backend's tensors live and the dtype of its activations (F32 on the CPU).
+  virtual Device device() const = 0;
+  virtual DType activation_dtype() const = 0;
+
+  // ---- Small helpers ------------------------------------------------------------------
+  // x[i] = value for every element (f32 or activation dtype).
+  virtual void Fill(const Tensor& x, float value) = 0;
+  // dst = src, same shape and dtype.
+  virtual void Copy(const Tensor& dst, const Tensor& src) = 0;
+  // dst = src converted to dst's dtype (F32 <-> BF16, or a plain copy); same numel.
+  virtual void Convert(const Tensor& dst, const Tensor& src) = 0;
+  // Host <-> device copies of dst.nbytes() / src.nbytes() bytes (host memory is plain).
+  virtual void CopyFromHost(const Tensor& dst, const void* host_src) = 0;
+  virtual void CopyToHost(void* host_dst, const Tensor& src) = 0;
+  // dst += src, same shape (residual backward, gradient accumulation).
+  virtual void AddInto(const Tensor& dst, const Tensor& src) = 0;
+  // Sum of all elements of an f32 tensor, in double, returned to the host (synchronizes).
+  virtual double SumToHost(const Tensor& x) = 0;
+  // Number of entries >= 0 of an i32 tensor, returned to the host (synchronizes).
+  virtual int64_t CountNonNegative(const Tensor& x) = 0;
+
+  // ---- Matmul (a linear layer without bias) --------------------------------------------
+  // out [N, OC] = inp [N, C] @ weight[OC, C]^T.
+  virtual void MatmulForward(const Tensor& out, const Tensor& inp, const Tensor& weight) = 0;
+  // dinp [N, C] += dout [N, OC] @ weight [OC, C];  dweight [OC, C] += dout^T @ inp.
+  // dinp may be empty (skipped).
+  virtual void MatmulBackward(const Tensor& dinp, const Tensor& dweight, const Tensor& dout,
+                              const Tensor& inp, const Tensor& weight) = 0;
+
+  // ---- Token embedding -----------------------------------------------------------------
+  // out [N, D] = table [V, D][tokens [N] i32]. Token ids outside [0, V) are a CHECK failure.
+  virtual void EmbeddingForward(const Tensor& out, const Tensor& tokens,
+                                const Tensor& table) = 0;
+  // dtable [V, D] += scatter of dout [N, D] into the rows named by tokens [N].
+  virtual void EmbeddingBackward(const Tensor& dtable, const Tensor& dout,
+                                 const Tensor& tokens) = 0;
+
+  // ---- RMSNorm (Zhang & Sennrich 2019): y = x * rstd * w, rstd = 1/sqrt(mean(x^2) + eps)
+  // out [N, D], rstd [N] f32 (cached for the backward), inp [N, D], weight [D].
+  virtual void RmsNormForward(const Tensor& out, const Tensor& rstd, const Tensor& inp,
+                              const Tensor& weight, float eps) = 0;
+  // dinp [N, D] +=, dweight [D] += ; dout, inp [N, D]; weight [D]; rstd [N] from Forward.
+  virtual void RmsNormBackward(const Tensor& dinp, const Tensor& dweight, const Tensor& dout,
+                               const Tensor& inp, const Tensor& weight,
+                               const Tensor& rstd) = 0;
+
+  // ---- Rotary position embedding (Su et al. 2021), rotate-half convention exactly as
+  // Hugging Face Llama apply_rotary_pos_emb: for head dim d and i < d/2 the pair
+  // (x_i, x_{i+d/2}) at position t is rotated by angle t * theta_i, theta_i = base^(-2i/d):
+  //   x'_i       = x_i cos - x_{i+d/2} sin
+  //   x'_{i+d/2} = x_{i+d/2} cos + x_i sin
+  // out, inp: [B, T, H, d] (out may alias inp); cos, sin: [T, d/2] f32 tables (see
+  // layers/rope.h); the position of row (b, t) is t.
+  virtual void RopeForward(const Tensor& out, const Tensor& inp, const Tensor& cos,
+                           const Tensor& sin) = 0;
+  // dinp [B, T, H, d] += R(t)^T dout (the inverse rotation); dinp must not alias dout.
+  virtual void RopeBackward(const Tensor& dinp, const Tensor& dout, const Tensor& cos,
+                            const Tensor& sin) = 0;
+
+  // ---- Causal multi-head attention with grouped-query attention (Ainslie et al. 2023) --
+  // q [B, T, H, d], k and v [B, T, Hkv, d] with Hkv dividing H; query head h reads kv head
+  // h / (H / Hkv). out [B, T, H, d] = sum_j p_ij v_j.
+  // Cached for the backward and for statistics: probs [B, H, T, T] f32 (the weights p_ij,
+  // zero for j > i) and lse [B, H, T] f32, the per-row log-sum-exp of the scaled scores
+  // log sum_{j<=i} exp(s_ij), from which a fused kernel recomputes p.
+  virtual void AttentionForward(const Tensor& out, const Tensor& probs, const Tensor& lse,
+                                const Tensor& q, const Tensor& k, const Tensor& v,
+                                const AttentionSpec& spec) = 0;
+  // dq [B, T, H, d] +=, dk, dv [B, T, Hkv, d] += ; dout [B, T, H, d]; the rest as Forward.
+  virtual void AttentionBackward(const Tensor& dq, const Tensor& dk, const Tensor& dv,
+                                 const Tensor& dout, const Tensor& q, const Tensor& k,
+                                 const Tensor& v, const Tensor& probs, const Tensor& lse,
+                                 const AttentionSpec& spec) = 0;
+
+  // ---- SwiGLU (Shazeer 2020): out = silu(gate) * up, silu(x) = x / (1 + exp(-x)) -------
+  // out, gate, up: [N, F].
+  virtual void SwigluForward(const Tensor& out, const Tensor& gate, const Tensor& up) = 0;
+  // dgate, dup [N, F] += ; dout, gate, up [N, F].
+  virtual void SwigluBackward(const Tensor& dgate, const Tensor& dup, const Tensor& dout,
+                              const Tensor& gate, const Tensor& up) = 0;
+
+  // ---- Residual add --------------------------------------------------------------------
+  // out = a + b, same shape (out may alias a or b). Backward: AddInto both inputs' grads.
+  virtual void ResidualForward(const Tensor& out, const Tensor& a, const Tensor& b) = 0;
+
+  // ---- Cross-entropy over logits (the LM head's matmul is separate) ---------------------
+  // losses [N] f32 = lse_n - logits[n, targets[n]] (0 where targets[n] == -1);
+  // lse [N] f32 = log sum_v exp(logits[n, v]) cached for the backward;
+  // logits [N, V]; targets [N] i32 in [0, V) or -1 (ignored).
+  virtual void CrossEntropyForward(const Tensor& losses, const Tensor& lse,
+                                   const Tensor& logits, const Tensor& targets) = 0;
+  // dlogits [N, V] = (softmax(logits) - onehot(target)) * dloss, 0 on ignored rows.
+  // OVERWRITES dlogits (no accumulation); dlogits may alias logits (in place).
+  virtual void CrossEntropyBackward(const Tensor& dlogits, const Tensor& logits,
+                                    const Tensor& lse, const Tensor& targets,
+                                    float dloss) = 0;
+};
+
+}  // namespace sinklab
+
+#endif  // SINKLAB_LAYERS_BACKEND_H_

@@ -1,0 +1,23 @@
+#include "layers/linear.h"
+
+#include <utility>
+
+#include "layers/make_parameter.h"
+
+namespace sinklab {
+
+Linear::Linear(Backend* backend, Arena* arena, std::string name, int64_t in_features,
+               int64_t out_features, ParamKind kind)
+    : backend_(backend),
+      weight_(MakeParameter(arena, *backend, std::move(name), kind,
+                            {out_features, in_features})) {}
+
+void Linear::Forward(const Tensor& out, const Tensor& inp) {
+  backend_->MatmulForward(out, inp, weight_.compute);
+}
+
+void Linear::Backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp) {
+  backend_->MatmulBackward(dinp, weight_.grad, dout, inp, weight_.compute);
+}
+
+}  // namespace sinklab

@@ -1,0 +1,26 @@
+// MakeParameter: the one place a Parameter's memory is allocated (master, grad, compute).
+#ifndef SINKLAB_LAYERS_MAKE_PARAMETER_H_
+#define SINKLAB_LAYERS_MAKE_PARAMETER_H_
+
+#include <initializer_list>
+#include <string>
+
+#include "core/arena.h"
+#include "layers/backend.h"
+#include "layers/parameter.h"
+
+namespace sinklab {
+
+// fp32 master and grad of `shape` from `arena` (zero-filled). `compute` aliases `master`
+// when the backend's activations are F32 (the CPU), else it is a separate tensor of the
+// activation dtype that RefreshCompute fills.
+Parameter MakeParameter(Arena* arena, const Backend& backend, std::string name, ParamKind kind,
+                        std::initializer_list<int64_t> shape);
+
+// compute <- master (dtype conversion); a no-op when they alias. Call after changing master
+// (init, optimizer step, checkpoint load).
+void RefreshCompute(Backend* backend, const Parameter& param);
+
+}  // namespace sinklab
+
+#endif  // SINKLAB_LAYERS_MAKE_PARAMETER_H_

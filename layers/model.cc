@@ -1,0 +1,154 @@
+// Model: Embedding -> N x Block -> RMSNorm -> LM head -> cross-entropy.
+//
+// Parameter order (fixed: checkpoints, optimizer state and Philox init streams depend on it):
+//   0 embed [V, D]
+//   for each layer i:  layers.i.attn_norm [D], layers.i.attn.wq [H*d_h, D],
+//                      layers.i.attn.wk [Hkv*d_h, D], layers.i.attn.wv [Hkv*d_h, D],
+//                      layers.i.attn.wo [D, H*d_h], layers.i.ffn_norm [D],
+//                      layers.i.ffn.w_gate [F, D], layers.i.ffn.w_up [F, D],
+//                      layers.i.ffn.w_down [D, F]
+//   final_norm [D]
+//   lm_head [V, D] (absent when tie_embeddings)
+#include "layers/model.h"
+
+#include <cmath>
+#include <unordered_set>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "core/rng.h"
+#include "layers/block.h"
+#include "layers/embedding.h"
+#include "layers/lm_head.h"
+#include "layers/loss.h"
+#include "layers/make_parameter.h"
+#include "layers/model_dims.h"
+#include "layers/rmsnorm.h"
+#include "layers/rope.h"
+
+namespace sinklab {
+
+struct Model::Impl {
+  Impl(const ModelConfig& config, const ModelDims& dims, int64_t batch, int64_t seq_len,
+       Backend* backend, Arena* arena)
+      : backend(backend),
+        rope(backend, arena, seq_len, dims.head_dim, config.rope_theta()),
+        embed(backend, arena, dims.vocab, dims.d_model),
+        final_norm(backend, arena, "final_norm", dims.d_model, batch * seq_len,
+                   config.norm_eps()),
+        head(backend, arena, dims.vocab, dims.d_model,
+             config.tie_embeddings() ? embed.table() : nullptr),
+        loss(backend, arena, batch * seq_len) {
+    const DType act = backend->activation_dtype();
+    for (int i = 0; i < dims.n_layers; ++i) {
+      blocks.push_back(
+          std::make_unique<Block>(backend, arena, i, config, batch, seq_len, &rope));
+    }
+    residual = arena->Allocate(act, {dims.n_layers + 1, batch, seq_len, dims.d_model});
+    for (Tensor* t : {&final_in, &d_final_in, &d_residual_a, &d_residual_b}) {
+      *t = arena->Allocate(act, {batch, seq_len, dims.d_model});
+    }
+    logits = arena->Allocate(act, {batch, seq_len, dims.vocab});
+    tokens = arena->Allocate(DType::kI32, {batch, seq_len});
+    targets = arena->Allocate(DType::kI32, {batch, seq_len});
+  }
+
+  // The residual stream entering block l (l = n_layers: the final norm's input), [B, T, D].
+  Tensor ResidualAt(int64_t l) const {
+    const Tensor stream = residual.Slice0(l, l + 1);
+    return stream.Reshaped({residual.dim(1), residual.dim(2), residual.dim(3)});
+  }
+
+  Backend* backend;
+  Rope rope;
+  Embedding embed;
+  std::vector<std::unique_ptr<Block>> blocks;
+  RmsNorm final_norm;
+  LmHead head;
+  CrossEntropyLoss loss;
+  Tensor residual;                    // [L + 1, B, T, D]: embed output, then each block's
+  Tensor final_in, d_final_in;        // RMSNorm(residual[L]) and its gradient [B, T, D]
+  Tensor d_residual_a, d_residual_b;  // ping-pong gradients of the residual stream
+  Tensor logits;                      // [B, T, V]; Backward overwrites it with dlogits
+  Tensor tokens, targets;             // [B, T] i32 copies of the last Forward's batch
+  std::unordered_set<const Parameter*> output_projections;
+  bool backward_ready = false;  // a Forward ran since the last Backward
+};
+
+Model::Model(const ModelConfig& config, int batch, int seq_len, Backend* backend, Arena* arena)
+    : config_(config), batch_(batch), seq_len_(seq_len) {
+  SL_CHECK_MSG(batch > 0 && seq_len > 0, absl::StrCat("batch ", batch, " seq_len ", seq_len));
+  const ModelDims dims = DimsOf(config);
+  impl_ = std::make_unique<Impl>(config, dims, batch, seq_len, backend, arena);
+  parameters_.push_back(impl_->embed.table());
+  for (auto& block : impl_->blocks) {
+    for (Parameter* p : block->parameters()) parameters_.push_back(p);
+    for (Parameter* p : block->output_projections()) impl_->output_projections.insert(p);
+  }
+  parameters_.push_back(impl_->final_norm.weight());
+  if (Parameter* head = impl_->head.own_weight()) parameters_.push_back(head);
+}
+
+Model::~Model() = default;
+
+int64_t Model::NumParameters() const {
+  int64_t count = 0;
+  for (const Parameter* p : parameters_) count += p->master.numel();
+  return count;
+}
+
+void Model::InitParameters(uint64_t seed) {
+  const float std = config_.init_std();
+  const float output_scale = 1.0f / std::sqrt(2.0f * static_cast<float>(config_.n_layers()));
+  std::vector<float> host;
+  for (size_t i = 0; i < parameters_.size(); ++i) {
+    Parameter* p = parameters_[i];
+    host.resize(p->master.numel());
+    if (p->kind == ParamKind::kNorm) {
+      std::fill(host.begin(), host.end(), 1.0f);
+    } else {
+      const float scale = impl_->output_projections.count(p) ? output_scale : 1.0f;
+      FillNormal(host.data(), p->master.numel(), 0.0f, std * scale, seed, i);
+    }
+    impl_->backend->CopyFromHost(p->master, host.data());
+    RefreshCompute(impl_->backend, *p);
+  }
+}
+
+float Model::Forward(const Tensor& tokens, const Tensor& targets) {
+  Impl& m = *impl_;
+  SL_CHECK_MSG(tokens.numel() == int64_t{batch_} * seq_len_ && targets.numel() == tokens.numel(),
+               absl::StrCat("Model built for [", batch_, ", ", seq_len_, "], got tokens ",
+                            tokens.ShapeString(), " targets ", targets.ShapeString()));
+  m.backend->Copy(m.tokens, tokens.Reshaped({batch_, seq_len_}));
+  m.backend->Copy(m.targets, targets.Reshaped({batch_, seq_len_}));
+  m.embed.Forward(m.ResidualAt(0), m.tokens);
+  for (size_t l = 0; l < m.blocks.size(); ++l) {
+    m.blocks[l]->Forward(m.ResidualAt(l + 1), m.ResidualAt(l));
+  }
+  m.final_norm.Forward(m.final_in, m.ResidualAt(m.blocks.size()));
+  m.head.Forward(m.logits, m.final_in);
+  m.backward_ready = true;
+  return m.loss.Forward(m.logits, m.targets);
+}
+
+void Model::Backward(float loss_scale) {
+  Impl& m = *impl_;
+  SL_CHECK_MSG(m.backward_ready, "Model::Backward needs a Forward first (one per Forward)");
+  m.backward_ready = false;
+  const Tensor& dlogits = m.logits;  // in place
+  m.loss.Backward(dlogits, m.logits, m.targets, loss_scale);
+  m.backend->Fill(m.d_final_in, 0.0f);
+  m.head.Backward(m.d_final_in, dlogits, m.final_in);
+  Tensor d_out = m.d_residual_a, d_in = m.d_residual_b;
+  m.backend->Fill(d_out, 0.0f);
+  m.final_norm.Backward(d_out, m.d_final_in, m.ResidualAt(m.blocks.size()));
+  for (size_t l = m.blocks.size(); l-- > 0;) {
+    m.backend->Fill(d_in, 0.0f);
+    m.blocks[l]->Backward(d_in, d_out, m.ResidualAt(l));
+    std::swap(d_in, d_out);
+  }
+  m.embed.Backward(d_out, m.tokens);
+}
+
+}  // namespace sinklab

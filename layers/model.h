@@ -1,0 +1,53 @@
+// Model: the Llama-style decoder, Embedding -> N x Block -> RMSNorm -> LM head -> CrossEntropy.
+// Block: x + Attention(RMSNorm(x)); x + SwiGLU(RMSNorm(x)).
+//
+// Built for a fixed micro-batch shape [batch, seq_len]: every parameter, gradient and
+// activation buffer is allocated from the arena at construction (nothing in the step).
+// Backward accumulates into the parameter gradients (+=); the trainer zeroes them per step.
+#ifndef SINKLAB_LAYERS_MODEL_H_
+#define SINKLAB_LAYERS_MODEL_H_
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "configs/sinklab.pb.h"
+#include "core/arena.h"
+#include "core/tensor.h"
+#include "layers/backend.h"
+#include "layers/parameter.h"
+
+namespace sinklab {
+
+class Model {
+ public:
+  Model(const ModelConfig& config, int batch, int seq_len, Backend* backend, Arena* arena);
+  ~Model();
+
+  // Normal(0, init_std) matrices (output projections scaled by 1/sqrt(2 n_layers)),
+  // norms = 1. Deterministic: parameter i uses Philox stream (seed, i).
+  void InitParameters(uint64_t seed);
+
+  // tokens, targets: [batch, seq_len] int32 on the backend's device; target -1 = no loss.
+  // Returns the mean cross-entropy over positions with target >= 0 (reads one scalar).
+  float Forward(const Tensor& tokens, const Tensor& targets);
+  // Backward of (loss_scale * mean loss) of the last Forward; grads accumulate (+=).
+  void Backward(float loss_scale);
+
+  const std::vector<Parameter*>& parameters() const { return parameters_; }
+  int64_t NumParameters() const;
+  const ModelConfig& config() const { return config_; }
+  int batch() const { return batch_; }
+  int seq_len() const { return seq_len_; }
+
+ private:
+  struct Impl;
+  ModelConfig config_;
+  int batch_, seq_len_;
+  std::vector<Parameter*> parameters_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sinklab
+
+#endif  // SINKLAB_LAYERS_MODEL_H_

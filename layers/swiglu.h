@@ -1,0 +1,39 @@
+// SwiGlu: the feed-forward block FFN(x) = W_down (silu(W_gate x) * (W_up x))
+// (Shazeer 2020, "GLU Variants Improve Transformer"). w_gate, w_up [F, D]; w_down [D, F].
+#ifndef SINKLAB_LAYERS_SWIGLU_H_
+#define SINKLAB_LAYERS_SWIGLU_H_
+
+#include <string>
+#include <vector>
+
+#include "core/arena.h"
+#include "layers/backend.h"
+#include "layers/linear.h"
+
+namespace sinklab {
+
+class SwiGlu {
+ public:
+  // Parameters "<prefix>.w_gate", ".w_up", ".w_down"; buffers for max_rows rows.
+  SwiGlu(Backend* backend, Arena* arena, const std::string& prefix, int64_t d_model,
+         int64_t ffn_hidden, int64_t max_rows);
+
+  // out [N, D] = FFN(inp [N, D]). Caches gate, up, act = silu(gate) * up, all [N, F].
+  void Forward(const Tensor& out, const Tensor& inp);
+  // dinp [N, D] += ...; weight grads += ...; inp is the Forward input.
+  void Backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp);
+
+  // w_gate, w_up, w_down (checkpoint order).
+  std::vector<Parameter*> parameters();
+  Parameter* output_projection() { return w_down_.weight(); }
+
+ private:
+  Backend* backend_;
+  Linear w_gate_, w_up_, w_down_;
+  Tensor gate_, up_, act_;        // [max_rows, F] forward caches
+  Tensor d_gate_, d_up_, d_act_;  // [max_rows, F] backward scratch
+};
+
+}  // namespace sinklab
+
+#endif  // SINKLAB_LAYERS_SWIGLU_H_

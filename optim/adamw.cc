@@ -1,0 +1,101 @@
+#include "optim/adamw.h"
+
+#include <cmath>
+#include <set>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "core/status.h"
+#include "optim/param_groups.h"
+
+namespace sinklab {
+namespace {
+
+// Below this many elements the OpenMP fork costs more than the loop.
+constexpr int64_t kParallelMinElements = 1 << 14;
+
+// A zero fp32 tensor with `like`'s shape, from `arena`.
+Tensor AllocateLike(const Tensor& like, Arena* arena) {
+  int64_t shape[Tensor::kMaxRank];
+  for (int i = 0; i < like.rank(); ++i) shape[i] = like.dim(i);
+  return arena->Allocate(DType::kF32, shape, like.rank());
+}
+
+// One AdamW update of n elements (formula in adamw.h). step_size = lr / (1 - b1^t),
+// bias_correction2_sqrt = sqrt(1 - b2^t), decay_factor = 1 - lr * wd.
+void AdamWUpdateCpu(float* param, const float* grad, float* m, float* v, int64_t n,
+                    float beta1, float beta2, float eps, float step_size,
+                    float bias_correction2_sqrt, float decay_factor) {
+#pragma omp parallel for schedule(static) if (n >= kParallelMinElements)
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = grad[i];
+    const float m_new = beta1 * m[i] + (1.0f - beta1) * g;
+    const float v_new = beta2 * v[i] + (1.0f - beta2) * g * g;
+    m[i] = m_new;
+    v[i] = v_new;
+    const float denom = std::sqrt(v_new) / bias_correction2_sqrt + eps;
+    param[i] = param[i] * decay_factor - step_size * (m_new / denom);
+  }
+}
+
+}  // namespace
+
+AdamW::AdamW(const OptimConfig& config, std::vector<Parameter*> params, Arena* state_arena)
+    : beta1_(config.beta1()),
+      beta2_(config.beta2()),
+      eps_(config.eps()),
+      params_(std::move(params)) {
+  SL_CHECK(state_arena != nullptr);
+  SL_CHECK_MSG(beta1_ >= 0.0f && beta1_ < 1.0f, absl::StrCat("optim.beta1=", beta1_));
+  SL_CHECK_MSG(beta2_ >= 0.0f && beta2_ < 1.0f, absl::StrCat("optim.beta2=", beta2_));
+  SL_CHECK_MSG(eps_ > 0.0f, absl::StrCat("optim.eps=", eps_));
+  std::set<std::string> names;
+  for (Parameter* param : params_) {
+    SL_CHECK(param != nullptr);
+    SL_CHECK_MSG(names.insert(param->name).second,
+                 absl::StrCat("parameter '", param->name, "' given to AdamW twice"));
+    SL_CHECK_MSG(param->master.dtype() == DType::kF32 && param->grad.dtype() == DType::kF32,
+                 absl::StrCat(param->name, ": master and grad must be fp32"));
+    SL_CHECK_MSG(param->master.numel() == param->grad.numel(),
+                 absl::StrCat(param->name, ": master ", param->master.ShapeString(), " grad ",
+                              param->grad.ShapeString()));
+    SL_CHECK_MSG(param->master.device() == state_arena->device(),
+                 absl::StrCat(param->name, " is on ", DeviceName(param->master.device()),
+                              ", the state arena on ", DeviceName(state_arena->device())));
+    // The CPU update writes master only, which is correct while compute aliases it.
+    SL_CHECK_MSG(param->master.device() == Device::kCpu,
+                 absl::StrCat(param->name, ": AdamW has only the CPU update so far"));
+    SL_CHECK_MSG(param->compute.empty() || param->compute.data() == param->master.data(),
+                 absl::StrCat(param->name, ": on the CPU compute must alias master"));
+    weight_decays_.push_back(WeightDecayFor(param->kind, config));
+    m_.push_back(AllocateLike(param->master, state_arena));
+    v_.push_back(AllocateLike(param->master, state_arena));
+  }
+}
+
+void AdamW::Step(float lr, int64_t step) {
+  SL_CHECK_MSG(step >= 1, absl::StrCat("AdamW steps are 1-based, got ", step));
+  const double bias_correction1 = 1.0 - std::pow(static_cast<double>(beta1_), step);
+  const double bias_correction2 = 1.0 - std::pow(static_cast<double>(beta2_), step);
+  const float step_size = static_cast<float>(lr / bias_correction1);
+  const float bias_correction2_sqrt = static_cast<float>(std::sqrt(bias_correction2));
+  for (size_t i = 0; i < params_.size(); ++i) {
+    Parameter& param = *params_[i];
+    const float decay_factor = 1.0f - lr * weight_decays_[i];
+    AdamWUpdateCpu(param.master.f32(), param.grad.f32(), m_[i].f32(), v_[i].f32(),
+                   param.master.numel(), beta1_, beta2_, eps_, step_size,
+                   bias_correction2_sqrt, decay_factor);
+  }
+  step_ = step;
+}
+
+std::vector<StateTensor> AdamW::StateTensors() const {
+  std::vector<StateTensor> state;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    state.push_back({absl::StrCat("adamw.m.", params_[i]->name), m_[i]});
+    state.push_back({absl::StrCat("adamw.v.", params_[i]->name), v_[i]});
+  }
+  return state;
+}
+
+}  // namespace sinklab

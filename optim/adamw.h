@@ -1,0 +1,60 @@
+// AdamW: Adam with decoupled weight decay (Loshchilov & Hutter 2019, "Decoupled Weight Decay
+// Regularization", Algorithm 2), in the exact arithmetic of PyTorch's torch.optim.AdamW
+// (https://pytorch.org/docs/stable/generated/torch.optim.AdamW.html, single-tensor path,
+// amsgrad=False). For step t >= 1, gradient g, per parameter with decay coefficient wd:
+//
+//   p <- p * (1 - lr * wd)                          decoupled decay, on the old p
+//   m <- b1 * m + (1 - b1) * g                      first moment
+//   v <- b2 * v + (1 - b2) * g^2                    second moment
+//   p <- p - (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+//
+// which equals p <- p - lr * (m_hat / (sqrt(v_hat) + eps) + wd * p_old) with
+// m_hat = m / (1 - b1^t), v_hat = v / (1 - b2^t). Bias corrections are computed in double.
+// wd is config.weight_decay() or 0 per parameter kind (optim/param_groups.h).
+//
+// CPU fp32 reference: elementwise, parallel over elements with OpenMP (deterministic: no
+// reductions). A fused multi-tensor CUDA AdamW comes later behind the same interface;
+// see optim/optimizer.h for the `compute` copy a device backend must refresh.
+#ifndef SINKLAB_OPTIM_ADAMW_H_
+#define SINKLAB_OPTIM_ADAMW_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "configs/sinklab.pb.h"
+#include "core/arena.h"
+#include "core/tensor.h"
+#include "layers/parameter.h"
+#include "optim/optimizer.h"
+
+namespace sinklab {
+
+class AdamW : public Optimizer {
+ public:
+  // params: fp32 master and grad of equal shape, distinct names, on the state arena's device.
+  // Allocates m and v (fp32, each with its parameter's shape, zero) from `state_arena` here,
+  // once. The config's betas/eps must be valid (1 > b >= 0, eps > 0): config validation
+  // rejects bad values before this point, so here they are CHECKed.
+  AdamW(const OptimConfig& config, std::vector<Parameter*> params, Arena* state_arena);
+
+  // Updates every parameter's master from its grad (grads are read, not modified). Non-finite
+  // grads are not screened here: the trainer skips the step when the grad norm is not finite.
+  void Step(float lr, int64_t step) override;
+
+  // "adamw.m.<param name>" and "adamw.v.<param name>", per parameter in order, m before v.
+  std::vector<StateTensor> StateTensors() const override;
+
+  const std::vector<Parameter*>& params() const { return params_; }
+  // Decoupled decay coefficient of params()[i].
+  float weight_decay(size_t i) const { return weight_decays_[i]; }
+
+ private:
+  float beta1_, beta2_, eps_;
+  std::vector<Parameter*> params_;
+  std::vector<float> weight_decays_;  // per parameter
+  std::vector<Tensor> m_, v_;         // per parameter, fp32, shape of the parameter
+};
+
+}  // namespace sinklab
+
+#endif  // SINKLAB_OPTIM_ADAMW_H_

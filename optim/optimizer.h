@@ -1,0 +1,47 @@
+// Optimizer: the interface the trainer drives, one instance per parameter group family
+// (AdamW for vectors/embeddings/head; Muon or AdamW for hidden matrices, DESIGN.md section 2).
+//
+// Device contract: an optimizer updates `Parameter::master` (fp32) from `Parameter::grad`
+// (fp32). On the CPU `compute` aliases `master`, so nothing else is needed after Step; a
+// device backend whose `compute` is a separate (bf16) copy must refresh it after every Step.
+#ifndef SINKLAB_OPTIM_OPTIMIZER_H_
+#define SINKLAB_OPTIM_OPTIMIZER_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace sinklab {
+
+// One named tensor of optimizer state, e.g. {"adamw.m.layers.0.attn.wq", m}; a checkpoint
+// writes it under this name and restores into the same tensor.
+struct StateTensor {
+  std::string name;
+  Tensor tensor;
+};
+
+class Optimizer {
+ public:
+  virtual ~Optimizer() = default;
+
+  // One update of every parameter with learning rate `lr` (the schedule's value for this
+  // step). `step` is 1-based (the first update is step 1) and is what bias corrections use.
+  virtual void Step(float lr, int64_t step) = 0;
+
+  // Every state tensor (views into the optimizer's arena), in a fixed order.
+  virtual std::vector<StateTensor> StateTensors() const = 0;
+
+  // The `step` of the last Step call (0 before the first); checkpoints save it and resume
+  // restores it with set_step after refilling StateTensors.
+  int64_t step() const { return step_; }
+  void set_step(int64_t step) { step_ = step; }
+
+ protected:
+  int64_t step_ = 0;
+};
+
+}  // namespace sinklab
+
+#endif  // SINKLAB_OPTIM_OPTIMIZER_H_

@@ -1,0 +1,188 @@
+// Model: gradients of every parameter by finite differences (untied and tied embeddings),
+// loss at init near ln(vocab), the parameter count formula and order, deterministic init,
+// and bit-identical gradients for any thread count.
+#include <omp.h>
+
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "layers/cpu/cpu_backend.h"
+#include "layers/model.h"
+#include "tests/layers/gradient_check.h"
+
+namespace sinklab {
+namespace {
+
+// The tiny shape: vocab 11, D 8, 2 layers, 2 heads (1 kv head), F 12.
+ModelConfig TinyConfig(bool tied) {
+  ModelConfig config;
+  config.set_vocab_size(11);
+  config.set_d_model(8);
+  config.set_n_layers(2);
+  config.set_n_heads(2);
+  config.set_n_kv_heads(1);
+  config.set_ffn_hidden(12);
+  config.set_tie_embeddings(tied);
+  return config;
+}
+
+std::vector<int32_t> RandomTokens(int64_t n, int64_t vocab, uint64_t stream) {
+  Rng rng(11, stream);
+  std::vector<int32_t> tokens(n);
+  for (auto& t : tokens) t = static_cast<int32_t>(rng.Below(vocab));
+  return tokens;
+}
+
+void ZeroGrads(Model& model) {
+  for (Parameter* p : model.parameters()) std::memset(p->grad.data(), 0, p->grad.nbytes());
+}
+
+// The loss is the model's own mean cross-entropy (a float from a double sum). Init std 0.4
+// so that every gradient is well above fp32 noise; eps 1e-3; tolerance 5e-4 + 2e-2 |grad|
+// (the float loss, ~2.4, carries ~2e-7 rounding: ~1e-4 of noise in a difference quotient).
+void CheckModelGradients(bool tied) {
+  CpuBackend backend;
+  Arena arena(Device::kCpu, size_t{1} << 20);
+  TensorPool pool;
+  ModelConfig config = TinyConfig(tied);
+  config.set_init_std(0.4f);
+  const int B = 2, T = 5;
+  Model model(config, B, T, &backend, &arena);
+  model.InitParameters(/*seed=*/5);
+  // Norm gains away from 1 so their gradients are generic too.
+  for (Parameter* p : model.parameters()) {
+    if (p->kind != ParamKind::kNorm) continue;
+    for (int64_t i = 0; i < p->master.numel(); ++i) p->master.f32()[i] += 0.1f * (i % 3);
+  }
+  std::vector<int32_t> targets = RandomTokens(B * T, 11, 2);
+  targets[3] = -1;  // one ignored position
+  Tensor tokens_t = pool.Ints({B, T}, RandomTokens(B * T, 11, 1));
+  Tensor targets_t = pool.Ints({B, T}, targets);
+  auto loss = [&] { return static_cast<double>(model.Forward(tokens_t, targets_t)); };
+  ZeroGrads(model);
+  loss();
+  model.Backward(/*loss_scale=*/1.0f);
+  GradCheckOptions options = GradCheckOptions::WithSamples(16);
+  options.rtol = 2e-2;
+  options.atol = 5e-4;
+  for (Parameter* p : model.parameters()) {
+    ExpectGradientMatches(p->name, p->master, p->grad, loss, options);
+  }
+}
+
+TEST(ModelTest, AllParameterGradientsMatchFiniteDifferences) { CheckModelGradients(false); }
+
+TEST(ModelTest, TiedEmbeddingGradientsMatchFiniteDifferences) { CheckModelGradients(true); }
+
+TEST(ModelTest, LossAtInitIsNearLogVocab) {
+  CpuBackend backend;
+  Arena arena(Device::kCpu, size_t{1} << 20);
+  TensorPool pool;
+  const ModelConfig config = TinyConfig(false);  // init_std 0.02
+  Model model(config, 2, 5, &backend, &arena);
+  model.InitParameters(1);
+  Tensor tokens = pool.Ints({2, 5}, RandomTokens(10, 11, 1));
+  Tensor targets = pool.Ints({2, 5}, RandomTokens(10, 11, 2));
+  // Logits have std ~ 0.02 sqrt(D) = 0.06, so the loss is ln(11) + O(0.002).
+  EXPECT_NEAR(model.Forward(tokens, targets), std::log(11.0), 0.02);
+}
+
+TEST(ModelTest, ParameterCountAndOrderMatchTheFormula) {
+  for (bool tied : {false, true}) {
+    CpuBackend backend;
+    Arena arena;
+    const ModelConfig config = TinyConfig(tied);
+    Model model(config, 1, 3, &backend, &arena);
+    const int64_t V = 11, D = 8, L = 2, H = 2, Hkv = 1, dh = 4, F = 12;
+    // embed + per layer (2 norms, wq, wk, wv, wo, 3 FFN matrices) + final norm + head.
+    const int64_t expected = V * D + L * (2 * D + D * H * dh + 2 * D * Hkv * dh + H * dh * D +
+                                          3 * D * F) +
+                             D + (tied ? 0 : V * D);
+    EXPECT_EQ(model.NumParameters(), expected) << "tied=" << tied;
+    std::vector<std::string> names;
+    for (Parameter* p : model.parameters()) names.push_back(p->name);
+    ASSERT_EQ(names.size(), tied ? 20u : 21u);
+    EXPECT_EQ(names[0], "embed");
+    EXPECT_EQ(names[1], "layers.0.attn_norm");
+    EXPECT_EQ(names[3], "layers.0.attn.wk");
+    EXPECT_EQ(model.parameters()[3]->master.dim(0), Hkv * dh);
+    EXPECT_EQ(names[10], "layers.1.attn_norm");
+    EXPECT_EQ(names[19], "final_norm");
+    if (!tied) EXPECT_EQ(names[20], "lm_head");
+  }
+}
+
+TEST(ModelTest, InitIsDeterministicWithScaledOutputProjectionsAndUnitNorms) {
+  CpuBackend backend;
+  Arena arena(Device::kCpu, size_t{1} << 20);
+  ModelConfig config = TinyConfig(false);
+  config.set_vocab_size(64);
+  config.set_d_model(64);
+  config.set_n_heads(4);
+  config.set_n_kv_heads(0);
+  config.set_ffn_hidden(128);
+  Model a(config, 1, 4, &backend, &arena), b(config, 1, 4, &backend, &arena);
+  a.InitParameters(9);
+  b.InitParameters(9);
+  for (size_t i = 0; i < a.parameters().size(); ++i) {
+    const Parameter* p = a.parameters()[i];
+    ASSERT_EQ(0, std::memcmp(p->master.data(), b.parameters()[i]->master.data(),
+                             p->master.nbytes()));
+    double sum_sq = 0;
+    for (int64_t j = 0; j < p->master.numel(); ++j) {
+      sum_sq += p->master.f32()[j] * p->master.f32()[j];
+    }
+    const double rms = std::sqrt(sum_sq / p->master.numel());
+    const bool output = p->name.find("attn.wo") != std::string::npos ||
+                        p->name.find("w_down") != std::string::npos;
+    if (p->kind == ParamKind::kNorm) {
+      EXPECT_EQ(rms, 1.0) << p->name;
+    } else {
+      // 0.02, or 0.02 / sqrt(2 * 2 layers) = 0.01 for output projections (>= 4096 samples).
+      EXPECT_NEAR(rms, output ? 0.01 : 0.02, output ? 0.0007 : 0.0012) << p->name;
+    }
+  }
+}
+
+// Forward + backward of a small model with `threads`; returns the loss and every grad.
+std::vector<float> RunModel(int threads) {
+  omp_set_num_threads(threads);
+  CpuBackend backend;
+  Arena arena(Device::kCpu, size_t{1} << 20);
+  TensorPool pool;
+  ModelConfig config = TinyConfig(false);
+  config.set_vocab_size(37);
+  config.set_d_model(32);
+  config.set_n_heads(4);
+  config.set_n_kv_heads(2);
+  config.set_ffn_hidden(48);
+  config.set_init_std(0.2f);
+  const int B = 3, T = 19;
+  Model model(config, B, T, &backend, &arena);
+  model.InitParameters(3);
+  Tensor tokens = pool.Ints({B, T}, RandomTokens(B * T, 37, 1));
+  Tensor targets = pool.Ints({B, T}, RandomTokens(B * T, 37, 2));
+  std::vector<float> all = {model.Forward(tokens, targets)};
+  model.Backward(1.0f);
+  for (Parameter* p : model.parameters()) {
+    const std::vector<float> g = Values(p->grad);
+    all.insert(all.end(), g.begin(), g.end());
+  }
+  return all;
+}
+
+TEST(ModelTest, GradientsAreBitIdenticalForAnyThreadCount) {
+  const int saved = omp_get_max_threads();
+  const std::vector<float> one = RunModel(1), two = RunModel(2), three = RunModel(3);
+  omp_set_num_threads(saved);
+  ASSERT_EQ(one.size(), two.size());
+  EXPECT_EQ(0, std::memcmp(one.data(), two.data(), one.size() * sizeof(float)));
+  EXPECT_EQ(0, std::memcmp(one.data(), three.data(), one.size() * sizeof(float)));
+}
+
+}  // namespace
+}  // namespace sinklab
