@@ -1,24 +1,19 @@
 #include "layers/attention.h"
 
 #include "absl/strings/str_cat.h"
-#include "layers/model_dims.h"
 
 namespace sinklab {
 
 Attention::Attention(Backend* backend, Arena* arena, const std::string& prefix,
-                     const ModelConfig& config, int64_t batch, int64_t seq_len, const Rope* rope)
+                     const ModelDims& dims, const AttentionConfig& config, int64_t batch,
+                     int64_t seq_len, const Rope* rope)
     : backend_(backend),
       rope_(rope),
-      spec_(AttentionSpecOf(config)),
-      wq_(backend, arena, prefix + ".wq", config.d_model(),
-          DimsOf(config).n_heads * DimsOf(config).head_dim),
-      wk_(backend, arena, prefix + ".wk", config.d_model(),
-          DimsOf(config).n_kv_heads * DimsOf(config).head_dim),
-      wv_(backend, arena, prefix + ".wv", config.d_model(),
-          DimsOf(config).n_kv_heads * DimsOf(config).head_dim),
-      wo_(backend, arena, prefix + ".wo", DimsOf(config).n_heads * DimsOf(config).head_dim,
-          config.d_model()) {
-  const ModelDims dims = DimsOf(config);
+      spec_(AttentionSpecOf(config, dims.head_dim)),
+      wq_(backend, arena, prefix + ".wq", dims.d_model, dims.n_heads * dims.head_dim),
+      wk_(backend, arena, prefix + ".wk", dims.d_model, dims.n_kv_heads * dims.head_dim),
+      wv_(backend, arena, prefix + ".wv", dims.d_model, dims.n_kv_heads * dims.head_dim),
+      wo_(backend, arena, prefix + ".wo", dims.n_heads * dims.head_dim, dims.d_model) {
   const DType act = backend->activation_dtype();
   const int64_t H = dims.n_heads, Hkv = dims.n_kv_heads, dh = dims.head_dim;
   for (Tensor* t : {&q_, &att_, &d_att_, &dq_, &dq_pre_}) {

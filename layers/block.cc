@@ -1,6 +1,7 @@
 #include "layers/block.h"
 
 #include "absl/strings/str_cat.h"
+#include "layers/model_dims.h"
 
 namespace sinklab {
 
@@ -9,8 +10,8 @@ Block::Block(Backend* backend, Arena* arena, int index, const ModelConfig& confi
     : backend_(backend),
       attn_norm_(backend, arena, absl::StrCat("layers.", index, ".attn_norm"), config.d_model(),
                  batch * seq_len, config.norm_eps()),
-      attn_(backend, arena, absl::StrCat("layers.", index, ".attn"), config, batch, seq_len,
-            rope),
+      attn_(backend, arena, absl::StrCat("layers.", index, ".attn"), DimsOf(config),
+            config.attention(), batch, seq_len, rope),
       ffn_norm_(backend, arena, absl::StrCat("layers.", index, ".ffn_norm"), config.d_model(),
                 batch * seq_len, config.norm_eps()),
       ffn_(backend, arena, absl::StrCat("layers.", index, ".ffn"), config.d_model(),

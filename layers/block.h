@@ -35,6 +35,10 @@ class Block {
   Attention& attention() { return attn_; }
   // The residual stream after the attention half, h [B, T, D].
   const Tensor& mid() const { return mid_; }
+  // The normed inputs of the attention and FFN halves [B, T, D] of the last Forward.
+  const Tensor& attention_input() const { return attn_in_; }
+  const Tensor& ffn_input() const { return ffn_in_; }
+  const SwiGlu& ffn() const { return ffn_; }
 
  private:
   Backend* backend_;

@@ -152,3 +152,32 @@ void Model::Backward(float loss_scale) {
 }
 
 }  // namespace sinklab
+
+namespace sinklab {
+
+ModelCapture Model::Capture() const {
+  ModelCapture capture;
+  const int64_t rows = static_cast<int64_t>(batch_) * seq_len_;
+  for (size_t l = 0; l < impl_->blocks.size(); ++l) {
+    Block& block = *impl_->blocks[l];
+    LayerCapture layer;
+    layer.attention.probs = block.attention().probs();
+    layer.attention.lse = block.attention().lse();
+    layer.attention.v = block.attention().v();
+    layer.output = impl_->ResidualAt(static_cast<int64_t>(l) + 1);
+    const std::string prefix = absl::StrCat("layers.", l, ".");
+    const Tensor hidden = block.ffn().hidden().Slice0(0, rows);
+    layer.linear_inputs = {{prefix + "attn.wq", block.attention_input()},
+                           {prefix + "attn.wk", block.attention_input()},
+                           {prefix + "attn.wv", block.attention_input()},
+                           {prefix + "attn.wo", block.attention().attention_output()},
+                           {prefix + "ffn.w_gate", block.ffn_input()},
+                           {prefix + "ffn.w_up", block.ffn_input()},
+                           {prefix + "ffn.w_down", hidden}};
+    capture.layers.push_back(std::move(layer));
+  }
+  capture.head_input = {"lm_head", impl_->final_in};
+  return capture;
+}
+
+}  // namespace sinklab

@@ -15,6 +15,7 @@
 #include "core/arena.h"
 #include "core/tensor.h"
 #include "layers/backend.h"
+#include "layers/capture.h"
 #include "layers/parameter.h"
 
 namespace sinklab {
@@ -33,6 +34,9 @@ class Model {
   float Forward(const Tensor& tokens, const Tensor& targets);
   // Backward of (loss_scale * mean loss) of the last Forward; grads accumulate (+=).
   void Backward(float loss_scale);
+
+  // Views of the last Forward's activations for the statistics (layers/capture.h).
+  ModelCapture Capture() const;
 
   const std::vector<Parameter*>& parameters() const { return parameters_; }
   int64_t NumParameters() const;

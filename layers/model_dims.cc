@@ -7,7 +7,7 @@
 
 namespace sinklab {
 
-absl::Status CheckModelShape(const ModelConfig& config) {
+absl::Status CheckModelConfig(const ModelConfig& config) {
   auto invalid = [](const std::string& what) {
     return absl::InvalidArgumentError(absl::StrCat("model: ", what));
   };
@@ -35,11 +35,27 @@ absl::Status CheckModelShape(const ModelConfig& config) {
   if (!(config.norm_eps() > 0)) {
     return invalid(absl::StrCat("norm_eps=", config.norm_eps(), " must be > 0"));
   }
+  // Schema fields whose layers are not built yet: refuse them rather than silently train
+  // the baseline.
+  const AttentionConfig& attention = config.attention();
+  auto unimplemented = [](const std::string& what) {
+    return absl::UnimplementedError(
+        absl::StrCat("model: ", what, " is not implemented yet by layers/ (only the softmax "
+                                      "baseline is)"));
+  };
+  if (attention.normalizer() != AttentionConfig::SOFTMAX) {
+    return unimplemented(absl::StrCat("attention.normalizer=",
+                                      AttentionConfig::Normalizer_Name(attention.normalizer())));
+  }
+  if (attention.kv_bias()) return unimplemented("attention.kv_bias");
+  if (attention.qk_norm()) return unimplemented("attention.qk_norm");
+  if (attention.gate().position() != GateConfig::NONE) return unimplemented("attention.gate");
+  if (config.prefix_tokens() != 0) return unimplemented("prefix_tokens");
   return absl::OkStatus();
 }
 
 ModelDims DimsOf(const ModelConfig& config) {
-  SL_CHECK_OK(CheckModelShape(config));
+  SL_CHECK_OK(CheckModelConfig(config));
   ModelDims dims;
   dims.vocab = config.vocab_size();
   dims.d_model = config.d_model();
@@ -51,14 +67,14 @@ ModelDims DimsOf(const ModelConfig& config) {
   return dims;
 }
 
-AttentionSpec AttentionSpecOf(const ModelConfig& config) {
+AttentionSpec AttentionSpecOf(const AttentionConfig& config, int64_t head_dim) {
+  SL_CHECK_MSG(config.normalizer() == AttentionConfig::SOFTMAX,
+               absl::StrCat("attention normalizer ",
+                            AttentionConfig::Normalizer_Name(config.normalizer()),
+                            " is not implemented (CheckModelConfig rejects it)"));
   AttentionSpec spec;
-  switch (config.attention().normalizer()) {
-    case AttentionConfig::SOFTMAX:
-      spec.normalizer = AttentionNormalizer::kSoftmax;
-      break;
-  }
-  spec.scale = 1.0f / std::sqrt(static_cast<float>(DimsOf(config).head_dim));
+  spec.normalizer = AttentionNormalizer::kSoftmax;
+  spec.scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   return spec;
 }
 

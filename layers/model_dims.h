@@ -21,13 +21,15 @@ struct ModelDims {
   int64_t ffn_hidden = 0;  // F
 };
 
-// OK when the shape is buildable: positive sizes, n_heads divides d_model, even head_dim,
-// n_kv_heads divides n_heads. The message names the field and the values.
-absl::Status CheckModelShape(const ModelConfig& config);
-// The resolved dims; CHECK-fails when CheckModelShape would fail (validate configs first).
+// OK when layers/ can build the model: positive sizes, n_heads divides d_model, even
+// head_dim, n_kv_heads divides n_heads (InvalidArgument otherwise), and no variant that is
+// not implemented yet (Unimplemented: normalizers other than SOFTMAX, kv_bias, qk_norm,
+// gate, prefix_tokens). The message names the field and the values.
+absl::Status CheckModelConfig(const ModelConfig& config);
+// The resolved dims; CHECK-fails when CheckModelConfig would fail (validate configs first).
 ModelDims DimsOf(const ModelConfig& config);
-// The attention kernel options of a config: its normalizer and scale 1/sqrt(head_dim).
-AttentionSpec AttentionSpecOf(const ModelConfig& config);
+// The attention kernel options: the config's normalizer and scale 1/sqrt(head_dim).
+AttentionSpec AttentionSpecOf(const AttentionConfig& config, int64_t head_dim);
 
 }  // namespace sinklab
 

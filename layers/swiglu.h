@@ -26,6 +26,8 @@ class SwiGlu {
   // w_gate, w_up, w_down (checkpoint order).
   std::vector<Parameter*> parameters();
   Parameter* output_projection() { return w_down_.weight(); }
+  // The last Forward's silu(gate) * up [max_rows, F]: the input of w_down.
+  const Tensor& hidden() const { return act_; }
 
  private:
   Backend* backend_;

@@ -2,10 +2,15 @@
 //
 // Per batch b and query head h (kv head g = h / (H / Hkv)), for query i:
 //   s_ij = scale * q_i . k_j,  j <= i                  (Vaswani et al. 2017, eq. 1)
-//   p_i. = Normalize(s_i.)      one switch, NormalizeRow / NormalizeRowBackward below
+//   p_i. = Normalize(s_i.)      one switch: NormalizeRow / NormalizeRowBackward below
 //   out_i = sum_j p_ij v_j
 // Backward: dp_ij = dout_i . v_j;  dv_j += p_ij dout_i;  ds_i. = NormalizeBackward(p, dp);
-//   dq_i += scale * sum_j ds_ij k_j;  dk_j += scale * ds_ij q_i.
+//   dq_i += scale * sum_j ds_ij k_j;  dk_j += scale * sum_i ds_ij q_i.
+//
+// Plan: the products are Gemm calls (layers/cpu/gemm.h) on strided views of one head (no
+// copies), over steps of kQueryRows queries; a step touches keys [0, its last query], so
+// the causal upper triangle is skipped except inside the step's diagonal block (where the
+// weights are exact zeros). The probability rows double as the score buffer.
 // Threads: forward over (b, h); backward over (b, g), looping over the query heads of the
 // group in order, so dk and dv of a kv head are summed by one thread in a fixed order.
 #include <algorithm>
@@ -14,6 +19,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "layers/cpu/cpu_backend.h"
+#include "layers/cpu/gemm.h"
+#include "layers/cpu/vector_math.h"
 
 namespace sinklab {
 namespace {
@@ -51,12 +58,6 @@ inline float Dot(const float* a, const float* b, int64_t n) {
   return sum;
 }
 
-// y += alpha * x.
-inline void Axpy(float* y, float alpha, const float* x, int64_t n) {
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
-}
-
 // The normalizer: scores s[0, n) of one query row -> weights p[0, n) (p may alias s).
 // Returns the row's log-sum-exp log sum_j exp(s_j).
 float NormalizeRow(AttentionNormalizer normalizer, const float* s, int64_t n, float* p) {
@@ -64,12 +65,18 @@ float NormalizeRow(AttentionNormalizer normalizer, const float* s, int64_t n, fl
     case AttentionNormalizer::kSoftmax: {
       // p_j = exp(s_j - lse) (Vaswani et al. 2017), max-subtracted for range.
       float max = s[0];
-      for (int64_t j = 1; j < n; ++j) max = std::fmax(max, s[j]);
+#pragma omp simd reduction(max : max)
+      for (int64_t j = 1; j < n; ++j) max = s[j] > max ? s[j] : max;
       float sum = 0.0f;
-      for (int64_t j = 0; j < n; ++j) sum += std::exp(s[j] - max);
-      const float lse = max + std::log(sum);
-      for (int64_t j = 0; j < n; ++j) p[j] = std::exp(s[j] - lse);
-      return lse;
+#pragma omp simd reduction(+ : sum)
+      for (int64_t j = 0; j < n; ++j) {
+        p[j] = VecExp(s[j] - max);
+        sum += p[j];
+      }
+      const float inv_sum = 1.0f / sum;
+#pragma omp simd
+      for (int64_t j = 0; j < n; ++j) p[j] *= inv_sum;
+      return max + std::log(sum);
     }
   }
   SL_CHECK_MSG(false, "unknown attention normalizer");
@@ -90,31 +97,55 @@ void NormalizeRowBackward(AttentionNormalizer normalizer, const float* p, const 
   SL_CHECK_MSG(false, "unknown attention normalizer");
 }
 
+// Rows of queries per step: step r covers queries [r * kQueryRows, ...) and, causally,
+// only keys [0, end of the step), so the masked upper triangle is (mostly) not computed.
+constexpr int64_t kQueryRows = 32;
+
+// One (batch, query head) pair's matrices, as strided views into the [B, T, H, d] tensors:
+// q, out, dout, dq are [T, d] with row stride H*d; k, v, dk, dv [T, d] with row stride Hkv*d.
+struct HeadViews {
+  int64_t q_offset, kv_offset, q_stride, kv_stride;
+  StridedMatrix Q(const Tensor& x) const { return {x.f32() + q_offset, q_stride, 1}; }
+  StridedMatrix KV(const Tensor& x) const { return {x.f32() + kv_offset, kv_stride, 1}; }
+  float* QRow(const Tensor& x, int64_t i) const { return x.f32() + q_offset + i * q_stride; }
+  float* KVRow(const Tensor& x, int64_t i) const { return x.f32() + kv_offset + i * kv_stride; }
+};
+
+HeadViews ViewsOf(const AttentionDims& dims, int64_t b, int64_t h) {
+  const int64_t g = h / (dims.heads / dims.kv_heads);
+  return HeadViews{(b * dims.seq * dims.heads + h) * dims.d,
+                   (b * dims.seq * dims.kv_heads + g) * dims.d, dims.heads * dims.d,
+                   dims.kv_heads * dims.d};
+}
+
 }  // namespace
 
 void CpuBackend::AttentionForward(const Tensor& out, const Tensor& probs, const Tensor& lse,
                                   const Tensor& q, const Tensor& k, const Tensor& v,
                                   const AttentionSpec& spec) {
   const AttentionDims dims = CheckAttentionShapes(out, probs, lse, q, k, v);
-  const int64_t T = dims.seq, H = dims.heads, Hkv = dims.kv_heads, d = dims.d;
-  const int64_t group = H / Hkv;
+  const int64_t T = dims.seq, H = dims.heads, d = dims.d;
   const bool parallel = dims.batch * H * T * T * d > kParallelWork;
 #pragma omp parallel for collapse(2) schedule(static) if (parallel)
   for (int64_t b = 0; b < dims.batch; ++b) {
     for (int64_t h = 0; h < H; ++h) {
-      const int64_t g = h / group;
-      for (int64_t i = 0; i < T; ++i) {
-        const float* qi = q.f32() + ((b * T + i) * H + h) * d;
-        float* p = probs.f32() + ((b * H + h) * T + i) * T;
-        // Scores into the probability row, normalised in place; zero past the diagonal.
-        for (int64_t j = 0; j <= i; ++j) {
-          p[j] = spec.scale * Dot(qi, k.f32() + ((b * T + j) * Hkv + g) * d, d);
+      const HeadViews head = ViewsOf(dims, b, h);
+      float* p = probs.f32() + (b * H + h) * T * T;  // [T, T]: scores, then weights
+      float* row_lse = lse.f32() + (b * H + h) * T;
+      for (int64_t i0 = 0; i0 < T; i0 += kQueryRows) {
+        const int64_t i1 = std::min(T, i0 + kQueryRows), rows = i1 - i0;
+        // Raw scores q_i . k_j for queries [i0, i1) and keys [0, i1).
+        GemmOneThread(p + i0 * T, T, head.Q(q).FromRow(i0), head.KV(k).Transposed(), rows, i1,
+                      d, /*accumulate=*/false);
+        for (int64_t i = i0; i < i1; ++i) {
+          float* row = p + i * T;
+          for (int64_t j = 0; j <= i; ++j) row[j] *= spec.scale;
+          row_lse[i] = NormalizeRow(spec.normalizer, row, i + 1, row);
+          std::fill(row + i + 1, row + T, 0.0f);  // causal mask
         }
-        lse.f32()[(b * H + h) * T + i] = NormalizeRow(spec.normalizer, p, i + 1, p);
-        std::fill(p + i + 1, p + T, 0.0f);
-        float* oi = out.f32() + ((b * T + i) * H + h) * d;
-        std::fill(oi, oi + d, 0.0f);
-        for (int64_t j = 0; j <= i; ++j) Axpy(oi, p[j], v.f32() + ((b * T + j) * Hkv + g) * d, d);
+        // out_i = sum_{j < i1} p_ij v_j (p_ij = 0 past the diagonal).
+        GemmOneThread(head.QRow(out, i0), head.q_stride, StridedMatrix{p + i0 * T, T, 1},
+                      head.KV(v), rows, d, i1, /*accumulate=*/false);
       }
     }
   }
@@ -133,28 +164,34 @@ void CpuBackend::AttentionBackward(const Tensor& dq, const Tensor& dk, const Ten
   const bool parallel = dims.batch * H * T * T * d > kParallelWork;
 #pragma omp parallel if (parallel)
   {
-    std::vector<float> ds(T);  // dL/dp, then dL/ds, of one query row
+    std::vector<float> ds(kQueryRows * T);  // dL/dp, then dL/ds, of one step's query rows
 #pragma omp for collapse(2) schedule(static)
     for (int64_t b = 0; b < dims.batch; ++b) {
       for (int64_t g = 0; g < Hkv; ++g) {
         for (int64_t h = g * group; h < (g + 1) * group; ++h) {
-          for (int64_t i = 0; i < T; ++i) {
-            const float* qi = q.f32() + ((b * T + i) * H + h) * d;
-            const float* doi = dout.f32() + ((b * T + i) * H + h) * d;
-            const float* p = probs.f32() + ((b * H + h) * T + i) * T;
-            float* dqi = dq.f32() + ((b * T + i) * H + h) * d;
-            for (int64_t j = 0; j <= i; ++j) {
-              const int64_t kv_row = ((b * T + j) * Hkv + g) * d;
-              ds[j] = Dot(doi, v.f32() + kv_row, d);
-              Axpy(dv.f32() + kv_row, p[j], doi, d);
+          const HeadViews head = ViewsOf(dims, b, h);
+          const float* p = probs.f32() + (b * H + h) * T * T;
+          for (int64_t i0 = 0; i0 < T; i0 += kQueryRows) {
+            const int64_t i1 = std::min(T, i0 + kQueryRows), rows = i1 - i0;
+            const StridedMatrix p_rows{p + i0 * T, T, 1};  // [rows, i1]
+            const StridedMatrix ds_rows{ds.data(), T, 1};  // [rows, i1]
+            // dv_j += sum_i p_ij dout_i   (dv[0, i1) += p_rows^T dout[i0, i1)).
+            GemmOneThread(head.KVRow(dv, 0), head.kv_stride, p_rows.Transposed(),
+                          head.Q(dout).FromRow(i0), i1, d, rows, /*accumulate=*/true);
+            // dp_ij = dout_i . v_j, then ds = scale * NormalizeBackward(p, dp).
+            GemmOneThread(ds.data(), T, head.Q(dout).FromRow(i0), head.KV(v).Transposed(), rows,
+                          i1, d, /*accumulate=*/false);
+            for (int64_t i = i0; i < i1; ++i) {
+              float* row = ds.data() + (i - i0) * T;
+              NormalizeRowBackward(spec.normalizer, p + i * T, row, i + 1, row);
+              for (int64_t j = 0; j <= i; ++j) row[j] *= spec.scale;
+              std::fill(row + i + 1, row + i1, 0.0f);
             }
-            NormalizeRowBackward(spec.normalizer, p, ds.data(), i + 1, ds.data());
-            for (int64_t j = 0; j <= i; ++j) {
-              const int64_t kv_row = ((b * T + j) * Hkv + g) * d;
-              const float dsj = spec.scale * ds[j];
-              Axpy(dqi, dsj, k.f32() + kv_row, d);
-              Axpy(dk.f32() + kv_row, dsj, qi, d);
-            }
+            // dq_i += sum_j ds_ij k_j;  dk_j += sum_i ds_ij q_i.
+            GemmOneThread(head.QRow(dq, i0), head.q_stride, ds_rows, head.KV(k), rows, d, i1,
+                          /*accumulate=*/true);
+            GemmOneThread(head.KVRow(dk, 0), head.kv_stride, ds_rows.Transposed(),
+                          head.Q(q).FromRow(i0), i1, d, rows, /*accumulate=*/true);
           }
         }
       }

@@ -3,8 +3,9 @@
 // to be fast on a few cores (OpenMP) while staying deterministic for any thread count.
 //
 // The member functions are defined by layer, one file each:
-//   cpu_backend.cc (helpers), matmul.cc (+ gemm.h/.cc), embedding.cc, rmsnorm.cc, rope.cc,
-//   attention.cc, swiglu.cc, cross_entropy.cc.
+//   cpu_backend.cc (helpers), matmul.cc, embedding.cc, rmsnorm.cc, rope.cc, attention.cc,
+//   swiglu.cc, cross_entropy.cc; shared numerics: gemm.h (the blocked matrix product behind
+//   matmul and attention) and vector_math.h (a vectorizable exp).
 #ifndef SINKLAB_LAYERS_CPU_CPU_BACKEND_H_
 #define SINKLAB_LAYERS_CPU_CPU_BACKEND_H_
 

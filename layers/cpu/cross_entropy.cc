@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "layers/cpu/cpu_backend.h"
+#include "layers/cpu/vector_math.h"
 
 namespace sinklab {
 
@@ -23,9 +24,11 @@ void CpuBackend::CrossEntropyForward(const Tensor& losses, const Tensor& lse,
   for (int64_t i = 0; i < n; ++i) {
     const float* z = logits.f32() + i * vocab;
     float max = z[0];
-    for (int64_t v = 1; v < vocab; ++v) max = std::fmax(max, z[v]);
+#pragma omp simd reduction(max : max)
+    for (int64_t v = 1; v < vocab; ++v) max = z[v] > max ? z[v] : max;
     float sum = 0.0f;
-    for (int64_t v = 0; v < vocab; ++v) sum += std::exp(z[v] - max);
+#pragma omp simd reduction(+ : sum)
+    for (int64_t v = 0; v < vocab; ++v) sum += VecExp(z[v] - max);
     const float row_lse = max + std::log(sum);
     lse.f32()[i] = row_lse;
     losses.f32()[i] = tgt[i] < 0 ? 0.0f : row_lse - z[tgt[i]];
@@ -47,7 +50,8 @@ void CpuBackend::CrossEntropyBackward(const Tensor& dlogits, const Tensor& logit
       continue;
     }
     const float row_lse = lse.f32()[i];
-    for (int64_t v = 0; v < vocab; ++v) dz[v] = std::exp(z[v] - row_lse) * dloss;
+#pragma omp simd
+    for (int64_t v = 0; v < vocab; ++v) dz[v] = VecExp(z[v] - row_lse) * dloss;
     dz[tgt[i]] -= dloss;
   }
 }

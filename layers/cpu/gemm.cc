@@ -3,8 +3,10 @@
 // matrix multiplication").
 //
 // Tiling plan:
-// - c is cut into tiles of kTileM x kTileN; OpenMP threads take whole tiles (static
-//   schedule), so every element of c is written by one thread.
+// - c is cut into tiles of tile_m x kTileN; OpenMP threads take whole tiles (static
+//   schedule), so every element of c is written by one thread. Tiles are as tall as
+//   kMaxTileM (the packed block of b is reused by every kMr-row strip of the tile) but
+//   short enough to give every thread at least two tiles.
 // - For each tile, k is walked in blocks of kBlockK. The block of b that the tile needs
 //   (kBlockK x kTileN) is packed into a thread-local buffer as panels of kNr columns
 //   (panel p, row kk at packed[p][kk][0..kNr)), zero-padded past n: the micro-kernel then
@@ -14,7 +16,9 @@
 // - Rows past m (the last strip) read row m-1 and their results are discarded; columns past
 //   n are zero in the packed panel and not stored.
 // Summation order of c(i, j): k blocks in order; inside a block, kk ascending into a
-// register that starts at zero; the block sum is then added to c. Fixed by the shapes only.
+// register that starts at zero; the block sum is then added to c. It depends on kBlockK
+// only, not on the tile sizes or the thread count, so results are bit-identical for any
+// number of threads.
 #include "layers/cpu/gemm.h"
 
 #include <omp.h>
@@ -27,7 +31,7 @@ namespace {
 
 #if defined(__AVX512F__)
 constexpr int kLanes = 16;  // floats per vector register
-constexpr int kMr = 8;      // rows of c per micro-kernel (8 x 2 zmm accumulators)
+constexpr int kMr = 12;     // rows of c per micro-kernel (12 x 2 zmm accumulators)
 #elif defined(__AVX__)
 constexpr int kLanes = 8;
 constexpr int kMr = 6;  // 6 x 2 ymm accumulators + 2 b vectors + 1 broadcast <= 16 registers
@@ -36,9 +40,11 @@ constexpr int kLanes = 4;
 constexpr int kMr = 6;
 #endif
 constexpr int kNr = 2 * kLanes;  // columns of c per micro-kernel
-constexpr int64_t kTileM = 8 * kMr;
+constexpr int64_t kMaxTileM = 32 * kMr;
 constexpr int64_t kTileN = 4 * kNr;
 constexpr int64_t kBlockK = 256;
+// Below this many multiply-adds a product runs on the calling thread.
+constexpr int64_t kParallelWork = int64_t{1} << 15;
 
 typedef float Vec __attribute__((vector_size(kLanes * sizeof(float))));
 
@@ -58,6 +64,11 @@ void PackB(float* packed, StridedMatrix b, int64_t k0, int64_t kb, int64_t n0, i
     for (int64_t kk = 0; kk < kb; ++kk) {
       float* dst = panel + kk * kNr;
       const float* src = b.data + (k0 + kk) * b.row_stride + (n0 + p * kNr) * b.col_stride;
+      if (cols == kNr && b.col_stride == 1) {  // the common case: two vector copies
+        StoreVec(dst, LoadVec(src));
+        StoreVec(dst + kLanes, LoadVec(src + kLanes));
+        continue;
+      }
       for (int64_t j = 0; j < cols; ++j) dst[j] = src[j * b.col_stride];
       for (int64_t j = cols; j < kNr; ++j) dst[j] = 0.0f;
     }
@@ -121,10 +132,8 @@ void GemmTile(float* c, int64_t ldc, StridedMatrix a, StridedMatrix b, int64_t m
   }
 }
 
-}  // namespace
-
-void Gemm(float* c, int64_t ldc, StridedMatrix a, StridedMatrix b, int64_t m, int64_t n,
-          int64_t k, bool accumulate) {
+void GemmImpl(float* c, int64_t ldc, StridedMatrix a, StridedMatrix b, int64_t m, int64_t n,
+              int64_t k, bool accumulate, bool parallel) {
   if (m == 0 || n == 0) return;
   if (k == 0) {
     if (!accumulate) {
@@ -132,20 +141,42 @@ void Gemm(float* c, int64_t ldc, StridedMatrix a, StridedMatrix b, int64_t m, in
     }
     return;
   }
-  const int64_t tiles_m = (m + kTileM - 1) / kTileM;
+  parallel = parallel && m * n * k > kParallelWork;
+  const int64_t threads = parallel ? omp_get_max_threads() : 1;
   const int64_t tiles_n = (n + kTileN - 1) / kTileN;
-  const int64_t tiles = tiles_m * tiles_n;
-#pragma omp parallel if (tiles > 1 && m * n * k > (int64_t{1} << 15))
+  const int64_t row_tiles_wanted = std::max<int64_t>(1, (2 * threads + tiles_n - 1) / tiles_n);
+  const int64_t rows_per_tile = (m + row_tiles_wanted - 1) / row_tiles_wanted;
+  const int64_t tile_m = std::min(kMaxTileM, (rows_per_tile + kMr - 1) / kMr * kMr);
+  const int64_t tiles = (m + tile_m - 1) / tile_m * tiles_n;
+  auto run_tile = [&](int64_t t, float* packed) {
+    const int64_t m0 = (t / tiles_n) * tile_m;
+    const int64_t n0 = (t % tiles_n) * kTileN;
+    GemmTile(c, ldc, a, b, m0, std::min(tile_m, m - m0), n0, std::min(kTileN, n - n0), k, m,
+             accumulate, packed);
+  };
+  if (!parallel || tiles == 1) {
+    alignas(64) float packed[kBlockK * kTileN];
+    for (int64_t t = 0; t < tiles; ++t) run_tile(t, packed);
+    return;
+  }
+#pragma omp parallel
   {
     alignas(64) float packed[kBlockK * kTileN];
 #pragma omp for schedule(static)
-    for (int64_t t = 0; t < tiles; ++t) {
-      const int64_t m0 = (t / tiles_n) * kTileM;
-      const int64_t n0 = (t % tiles_n) * kTileN;
-      GemmTile(c, ldc, a, b, m0, std::min(kTileM, m - m0), n0, std::min(kTileN, n - n0), k, m,
-               accumulate, packed);
-    }
+    for (int64_t t = 0; t < tiles; ++t) run_tile(t, packed);
   }
+}
+
+}  // namespace
+
+void Gemm(float* c, int64_t ldc, StridedMatrix a, StridedMatrix b, int64_t m, int64_t n,
+          int64_t k, bool accumulate) {
+  GemmImpl(c, ldc, a, b, m, n, k, accumulate, /*parallel=*/true);
+}
+
+void GemmOneThread(float* c, int64_t ldc, StridedMatrix a, StridedMatrix b, int64_t m,
+                   int64_t n, int64_t k, bool accumulate) {
+  GemmImpl(c, ldc, a, b, m, n, k, accumulate, /*parallel=*/false);
 }
 
 }  // namespace sinklab

@@ -1,14 +1,9 @@
 // CPU SwiGLU (Shazeer 2020, "GLU Variants Improve Transformer"): out = silu(gate) * up,
 // silu(x) = x sigmoid(x); silu'(x) = sigmoid(x) (1 + x (1 - sigmoid(x))).
-#include <cmath>
-
 #include "layers/cpu/cpu_backend.h"
+#include "layers/cpu/vector_math.h"
 
 namespace sinklab {
-namespace {
-inline float Sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
-}  // namespace
-
 void CpuBackend::SwigluForward(const Tensor& out, const Tensor& gate, const Tensor& up) {
   CheckCpuF32(out, "SwigluForward");
   CheckSameShape(out, gate, "SwigluForward gate");
@@ -17,8 +12,8 @@ void CpuBackend::SwigluForward(const Tensor& out, const Tensor& gate, const Tens
   const float* u = up.f32();
   float* o = out.f32();
   const int64_t n = out.numel();
-#pragma omp parallel for schedule(static) if (n > 65536)
-  for (int64_t i = 0; i < n; ++i) o[i] = g[i] * Sigmoid(g[i]) * u[i];
+#pragma omp parallel for simd schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) o[i] = g[i] * VecSigmoid(g[i]) * u[i];
 }
 
 void CpuBackend::SwigluBackward(const Tensor& dgate, const Tensor& dup, const Tensor& dout,
@@ -32,9 +27,9 @@ void CpuBackend::SwigluBackward(const Tensor& dgate, const Tensor& dup, const Te
   float* dg = dgate.f32();
   float* du = dup.f32();
   const int64_t n = dout.numel();
-#pragma omp parallel for schedule(static) if (n > 65536)
+#pragma omp parallel for simd schedule(static) if (n > 65536)
   for (int64_t i = 0; i < n; ++i) {
-    const float sig = Sigmoid(g[i]);
+    const float sig = VecSigmoid(g[i]);
     const float silu = g[i] * sig;
     du[i] += dy[i] * silu;
     dg[i] += dy[i] * u[i] * sig * (1.0f + g[i] * (1.0f - sig));

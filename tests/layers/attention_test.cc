@@ -9,6 +9,7 @@
 #include "gtest/gtest.h"
 #include "layers/attention.h"
 #include "layers/cpu/cpu_backend.h"
+#include "layers/model_dims.h"
 #include "tests/layers/gradient_check.h"
 
 namespace sinklab {
@@ -89,7 +90,9 @@ TEST(AttentionTest, RowsSumToOneAreCausalAndMatchLse) {
       const float* p = in.probs.f32() + (bh * T + i) * T;
       double sum = 0;
       for (int64_t j = 0; j < T; ++j) {
-        if (j > i) EXPECT_EQ(p[j], 0.0f);
+        if (j > i) {
+          EXPECT_EQ(p[j], 0.0f);
+        }
         sum += p[j];
       }
       EXPECT_NEAR(sum, 1.0, 1e-6);
@@ -158,7 +161,7 @@ TEST(AttentionTest, LayerBackwardMatchesFiniteDifferencesWithGqaAndRope) {
   config.set_n_kv_heads(2);
   const int64_t B = 2, T = 4;
   Rope rope(&backend, &arena, T, /*head_dim=*/2, /*base=*/100.0f);
-  Attention attention(&backend, &arena, "attn", config, B, T, &rope);
+  Attention attention(&backend, &arena, "attn", DimsOf(config), config.attention(), B, T, &rope);
   uint64_t stream = 20;
   for (Parameter* p : attention.parameters()) {
     FillNormal(p->master.f32(), p->master.numel(), 0.0f, 0.5f, 3, stream++);

@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "layers/cpu/cpu_backend.h"
 #include "layers/model.h"
+#include "layers/model_dims.h"
 #include "tests/layers/gradient_check.h"
 
 namespace sinklab {
@@ -112,7 +113,9 @@ TEST(ModelTest, ParameterCountAndOrderMatchTheFormula) {
     EXPECT_EQ(model.parameters()[3]->master.dim(0), Hkv * dh);
     EXPECT_EQ(names[10], "layers.1.attn_norm");
     EXPECT_EQ(names[19], "final_norm");
-    if (!tied) EXPECT_EQ(names[20], "lm_head");
+    if (!tied) {
+      EXPECT_EQ(names[20], "lm_head");
+    }
   }
 }
 
@@ -146,6 +149,22 @@ TEST(ModelTest, InitIsDeterministicWithScaledOutputProjectionsAndUnitNorms) {
       EXPECT_NEAR(rms, output ? 0.01 : 0.02, output ? 0.0007 : 0.0012) << p->name;
     }
   }
+}
+
+TEST(ModelTest, CheckModelConfigNamesBadFieldsAndUnbuiltVariants) {
+  ModelConfig config = TinyConfig(false);
+  EXPECT_TRUE(CheckModelConfig(config).ok());
+  config.set_n_kv_heads(3);
+  EXPECT_EQ(CheckModelConfig(config).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(CheckModelConfig(config).message().find("n_kv_heads=3"), std::string::npos);
+  config = TinyConfig(false);
+  config.set_n_heads(3);
+  EXPECT_NE(CheckModelConfig(config).message().find("n_heads=3 does not divide d_model=8"),
+            std::string::npos);
+  config = TinyConfig(false);
+  config.mutable_attention()->set_normalizer(AttentionConfig::SOFTMAX1);
+  EXPECT_EQ(CheckModelConfig(config).code(), absl::StatusCode::kUnimplemented);
+  EXPECT_NE(CheckModelConfig(config).message().find("SOFTMAX1"), std::string::npos);
 }
 
 // Forward + backward of a small model with `threads`; returns the loss and every grad.
