@@ -51,7 +51,16 @@ void SetToDefault(const FieldDescriptor* field, const Reflection* reflection,
   }
 }
 
-// Makes every singular field of `message` present, recursively (a walk of the descriptor,
+// A number field with no declared default: in this schema its absence carries meaning, a
+// value derived from other fields (model.attention.sigmoid_bias, optim.muon.lr,
+// optim.muon.weight_decay), so writing the implicit 0 would change the run on reload.
+bool DerivedWhenUnset(const FieldDescriptor* field) {
+  return !field->has_default_value() &&
+         field->cpp_type() != FieldDescriptor::CPPTYPE_STRING &&
+         field->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE;
+}
+
+// Makes every singular field of `message` present (but DerivedWhenUnset ones), recursively (a walk of the descriptor,
 // so fields added to the schema later are covered without touching this file).
 void MakePresenceExplicit(Message* message) {
   const google::protobuf::Descriptor* descriptor = message->GetDescriptor();
@@ -65,7 +74,7 @@ void MakePresenceExplicit(Message* message) {
     }
     if (field->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
       MakePresenceExplicit(reflection->MutableMessage(message, field));
-    } else if (!reflection->HasField(*message, field)) {
+    } else if (!reflection->HasField(*message, field) && !DerivedWhenUnset(field)) {
       SetToDefault(field, reflection, message);
     }
   }

@@ -12,7 +12,9 @@ namespace sinklab {
 
 // `config` with field presence made explicit: every unset singular scalar set to its schema
 // default, every singular sub-message present (recursively), and an empty stats.eps filled
-// with {kDefaultSinkEps}. Fields of a oneof stay as they are. Effective values unchanged.
+// with {kDefaultSinkEps}. Fields of a oneof stay as they are, and so do unset numbers with
+// no declared default (e.g. optim.muon.lr), whose absence means "derived from other
+// fields". Effective values unchanged.
 Config ResolveConfigDefaults(const Config& config);
 
 // Text format of ResolveConfigDefaults(config) (multi-line, fields in schema order); parses

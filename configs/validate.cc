@@ -87,6 +87,81 @@ void CheckName(const Config& config, Checker& check) {
   }
 }
 
+// The sink mitigations (DESIGN.md section 5). They all combine: every normalizer works with
+// KV bias (the bias key is one more key of the row), gates (they act on V or on the
+// normalized output, whatever the normalizer), prefix tokens (more positions) and QK-norm
+// (before the scores); no combination is impossible. What is refused is a setting that
+// would silently do nothing (a normalizer's parameter set to a non-default value for another
+// normalizer, a non-default gate granularity without a gate position) and out-of-range
+// values.
+void CheckAttention(const ModelConfig& model, Checker& check) {
+  const AttentionConfig& attention = model.attention();
+  const AttentionConfig::Normalizer normalizer = attention.normalizer();
+  const std::string chosen = absl::StrCat("model.attention.normalizer=",
+                                          AttentionConfig::Normalizer_Name(normalizer));
+  // A normalizer's own parameter, set while another normalizer is chosen.
+  auto no_effect = [&](bool is_set, AttentionConfig::Normalizer owner,
+                       absl::string_view field) {
+    if (!is_set || normalizer == owner) return;
+    const std::string path = absl::StrCat("model.attention.", field);
+    check.Fail({path}, absl::StrCat(path, " has no effect with ", chosen, " (it belongs to ",
+                                    AttentionConfig::Normalizer_Name(owner), ")"));
+  };
+  // "Set" means set to a value other than the schema default: a resolved config (run
+  // directories save every field with its default) must load again.
+  const AttentionConfig& defaults = AttentionConfig::default_instance();
+  no_effect(attention.sink_logit_init() != defaults.sink_logit_init(),
+            AttentionConfig::SINK_LOGIT, "sink_logit_init");
+  no_effect(attention.softpick_eps() != defaults.softpick_eps(), AttentionConfig::SOFTPICK,
+            "softpick_eps");
+  no_effect(attention.has_sigmoid_bias(), AttentionConfig::SIGMOID, "sigmoid_bias");
+  no_effect(attention.clip_gamma() != defaults.clip_gamma(), AttentionConfig::CLIPPED_SOFTMAX,
+            "clip_gamma");
+  no_effect(attention.clip_zeta() != defaults.clip_zeta(), AttentionConfig::CLIPPED_SOFTMAX,
+            "clip_zeta");
+  if (normalizer == AttentionConfig::SINK_LOGIT && !std::isfinite(attention.sink_logit_init())) {
+    check.Fail({"model.attention.sink_logit_init"},
+               absl::StrCat("model.attention.sink_logit_init=", attention.sink_logit_init(),
+                            " must be finite"));
+  }
+  if (normalizer == AttentionConfig::SOFTPICK) {
+    check.Positive("model.attention.softpick_eps", attention.softpick_eps());
+  }
+  if (normalizer == AttentionConfig::SIGMOID && attention.has_sigmoid_bias() &&
+      !std::isfinite(attention.sigmoid_bias())) {
+    check.Fail({"model.attention.sigmoid_bias"},
+               absl::StrCat("model.attention.sigmoid_bias=", attention.sigmoid_bias(),
+                            " must be finite (unset means -ln(number of keys))"));
+  }
+  if (normalizer == AttentionConfig::CLIPPED_SOFTMAX) {
+    // Bondarenko et al. 2023: gamma <= 0 stretches below 0, zeta >= 1 above 1, so that
+    // clipping can reach exact 0 / 1; the other signs would clip weights that softmax
+    // itself can produce, for no gain.
+    if (!(std::isfinite(attention.clip_gamma()) && attention.clip_gamma() <= 0)) {
+      check.Fail({"model.attention.clip_gamma"},
+                 absl::StrCat("model.attention.clip_gamma=", attention.clip_gamma(),
+                              " must be <= 0 (Bondarenko et al. 2023: gamma stretches the "
+                              "softmax below 0)"));
+    }
+    if (!(std::isfinite(attention.clip_zeta()) && attention.clip_zeta() >= 1)) {
+      check.Fail({"model.attention.clip_zeta"},
+                 absl::StrCat("model.attention.clip_zeta=", attention.clip_zeta(),
+                              " must be >= 1 (Bondarenko et al. 2023: zeta stretches the "
+                              "softmax above 1)"));
+    }
+  }
+  const GateConfig& gate = attention.gate();
+  if (gate.position() == GateConfig::NONE &&
+      gate.granularity() != GateConfig::default_instance().granularity()) {
+    check.Fail({"model.attention.gate.granularity", "model.attention.gate.position"},
+               absl::StrCat("model.attention.gate.granularity=",
+                            GateConfig::Granularity_Name(gate.granularity()),
+                            " has no effect with model.attention.gate.position=NONE (set "
+                            "SDPA_OUTPUT or VALUE)"));
+  }
+  check.AtLeast("model.prefix_tokens", model.prefix_tokens(), 0);
+}
+
 void CheckModel(const ModelConfig& model, Checker& check) {
   check.AtLeast("model.vocab_size", model.vocab_size(), 1);
   check.AtLeast("model.d_model", model.d_model(), 1);
@@ -117,6 +192,7 @@ void CheckModel(const ModelConfig& model, Checker& check) {
   check.Positive("model.rope_theta", model.rope_theta());
   check.Positive("model.norm_eps", model.norm_eps());
   check.Positive("model.init_std", model.init_std());
+  CheckAttention(model, check);
 }
 
 void CheckData(const Config& config, Checker& check) {
@@ -148,6 +224,30 @@ void CheckData(const Config& config, Checker& check) {
   }
 }
 
+// Muon (optim/muon.h) and the routing overrides (optim/param_groups.h). Checked whether or
+// not Muon is in use, so a sweep axis that switches it on cannot meet a bad value late.
+void CheckMuon(const OptimConfig& optim, Checker& check) {
+  const MuonConfig& muon = optim.muon();
+  check.InRange("optim.muon.momentum", muon.momentum(), 0, false, 1, true);
+  check.AtLeast("optim.muon.ns_steps", muon.ns_steps(), 1);
+  if (muon.has_lr()) check.Positive("optim.muon.lr", muon.lr());
+  if (muon.has_weight_decay()) check.NonNegative("optim.muon.weight_decay", muon.weight_decay());
+  for (int i = 0; i < optim.param_override_size(); ++i) {
+    const ParamOverride& entry = optim.param_override(i);
+    // Located at the element: its index counts across merged texts, as a merge appends.
+    const std::string element = absl::StrCat("optim.param_override[", i, "]");
+    if (entry.name().empty()) {
+      check.Fail({element}, absl::StrCat(element, ".name is empty: it must name parameters "
+                                                  "(a glob, e.g. \"layers.*.attn.wq\")"));
+    }
+    if (entry.has_weight_decay() &&
+        !(std::isfinite(entry.weight_decay()) && entry.weight_decay() >= 0)) {
+      check.Fail({element}, absl::StrCat(element, ".weight_decay=", entry.weight_decay(),
+                                         " must be a finite number >= 0"));
+    }
+  }
+}
+
 void CheckOptim(const OptimConfig& optim, Checker& check) {
   check.Positive("optim.lr", optim.lr());
   check.AtLeast("optim.warmup_steps", optim.warmup_steps(), 0);
@@ -158,6 +258,7 @@ void CheckOptim(const OptimConfig& optim, Checker& check) {
   check.InRange("optim.beta2", optim.beta2(), 0, false, 1, true);
   check.Positive("optim.eps", optim.eps());
   check.NonNegative("optim.grad_clip", optim.grad_clip());
+  CheckMuon(optim, check);
 }
 
 void CheckTrain(const TrainConfig& train, Checker& check) {

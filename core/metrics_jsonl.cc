@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "core/status.h"
 
 namespace sinklab {
 
@@ -65,8 +66,11 @@ absl::Status JsonlWriter::Open(const std::string& path) {
   return absl::OkStatus();
 }
 
-absl::Status JsonlWriter::Append(const JsonRecord& record) {
-  const std::string line = record.ToJson() + "\n";
+absl::Status JsonlWriter::Append(const JsonRecord& record) { return AppendLine(record.ToJson()); }
+
+absl::Status JsonlWriter::AppendLine(const std::string& json) {
+  SL_CHECK_MSG(file_ != nullptr, absl::StrCat("JsonlWriter::AppendLine before Open: ", path_));
+  const std::string line = json + "\n";
   if (std::fwrite(line.data(), 1, line.size(), file_) != line.size() || std::fflush(file_) != 0) {
     return absl::InternalError(absl::StrCat(path_, ": write failed: ", std::strerror(errno)));
   }

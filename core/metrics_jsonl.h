@@ -38,6 +38,8 @@ class JsonlWriter {
   // Opens `path` for appending (creates it).
   absl::Status Open(const std::string& path);
   absl::Status Append(const JsonRecord& record);
+  // Appends one line of already-encoded JSON (no newline inside).
+  absl::Status AppendLine(const std::string& json);
   bool is_open() const { return file_ != nullptr; }
 
  private:

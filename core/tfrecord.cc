@@ -14,7 +14,8 @@ constexpr size_t kCrcBytes = 4;
 constexpr size_t kHeaderBytes = kLengthBytes + kCrcBytes;
 
 void AppendLittleEndian(uint64_t value, size_t num_bytes, std::string* out) {
-  for (size_t b = 0; b < num_bytes; ++b) out->push_back(static_cast<char>((value >> (8 * b)) & 0xFF));
+  for (size_t b = 0; b < num_bytes; ++b)
+    out->push_back(static_cast<char>((value >> (8 * b)) & 0xFF));
 }
 
 uint64_t LoadLittleEndian(const char* p, size_t num_bytes) {
@@ -44,30 +45,32 @@ absl::StatusOr<std::vector<std::string>> ParseTfRecords(absl::string_view bytes,
   while (offset < bytes.size()) {
     const size_t remaining = bytes.size() - offset;
     const char* record = bytes.data() + offset;
-    const auto where = [&] { return absl::StrCat(name, ": record ", records.size(), " at byte ", offset); };
+    const auto where = [&] {
+      return absl::StrCat(name, ": record ", records.size(), " at byte ", offset);
+    };
     if (remaining < kHeaderBytes) {
       return absl::DataLossError(absl::StrCat(where(), ": file ends at byte ", bytes.size(),
                                               " but a record header needs ", kHeaderBytes,
                                               " bytes (truncated?)"));
     }
     const uint64_t length = LoadLittleEndian(record, kLengthBytes);
-    const uint32_t length_crc = static_cast<uint32_t>(LoadLittleEndian(record + kLengthBytes, kCrcBytes));
+    const uint32_t length_crc =
+        static_cast<uint32_t>(LoadLittleEndian(record + kLengthBytes, kCrcBytes));
     if (length_crc != MaskedCrcOf(record, kLengthBytes)) {
       return absl::DataLossError(absl::StrCat(where(), ": length CRC mismatch (corrupt header)"));
     }
     // Compare without overflow: length may be anything up to 2^64 - 1.
     if (length > remaining - kHeaderBytes || remaining - kHeaderBytes - length < kCrcBytes) {
-      return absl::DataLossError(absl::StrCat(where(), ": record of ", length,
-                                              " data bytes needs ", kHeaderBytes, " + ", length,
-                                              " + ", kCrcBytes, " bytes but only ", remaining,
-                                              " remain (truncated?)"));
+      return absl::DataLossError(absl::StrCat(
+          where(), ": record of ", length, " data bytes needs ", kHeaderBytes, " + ", length, " + ",
+          kCrcBytes, " bytes but only ", remaining, " remain (truncated?)"));
     }
     const char* data = record + kHeaderBytes;
     const uint32_t data_crc = static_cast<uint32_t>(LoadLittleEndian(data + length, kCrcBytes));
     if (data_crc != MaskedCrcOf(data, length)) {
-      return absl::DataLossError(absl::StrCat(where(), ": data CRC mismatch (corrupt data at bytes ",
-                                              offset + kHeaderBytes, "..",
-                                              offset + kHeaderBytes + length, ")"));
+      return absl::DataLossError(
+          absl::StrCat(where(), ": data CRC mismatch (corrupt data at bytes ",
+                       offset + kHeaderBytes, "..", offset + kHeaderBytes + length, ")"));
     }
     records.emplace_back(data, length);
     offset += kHeaderBytes + length + kCrcBytes;

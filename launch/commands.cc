@@ -18,6 +18,9 @@
 #include "data/vocab_check.h"
 #include "launch/backend_factory.h"
 #include "launch/evaluate.h"
+#include "launch/export.h"
+#include "launch/stats_on_weights.h"
+#include "absl/strings/escaping.h"
 #include "launch/model_io.h"
 #include "launch/trainer.h"
 
@@ -47,16 +50,26 @@ absl::Status RunTrain(const TrainCommand& command) {
     return absl::InvalidArgumentError(
         absl::StrCat("train: expected at most one config file, got ", command.args.size()));
   }
-  absl::StatusOr<Config> config = command.args.empty()
-                                      ? LoadEmbeddedTinyConfig(command.overrides)
-                                      : LoadConfig(command.args[0], command.overrides);
+  if (!command.resume.empty() && !command.args.empty()) {
+    return absl::InvalidArgumentError(
+        "train: give either a config file or --resume RUN_DIR (which uses RUN_DIR/config.textproto)");
+  }
+  absl::StatusOr<Config> config =
+      !command.resume.empty()
+          ? LoadConfig(command.resume + "/config.textproto", command.overrides)
+          : command.args.empty() ? LoadEmbeddedTinyConfig(command.overrides)
+                                 : LoadConfig(command.args[0], command.overrides);
   if (!config.ok()) return config.status();
   TrainOptions options;
+  options.resume_dir = command.resume;
+  options.stop_at_step = command.stop_at_step;
   SL_ASSIGN_OR_RETURN(options.device, PickDevice(command.device));
   options.print_progress = !command.quiet;
   SL_ASSIGN_OR_RETURN(const TrainResult result, Train(*config, options));
-  LogInfo(absl::StrFormat("final training loss %.4f, held-out loss %.4f (%s)",
-                          result.step_losses.back(), result.final_val_loss, result.run_dir));
+  if (!result.step_losses.empty()) {
+    LogInfo(absl::StrFormat("final training loss %.4f, held-out loss %.4f (%s)",
+                            result.step_losses.back(), result.final_val_loss, result.run_dir));
+  }
   return absl::OkStatus();
 }
 
@@ -86,6 +99,38 @@ absl::Status RunEval(const EvalCommand& command) {
   const float loss = EvaluateLoss(model, val, batches, inputs, targets);
   std::printf("eval %s: %d batches x %d x %d tokens | loss %.4f nats/token | %.4f bits/token\n",
               command.weights.c_str(), batches, micro_batch, seq_len, loss, loss / std::log(2.0));
+  return absl::OkStatus();
+}
+
+absl::Status RunStats(const StatsCommand& command) {
+  SL_RETURN_IF_ERROR(NoPositional(command.args, "stats"));
+  if (command.weights.empty()) {
+    return absl::InvalidArgumentError(
+        "stats: --weights=RUN_DIR/model.safetensors or --weights=RUN_DIR/ckpt_<step> is required");
+  }
+  std::vector<std::string> overrides = command.overrides;
+  if (!command.data.empty()) {
+    overrides.push_back(absl::StrCat("data { val_shards: \"", absl::CEscape(command.data), "\" }"));
+  }
+  SL_ASSIGN_OR_RETURN(const Device device, PickDevice(command.device));
+  std::string out = command.out;
+  if (out.empty()) {
+    std::string base = command.weights;
+    while (!base.empty() && base.back() == '/') base.pop_back();
+    out = base + ".stats.jsonl";
+  }
+  return RunStatsOnWeights(command.weights, overrides, out, device);
+}
+
+absl::Status RunExport(const ExportCommand& command) {
+  if (command.args.size() != 1) {
+    return absl::InvalidArgumentError(
+        "export: expected one checkpoint directory, e.g. runs/tiny/ckpt_00000300");
+  }
+  SL_RETURN_IF_ERROR(ExportCheckpoint(
+      ExportOptions{command.args[0], command.format, command.out_dir, command.dtype}));
+  LogInfo(absl::StrFormat("exported %s (%s, %s) to %s", command.args[0], command.format,
+                          command.dtype, command.out_dir));
   return absl::OkStatus();
 }
 

@@ -16,6 +16,8 @@ struct TrainCommand {
   std::vector<std::string> overrides;  // --set fragments
   std::string device = "auto";
   bool quiet = false;
+  std::string resume;        // RUN_DIR to continue (its config.textproto, + overrides)
+  int64_t stop_at_step = 0;  // stop (with a checkpoint) after this many steps; 0: never
 };
 
 struct EvalCommand {
@@ -37,7 +39,25 @@ struct PrepareCommand {
   double val_fraction = 0.05;
 };
 
+struct ExportCommand {
+  std::vector<std::string> args;  // [CHECKPOINT_DIR]
+  std::string format = "hf";
+  std::string out_dir;
+  std::string dtype = "bf16";
+};
+
+struct StatsCommand {
+  std::vector<std::string> args;       // must be empty
+  std::vector<std::string> overrides;  // --set fragments
+  std::string weights;                 // model.safetensors or a ckpt_<step>/ directory
+  std::string data;                    // glob of held-out shards (data.val_shards); optional
+  std::string out;                     // stats line output; default <weights>.stats.jsonl
+  std::string device = "auto";
+};
+
 absl::Status RunTrain(const TrainCommand& command);
+absl::Status RunStats(const StatsCommand& command);
+absl::Status RunExport(const ExportCommand& command);
 absl::Status RunEval(const EvalCommand& command);
 absl::Status RunPrepare(const PrepareCommand& command);
 

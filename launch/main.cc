@@ -20,10 +20,21 @@ ABSL_FLAG(std::string, set, "",
           "Text-proto fragment merged over the config, e.g. --set 'train { steps: 50 }'. "
           "May be repeated; applied in order.");
 ABSL_FLAG(bool, quiet, false, "train: no progress lines (log lines still go to stderr).");
-ABSL_FLAG(std::string, weights, "", "eval: a model.safetensors written by train.");
+ABSL_FLAG(std::string, resume, "",
+          "train: continue RUN_DIR from its newest loadable checkpoint (its config.textproto "
+          "plus any --set).");
+ABSL_FLAG(int64_t, stop_at_step, 0,
+          "train: stop after this many steps in total, writing a checkpoint (0: run to the end).");
+ABSL_FLAG(std::string, weights, "",
+          "eval, stats: a model.safetensors written by train (or by export --format native), or "
+          "a checkpoint directory RUN_DIR/ckpt_<step>.");
+ABSL_FLAG(std::string, data, "", "stats: glob of held-out shards (default: the config's val data).");
+ABSL_FLAG(std::string, stats_out, "", "stats: output file (default: <weights>.stats.jsonl).");
 ABSL_FLAG(int32_t, batches, 0, "eval: held-out batches to evaluate (0: train.eval_batches).");
 ABSL_FLAG(std::vector<std::string>, input, {}, "prepare: comma-separated text files.");
-ABSL_FLAG(std::string, out, "", "prepare: output folder for the shards.");
+ABSL_FLAG(std::string, out, "", "prepare, export: output folder.");
+ABSL_FLAG(std::string, format, "hf", "export: hf (Hugging Face Llama) or native.");
+ABSL_FLAG(std::string, dtype, "bf16", "export: bf16 or f32 tensors.");
 ABSL_FLAG(std::string, prefix, "corpus", "prepare: shard file prefix.");
 ABSL_FLAG(int64_t, shard_tokens, 100000000, "prepare: maximum tokens per shard.");
 ABSL_FLAG(bool, bos, true, "prepare: insert BOS (id 256) at each document start.");
@@ -38,9 +49,15 @@ constexpr char kUsage[] = R"(sinklab: pre-train Llama-style Transformers and stu
 Usage:
   sinklab train [CONFIG.textproto] [--set FRAGMENT]... [--device cpu|cuda|auto] [--quiet]
       Trains CONFIG (default: the embedded configs/tiny.textproto) and writes
-      runs/<name>/ (config.textproto, metrics.jsonl, model.safetensors).
+      runs/<name>/ (config.textproto, metrics.jsonl, ckpt_<step>/, model.safetensors).
+  sinklab train --resume RUN_DIR [--set FRAGMENT]... [--stop_at_step N]
+      Continues a run from its newest loadable checkpoint, bit for bit on the CPU.
   sinklab eval --weights RUN_DIR/model.safetensors [--set FRAGMENT]... [--batches N]
       Held-out loss of saved weights, on the data of their config (or --set data {...}).
+  sinklab stats --weights RUN_DIR/ckpt_<step> [--data GLOB] [--stats_out FILE] [--set ...]
+      Sink and outlier statistics (docs/DESIGN.md section 6) of saved weights.
+  sinklab export RUN_DIR/ckpt_<step> --out DIR [--format hf|native] [--dtype bf16|f32]
+      Hugging Face Llama folder (model.safetensors + config.json) or our native weights.
   sinklab prepare --input a.txt,b.txt --out DIR [--prefix P] [--shard_tokens N] [--bos]
       Byte-level token shards (llm.c format) from text files.
 
@@ -73,13 +90,25 @@ int main(int argc, char** argv) {
   std::vector<std::string> args(positional.begin() + 2, positional.end());
   absl::Status status;
   if (verb == "train") {
-    sinklab::TrainCommand command{args, split->overrides, absl::GetFlag(FLAGS_device),
-                                  absl::GetFlag(FLAGS_quiet)};
+    sinklab::TrainCommand command{args,
+                                  split->overrides,
+                                  absl::GetFlag(FLAGS_device),
+                                  absl::GetFlag(FLAGS_quiet),
+                                  absl::GetFlag(FLAGS_resume),
+                                  absl::GetFlag(FLAGS_stop_at_step)};
     status = sinklab::RunTrain(command);
   } else if (verb == "eval") {
     sinklab::EvalCommand command{args, split->overrides, absl::GetFlag(FLAGS_weights),
                                  absl::GetFlag(FLAGS_device), absl::GetFlag(FLAGS_batches)};
     status = sinklab::RunEval(command);
+  } else if (verb == "stats") {
+    status = sinklab::RunStats(sinklab::StatsCommand{
+        args, split->overrides, absl::GetFlag(FLAGS_weights), absl::GetFlag(FLAGS_data),
+        absl::GetFlag(FLAGS_stats_out), absl::GetFlag(FLAGS_device)});
+  } else if (verb == "export") {
+    status = sinklab::RunExport(sinklab::ExportCommand{args, absl::GetFlag(FLAGS_format),
+                                                       absl::GetFlag(FLAGS_out),
+                                                       absl::GetFlag(FLAGS_dtype)});
   } else if (verb == "prepare") {
     sinklab::PrepareCommand command{args,
                                     absl::GetFlag(FLAGS_input),
@@ -92,7 +121,7 @@ int main(int argc, char** argv) {
     status = sinklab::RunPrepare(command);
   } else {
     status = absl::InvalidArgumentError(
-        absl::StrCat("unknown verb '", verb, "' (expected train, eval or prepare)\n", kUsage));
+        absl::StrCat("unknown verb '", verb, "' (expected train, eval, stats, export or prepare)\n", kUsage));
   }
   return status.ok() ? 0 : Fail(status);
 }

@@ -1,9 +1,11 @@
 #include "launch/model_io.h"
 
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "configs/config_loader.h"
 #include "configs/config_writer.h"
@@ -11,7 +13,21 @@
 
 namespace sinklab {
 namespace {
+
 constexpr char kConfigKey[] = "config";
+
+// Where the parameters are: a weights file holds them under their names; a checkpoint
+// directory's state.safetensors under "param.<name>" (launch/checkpoint.h).
+struct WeightsSource {
+  std::string file;
+  std::string prefix;
+};
+
+WeightsSource SourceOf(const std::string& path) {
+  if (std::filesystem::is_directory(path)) return {path + "/state.safetensors", "param."};
+  return {path, ""};
+}
+
 }  // namespace
 
 absl::Status SaveModelWeights(const Model& model, const Config& config, const std::string& path) {
@@ -27,34 +43,44 @@ absl::Status SaveModelWeights(const Model& model, const Config& config, const st
 
 absl::StatusOr<Config> ReadWeightsConfig(const std::string& path,
                                          const std::vector<std::string>& overrides) {
-  SL_ASSIGN_OR_RETURN(SafetensorsFile file, SafetensorsFile::Read(path));
+  const WeightsSource source = SourceOf(path);
+  SL_ASSIGN_OR_RETURN(SafetensorsFile file, SafetensorsFile::Read(source.file));
   const auto it = file.metadata().find(kConfigKey);
   if (it == file.metadata().end()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": __metadata__ has no \"config\" entry (not a sinklab weights file?)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        source.file, ": __metadata__ has no \"config\" entry (not a sinklab weights file?)"));
   }
-  return LoadConfigFromText(it->second, absl::StrCat(path, " [__metadata__.config]"),
+  return LoadConfigFromText(it->second, absl::StrCat(source.file, " [__metadata__.config]"),
                             overrides);
 }
 
 absl::Status LoadModelWeights(const std::string& path, Model* model) {
-  SL_ASSIGN_OR_RETURN(SafetensorsFile file, SafetensorsFile::Read(path));
-  if (file.names().size() != model->parameters().size()) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": holds ", file.names().size(),
-                                                   " tensors, the model has ",
-                                                   model->parameters().size(), " parameters"));
+  const WeightsSource source = SourceOf(path);
+  SL_ASSIGN_OR_RETURN(SafetensorsFile file, SafetensorsFile::Read(source.file));
+  size_t stored = 0;
+  for (const std::string& name : file.names()) stored += absl::StartsWith(name, source.prefix);
+  if (stored != model->parameters().size()) {
+    return absl::InvalidArgumentError(absl::StrCat(source.file, ": holds ", stored,
+                                                   " parameter tensors, the model has ",
+                                                   model->parameters().size()));
   }
   for (Parameter* p : model->parameters()) {
-    SL_ASSIGN_OR_RETURN(const SafetensorsEntry entry, file.Get(p->name));
+    SL_ASSIGN_OR_RETURN(const SafetensorsEntry entry, file.Get(source.prefix + p->name));
     const Tensor& t = p->master;
-    bool same_shape = entry.dtype == DType::kF32 && static_cast<int>(entry.shape.size()) == t.rank();
+    const bool known_dtype = entry.dtype == DType::kF32 || entry.dtype == DType::kBF16;
+    bool same_shape = known_dtype && static_cast<int>(entry.shape.size()) == t.rank();
     for (int i = 0; same_shape && i < t.rank(); ++i) same_shape = entry.shape[i] == t.dim(i);
     if (!same_shape) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ": tensor '", p->name,
-                                                     "' is not F32 ", t.ShapeString(),
+      return absl::InvalidArgumentError(absl::StrCat(source.file, ": tensor '", entry.name,
+                                                     "' is not F32 or BF16 ", t.ShapeString(),
                                                      " as the model expects"));
     }
-    std::memcpy(t.data(), entry.data, t.nbytes());
+    if (entry.dtype == DType::kF32) {
+      std::memcpy(t.data(), entry.data, t.nbytes());
+    } else {
+      const BF16* src = static_cast<const BF16*>(entry.data);
+      for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] = BF16ToFloat(src[i]);
+    }
   }
   return absl::OkStatus();
 }

@@ -1,8 +1,11 @@
 #include "launch/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <optional>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -16,10 +19,14 @@
 #include "data/token_source.h"
 #include "data/vocab_check.h"
 #include "launch/backend_factory.h"
+#include "launch/checkpoint.h"
 #include "launch/evaluate.h"
 #include "launch/model_io.h"
 #include "launch/progress.h"
 #include "launch/run_dir.h"
+#include "launch/stats_runner.h"
+#include "launch/stats_writer.h"
+#include "core/tensorboard_writer.h"
 #include "layers/model.h"
 #include "optim/adamw.h"
 #include "optim/clip.h"
@@ -49,6 +56,10 @@ struct Run {
   std::unique_ptr<Loader> val_loader;
   Tensor inputs, targets;  // [micro_batch, seq_len] int32
   JsonlWriter metrics;
+  std::unique_ptr<TensorBoardWriter> tensorboard;  // when logging.tensorboard
+  std::unique_ptr<StatsRunner> stats;              // when stats.every > 0
+  StatsWriter stats_writer;
+  int64_t start_step = 0;  // steps already done (from a checkpoint)
 };
 
 absl::Status Setup(Run& run) {
@@ -70,10 +81,17 @@ absl::Status Setup(Run& run) {
                                               config.seed(), 0, 1);
   }
 
-  SL_ASSIGN_OR_RETURN(run.run_dir, CreateRunDir(config.train().run_root(), config.name()));
+  if (run.options.resume_dir.empty()) {
+    SL_ASSIGN_OR_RETURN(run.run_dir, CreateRunDir(config.train().run_root(), config.name()));
+  } else {
+    run.run_dir = run.options.resume_dir;
+  }
   SL_RETURN_IF_ERROR(
       WriteFileAtomically(run.run_dir + "/config.textproto", ConfigToText(config)));
   if (config.logging().jsonl()) SL_RETURN_IF_ERROR(run.metrics.Open(run.run_dir + "/metrics.jsonl"));
+  if (config.logging().tensorboard()) {
+    SL_ASSIGN_OR_RETURN(run.tensorboard, TensorBoardWriter::Open(run.run_dir));
+  }
 
   SL_ASSIGN_OR_RETURN(run.backend, MakeBackend(run.options.device));
   run.arena = std::make_unique<Arena>(run.options.device);
@@ -84,7 +102,17 @@ absl::Status Setup(Run& run) {
       std::make_unique<AdamW>(config.optim(), run.model->parameters(), run.arena.get());
   run.inputs = run.arena->Allocate(DType::kI32, {micro_batch, seq_len});
   run.targets = run.arena->Allocate(DType::kI32, {micro_batch, seq_len});
+  if (config.stats().every() > 0 && run.val_loader != nullptr) {
+    run.stats = std::make_unique<StatsRunner>(config.stats(), *run.model, run.backend.get(),
+                                              run.arena.get());
+    SL_RETURN_IF_ERROR(run.stats_writer.Open(run.run_dir));
+  }
   run.arena->Seal();  // the loop below allocates nothing
+  if (!run.options.resume_dir.empty()) {
+    SL_ASSIGN_OR_RETURN(run.start_step,
+                        LoadLatestCheckpoint(run.run_dir, run.model.get(), run.optimizer.get()));
+    LogInfo(absl::StrFormat("resuming %s at step %d", run.run_dir, run.start_step));
+  }
 
   LogInfo(absl::StrFormat("run directory %s; %d parameters; %d train tokens (%s), %d val "
                           "tokens (%s)",
@@ -125,23 +153,36 @@ absl::StatusOr<float> TrainStep(Run& run, int64_t step, float* grad_norm) {
 }
 
 absl::Status LogStep(Run& run, int64_t step, float loss, float grad_norm, double interval_tokens,
-                     double interval_s, double elapsed_s, float val_loss) {
+                     double interval_s, double elapsed_s, double eta_s, float val_loss,
+                     const StatsReport* stats) {
   const Config& config = run.config;
   const int64_t total = config.train().steps();
   const float lr = LearningRate(config.optim(), step, total);
   const double tokens_per_s = interval_tokens / std::max(interval_s, 1e-9);
   if (run.options.print_progress) {
-    std::string line = FormatProgress(ProgressInfo{step, total, loss, lr, grad_norm, tokens_per_s,
-                                                   elapsed_s / (step + 1) * (total - step - 1)});
+    std::string line =
+        FormatProgress(ProgressInfo{step, total, loss, lr, grad_norm, tokens_per_s, eta_s});
     if (!std::isnan(val_loss)) absl::StrAppend(&line, absl::StrFormat(" | val %.4f", val_loss));
     std::printf("%s\n", line.c_str());
     std::fflush(stdout);
   }
+  std::vector<std::pair<std::string, double>> scalars = {
+      {"loss", loss}, {"lr", lr}, {"grad_norm", grad_norm}, {"tokens_per_s", tokens_per_s}};
+  if (!std::isnan(val_loss)) scalars.emplace_back("val_loss", val_loss);
+  if (stats != nullptr) {
+    for (const auto& scalar : StatsScalars(*stats)) scalars.push_back(scalar);
+  }
+  if (run.tensorboard != nullptr) {
+    for (const auto& [tag, value] : scalars) {
+      SL_RETURN_IF_ERROR(
+          run.tensorboard->AddScalar(tag, step + 1, static_cast<float>(value), WallTimeNow()));
+    }
+    SL_RETURN_IF_ERROR(run.tensorboard->Flush());
+  }
   if (!run.metrics.is_open()) return absl::OkStatus();
   JsonRecord record;
-  record.Add("step", step + 1).Add("loss", loss).Add("lr", lr).Add("grad_norm", grad_norm);
-  record.Add("tokens_per_s", tokens_per_s).Add("elapsed_s", elapsed_s);
-  if (!std::isnan(val_loss)) record.Add("val_loss", val_loss);
+  record.Add("step", step + 1).Add("elapsed_s", elapsed_s);
+  for (const auto& [key, value] : scalars) record.Add(key, value);
   return run.metrics.Append(record);
 }
 
@@ -154,36 +195,60 @@ absl::StatusOr<TrainResult> Train(const Config& config, const TrainOptions& opti
   SL_RETURN_IF_ERROR(Setup(run));
 
   const TrainConfig& train = config.train();
+  const int64_t end_step = options.stop_at_step > 0
+                               ? std::min<int64_t>(options.stop_at_step, train.steps())
+                               : train.steps();
   const double tokens_per_step =
       static_cast<double>(train.batch_size()) * config.data().seq_len();
+  const int ckpt_every = config.checkpoint().every();
   TrainResult result;
   result.run_dir = run.run_dir;
+  result.first_step = run.start_step;
+  result.final_val_loss = NAN;
   const Clock::time_point start = Clock::now();
   Clock::time_point interval_start = start;
   int64_t interval_steps = 0;
-  for (int64_t step = 0; step < train.steps(); ++step) {
+  for (int64_t step = run.start_step; step < end_step; ++step) {
     float grad_norm = 0;
     SL_ASSIGN_OR_RETURN(const float loss, TrainStep(run, step, &grad_norm));
     result.step_losses.push_back(loss);
     ++interval_steps;
-    const bool last = step + 1 == train.steps();
-    const bool eval_now =
-        last || (train.eval_every() > 0 && (step + 1) % train.eval_every() == 0);
+    const int64_t done = step + 1;
+    const bool last = done == train.steps();
+    const bool eval_now = last || (train.eval_every() > 0 && done % train.eval_every() == 0);
     float val_loss = NAN;
     if (eval_now && train.eval_batches() > 0) {
       val_loss = EvaluateLoss(*run.model, *run.val_loader, train.eval_batches(), run.inputs,
                               run.targets);
       result.final_val_loss = val_loss;
     }
-    if (last || eval_now || (step + 1) % train.log_every() == 0) {
+    std::optional<StatsReport> stats;
+    if (run.stats != nullptr && (last || done % config.stats().every() == 0)) {
+      SL_ASSIGN_OR_RETURN(stats, run.stats->Compute(*run.model, *run.val_loader));
+      SL_RETURN_IF_ERROR(run.stats_writer.Append(done, *stats));
+      if (options.print_progress) {
+        std::printf("stats @ %d | %s\n", static_cast<int>(done), FormatStatsSummary(*stats).c_str());
+      }
+    }
+    if (last || eval_now || stats || done % train.log_every() == 0) {
+      const double elapsed = SecondsSince(start);
       SL_RETURN_IF_ERROR(LogStep(run, step, loss, grad_norm, interval_steps * tokens_per_step,
-                                 SecondsSince(interval_start), SecondsSince(start), val_loss));
+                                 SecondsSince(interval_start), elapsed,
+                                 elapsed / (done - run.start_step) * (end_step - done),
+                                 val_loss, stats ? &*stats : nullptr));
       interval_start = Clock::now();
       interval_steps = 0;
     }
+    if (done == end_step || (ckpt_every > 0 && done % ckpt_every == 0)) {
+      SL_RETURN_IF_ERROR(SaveCheckpoint(run.run_dir, done, *run.model, *run.optimizer, config,
+                                        config.checkpoint().keep()));
+    }
   }
-  SL_RETURN_IF_ERROR(SaveModelWeights(*run.model, config, run.run_dir + "/model.safetensors"));
-  LogInfo(absl::StrFormat("done in %s; final weights in %s/model.safetensors",
+  if (end_step == train.steps()) {
+    SL_RETURN_IF_ERROR(SaveModelWeights(*run.model, config, run.run_dir + "/model.safetensors"));
+  }
+  LogInfo(absl::StrFormat("%s at step %d after %s; run directory %s",
+                          end_step == train.steps() ? "done" : "stopped", end_step,
                           FormatDuration(SecondsSince(start)), run.run_dir));
   return result;
 }

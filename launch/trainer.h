@@ -17,12 +17,18 @@ namespace sinklab {
 struct TrainOptions {
   Device device = Device::kCpu;
   bool print_progress = true;  // progress lines on stdout
+  // Continue this run directory from its newest loadable checkpoint (the config is the
+  // caller's: RunTrain reads <resume_dir>/config.textproto).
+  std::string resume_dir;
+  // Stop (with a checkpoint) once this many steps are done in total; 0: run to train.steps.
+  int64_t stop_at_step = 0;
 };
 
 struct TrainResult {
   std::string run_dir;
-  std::vector<float> step_losses;  // mean training loss of every step
-  float final_val_loss = 0;
+  int64_t first_step = 0;          // 0, or the checkpoint's step when resuming
+  std::vector<float> step_losses;  // mean training loss of every step this call ran
+  float final_val_loss = 0;        // of the last evaluation (NaN if none ran)
 };
 
 // Trains `config` (already validated) and returns the per-step losses. All the run's

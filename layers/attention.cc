@@ -1,57 +1,166 @@
 #include "layers/attention.h"
 
 #include "absl/strings/str_cat.h"
+#include "layers/make_parameter.h"
 
 namespace sinklab {
+namespace {
+
+// x [..., d] seen as rows of d (the per-head RMSNorm of qk_norm).
+Tensor RowsOf(const Tensor& x, int64_t d) { return x.Reshaped({x.numel() / d, d}); }
+
+}  // namespace
 
 Attention::Attention(Backend* backend, Arena* arena, const std::string& prefix,
-                     const ModelDims& dims, const AttentionConfig& config, int64_t batch,
-                     int64_t seq_len, const Rope* rope)
+                     const ModelConfig& config, int64_t batch, int64_t seq_len, const Rope* rope)
     : backend_(backend),
       rope_(rope),
-      spec_(AttentionSpecOf(config, dims.head_dim)),
-      wq_(backend, arena, prefix + ".wq", dims.d_model, dims.n_heads * dims.head_dim),
-      wk_(backend, arena, prefix + ".wk", dims.d_model, dims.n_kv_heads * dims.head_dim),
-      wv_(backend, arena, prefix + ".wv", dims.d_model, dims.n_kv_heads * dims.head_dim),
-      wo_(backend, arena, prefix + ".wo", dims.n_heads * dims.head_dim, dims.d_model) {
+      dims_(DimsOf(config)),
+      gate_position_(config.attention().gate().position()),
+      batch_(batch),
+      seq_len_(seq_len),
+      bias_keys_(config.attention().kv_bias() ? 1 : 0),
+      wq_(backend, arena, prefix + ".wq", dims_.d_model, dims_.n_heads * dims_.head_dim),
+      wk_(backend, arena, prefix + ".wk", dims_.d_model, dims_.n_kv_heads * dims_.head_dim),
+      wv_(backend, arena, prefix + ".wv", dims_.d_model, dims_.n_kv_heads * dims_.head_dim),
+      wo_(backend, arena, prefix + ".wo", dims_.n_heads * dims_.head_dim, dims_.d_model) {
+  const AttentionConfig& attention = config.attention();
+  const int64_t B = batch, S = seq_len, K = seq_len + bias_keys_;
+  const int64_t H = dims_.n_heads, Hkv = dims_.n_kv_heads, dh = dims_.head_dim;
+  // The sigmoid's default bias -ln(n) counts the keys of the full sequence (K).
+  spec_ = AttentionSpecOf(attention, dh, K);
+  const bool qk_norm = attention.qk_norm(), kv_bias = bias_keys_ > 0;
+  const bool output_gate = gate_position_ == GateConfig::SDPA_OUTPUT;
+  const bool value_gate = gate_position_ == GateConfig::VALUE;
+
+  // Variant parameters, in checkpoint order.
+  if (qk_norm) {
+    q_norm_ = std::make_unique<RmsNorm>(backend, arena, prefix + ".q_norm", dh, B * S * H,
+                                        config.norm_eps());
+    k_norm_ = std::make_unique<RmsNorm>(backend, arena, prefix + ".k_norm", dh, B * S * Hkv,
+                                        config.norm_eps());
+  }
+  if (spec_.normalizer == AttentionNormalizer::kSinkLogit) {
+    sink_logit_ = MakeParameter(arena, *backend, prefix + ".sink_logit", ParamKind::kBias, {H});
+  }
+  if (kv_bias) {
+    kv_bias_k_ =
+        MakeParameter(arena, *backend, prefix + ".kv_bias_k", ParamKind::kBias, {Hkv, dh});
+    kv_bias_v_ =
+        MakeParameter(arena, *backend, prefix + ".kv_bias_v", ParamKind::kBias, {Hkv, dh});
+  }
+  if (gate_position_ != GateConfig::NONE) {
+    const int64_t heads = output_gate ? H : Hkv;
+    const int64_t gates =
+        attention.gate().granularity() == GateConfig::HEADWISE ? heads : heads * dh;
+    gate_ = std::make_unique<AttentionGate>(backend, arena, prefix + ".w_gate", dims_.d_model,
+                                            gates, B * S);
+  }
+
+  // Activations: a stage a variant does not need aliases the one before it.
   const DType act = backend->activation_dtype();
-  const int64_t H = dims.n_heads, Hkv = dims.n_kv_heads, dh = dims.head_dim;
-  for (Tensor* t : {&q_, &att_, &d_att_, &dq_, &dq_pre_}) {
-    *t = arena->Allocate(act, {batch, seq_len, H, dh});
+  auto alloc = [&](int64_t rows, int64_t heads) {
+    return arena->Allocate(act, {B, rows, heads, dh});
+  };
+  q_proj_ = alloc(S, H);
+  q_ = qk_norm ? alloc(S, H) : q_proj_;
+  k_proj_ = alloc(S, Hkv);
+  k_ = qk_norm ? alloc(S, Hkv) : k_proj_;
+  v_ = alloc(S, Hkv);
+  v_gated_ = value_gate ? alloc(S, Hkv) : v_;
+  k_all_ = kv_bias ? alloc(K, Hkv) : k_;
+  v_all_ = kv_bias ? alloc(K, Hkv) : v_gated_;
+  att_ = alloc(S, H);
+  wo_in_ = output_gate ? alloc(S, H) : att_;
+  probs_ = arena->Allocate(DType::kF32, {B, H, S, K});
+  lse_ = arena->Allocate(DType::kF32, {B, H, S});
+  // Gradients, aliased the same way.
+  dq_ = alloc(S, H);
+  dq_pre_ = alloc(S, H);  // RoPE backward must not run in place
+  dq_proj_ = qk_norm ? alloc(S, H) : dq_pre_;
+  dk_all_ = alloc(K, Hkv);
+  dk_ = kv_bias ? alloc(S, Hkv) : dk_all_;
+  dk_pre_ = alloc(S, Hkv);
+  dk_proj_ = qk_norm ? alloc(S, Hkv) : dk_pre_;
+  dv_all_ = alloc(K, Hkv);
+  dv_gated_ = kv_bias ? alloc(S, Hkv) : dv_all_;
+  dv_ = value_gate ? alloc(S, Hkv) : dv_gated_;
+  d_wo_in_ = alloc(S, H);
+  d_att_ = output_gate ? alloc(S, H) : d_wo_in_;
+  for (const Tensor* t : {&dq_, &dq_pre_, &dq_proj_, &dk_all_, &dk_, &dk_pre_, &dk_proj_,
+                          &dv_all_, &dv_gated_, &dv_, &d_wo_in_, &d_att_}) {
+    bool seen = false;
+    for (const Tensor& z : zeroed_grads_) seen |= z.data() == t->data();
+    if (!seen) zeroed_grads_.push_back(*t);
   }
-  for (Tensor* t : {&k_, &v_, &dk_, &dv_, &dk_pre_}) {
-    *t = arena->Allocate(act, {batch, seq_len, Hkv, dh});
-  }
-  probs_ = arena->Allocate(DType::kF32, {batch, H, seq_len, seq_len});
-  lse_ = arena->Allocate(DType::kF32, {batch, H, seq_len});
 }
 
+Attention::~Attention() = default;
+
 std::vector<Parameter*> Attention::parameters() {
-  return {wq_.weight(), wk_.weight(), wv_.weight(), wo_.weight()};
+  std::vector<Parameter*> params = {wq_.weight(), wk_.weight(), wv_.weight(), wo_.weight()};
+  if (q_norm_) {
+    params.push_back(q_norm_->weight());
+    params.push_back(k_norm_->weight());
+  }
+  if (sink_logit() != nullptr) params.push_back(&sink_logit_);
+  if (bias_keys_ > 0) {
+    params.push_back(&kv_bias_k_);
+    params.push_back(&kv_bias_v_);
+  }
+  if (gate_) params.push_back(gate_->weight());
+  return params;
+}
+
+Tensor Attention::gate_values() const {
+  if (!gate_) return Tensor();
+  const Tensor& gate = gate_->gate();
+  return gate.Reshaped({batch_, seq_len_, gate.dim(1)});
 }
 
 void Attention::Forward(const Tensor& out, const Tensor& inp) {
-  const int64_t n = inp.numel() / inp.dim(-1);
-  SL_CHECK_MSG(n == q_.dim(0) * q_.dim(1),
-               absl::StrCat("Attention input ", inp.ShapeString(), " vs q ", q_.ShapeString()));
-  wq_.Forward(q_, inp);
-  wk_.Forward(k_, inp);
+  const int64_t n = inp.numel() / inp.dim(-1), dh = dims_.head_dim;
+  SL_CHECK_MSG(n == batch_ * seq_len_, absl::StrCat("Attention input ", inp.ShapeString(),
+                                                    " vs q ", q_.ShapeString()));
+  wq_.Forward(q_proj_, inp);
+  wk_.Forward(k_proj_, inp);
   wv_.Forward(v_, inp);
+  if (q_norm_) {  // QK-norm (Dehghani et al. 2023): RMSNorm over d_h per head, before RoPE
+    q_norm_->Forward(RowsOf(q_, dh), RowsOf(q_proj_, dh));
+    k_norm_->Forward(RowsOf(k_, dh), RowsOf(k_proj_, dh));
+  }
   rope_->Forward(q_, q_);
   rope_->Forward(k_, k_);
-  backend_->AttentionForward(att_, probs_, lse_, q_, k_, v_, spec_);
-  wo_.Forward(out, att_);
+  if (gate_position_ == GateConfig::VALUE) gate_->Forward(v_gated_, v_, inp);  // G2
+  if (bias_keys_ > 0) {  // KV bias (Sun et al. 2024): key/value 0, no RoPE
+    backend_->PrependRows(k_all_, kv_bias_k_.compute, k_);
+    backend_->PrependRows(v_all_, kv_bias_v_.compute, v_gated_);
+  }
+  backend_->AttentionForward(att_, probs_, lse_, q_, k_all_, v_all_, sink_logit_.compute, spec_);
+  if (gate_position_ == GateConfig::SDPA_OUTPUT) gate_->Forward(wo_in_, att_, inp);  // G1
+  wo_.Forward(out, wo_in_);
 }
 
 void Attention::Backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp) {
-  backend_->Fill(d_att_, 0.0f);
-  wo_.Backward(d_att_, dout, att_);
-  for (const Tensor* t : {&dq_, &dk_, &dv_, &dq_pre_, &dk_pre_}) backend_->Fill(*t, 0.0f);
-  backend_->AttentionBackward(dq_, dk_, dv_, d_att_, q_, k_, v_, probs_, lse_, spec_);
+  const int64_t dh = dims_.head_dim;
+  for (const Tensor& t : zeroed_grads_) backend_->Fill(t, 0.0f);
+  wo_.Backward(d_wo_in_, dout, wo_in_);
+  if (gate_position_ == GateConfig::SDPA_OUTPUT) gate_->Backward(d_att_, dinp, d_wo_in_, att_, inp);
+  backend_->AttentionBackward(dq_, dk_all_, dv_all_, sink_logit_.grad, d_att_, q_, k_all_, v_all_,
+                              sink_logit_.compute, probs_, lse_, spec_);
+  if (bias_keys_ > 0) {
+    backend_->PrependRowsBackward(kv_bias_k_.grad, dk_, dk_all_);
+    backend_->PrependRowsBackward(kv_bias_v_.grad, dv_gated_, dv_all_);
+  }
+  if (gate_position_ == GateConfig::VALUE) gate_->Backward(dv_, dinp, dv_gated_, v_, inp);
   rope_->Backward(dq_pre_, dq_);
   rope_->Backward(dk_pre_, dk_);
-  wq_.Backward(dinp, dq_pre_, inp);
-  wk_.Backward(dinp, dk_pre_, inp);
+  if (q_norm_) {
+    q_norm_->Backward(RowsOf(dq_proj_, dh), RowsOf(dq_pre_, dh), RowsOf(q_proj_, dh));
+    k_norm_->Backward(RowsOf(dk_proj_, dh), RowsOf(dk_pre_, dh), RowsOf(k_proj_, dh));
+  }
+  wq_.Backward(dinp, dq_proj_, inp);
+  wk_.Backward(dinp, dk_proj_, inp);
   wv_.Backward(dinp, dv_, inp);
 }
 

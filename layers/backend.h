@@ -29,17 +29,44 @@
 
 namespace sinklab {
 
-// How attention scores s_ij = q_i . k_j * scale (causal, j <= i) become weights p_ij.
-// New variants (softmax1, sink logit, softpick, sigmoid, clipped softmax; DESIGN.md
-// section 5) are added here and in each backend's one normalizer switch.
+// How attention scores s_ij = q_i . k_j * scale (causal) become weights p_ij, per query row
+// over the keys j the query sees (DESIGN.md section 5). Each backend implements all of them
+// in one normalizer switch. Every kernel also stores, per row, `lse`: the log of the row's
+// normalizer including the virtual term, from which statistics recompute one weight
+// (DESIGN.md section 6) as written after each variant.
 enum class AttentionNormalizer {
-  kSoftmax,  // p_ij = exp(s_ij) / sum_{k<=i} exp(s_ik)  (Vaswani et al. 2017)
+  // p_ij = exp(s_ij) / sum_k exp(s_ik) (Vaswani et al. 2017).
+  // lse = log sum_k exp(s_ik);  p_ij = exp(s_ij - lse).
+  kSoftmax,
+  // p_ij = exp(s_ij) / (1 + sum_k exp(s_ik)) (Miller 2023, "Attention is off by one").
+  // lse = log(1 + sum_k exp(s_ik));  p_ij = exp(s_ij - lse); virtual mass exp(-lse).
+  kSoftmax1,
+  // p_ij = exp(s_ij) / (exp(b_h) + sum_k exp(s_ik)), b_h learned per query head (gpt-oss).
+  // lse = log(exp(b_h) + sum_k exp(s_ik));  p_ij = exp(s_ij - lse); virtual mass
+  // exp(b_h - lse).
+  kSinkLogit,
+  // p_ij = relu(exp(s_ij) - 1) / (sum_k |exp(s_ik) - 1| + eps) (Zuhri et al. 2025), the
+  // masked keys in neither sum. lse = log(sum_k |exp(s_ik) - 1| + eps);
+  // p_ij = relu(exp(s_ij - lse) - exp(-lse)).
+  kSoftpick,
+  // p_ij = sigmoid(s_ij + b), no normalization (Ramapuram et al. 2024). lse = log sum_k p_ik
+  // (the row's total mass); p_ij = sigmoid(s_ij + b) needs no lse.
+  kSigmoid,
+  // p_ij = clip((zeta - gamma) softmax(s_i.)_j + gamma, 0, 1) (Bondarenko et al. 2023).
+  // lse = log sum_k exp(s_ik) (the softmax's); p_ij = clip((zeta - gamma) exp(s_ij - lse)
+  // + gamma, 0, 1).
+  kClippedSoftmax,
 };
 
-// Everything an attention kernel needs besides its tensors.
+// Everything an attention kernel needs besides its tensors (fields of other normalizers are
+// ignored).
 struct AttentionSpec {
   AttentionNormalizer normalizer = AttentionNormalizer::kSoftmax;
-  float scale = 1.0f;  // 1 / sqrt(d_h) (Vaswani et al. 2017, eq. 1)
+  float scale = 1.0f;           // 1 / sqrt(d_h) (Vaswani et al. 2017, eq. 1)
+  float softpick_eps = 1e-6f;   // kSoftpick
+  float sigmoid_bias = 0.0f;    // kSigmoid: b, resolved (-ln(number of keys) by default)
+  float clip_gamma = -0.03f;    // kClippedSoftmax: gamma <= 0
+  float clip_zeta = 1.0f;       // kClippedSoftmax: zeta >= 1
 };
 
 class Backend {
@@ -106,19 +133,42 @@ class Backend {
                             const Tensor& sin) = 0;
 
   // ---- Causal multi-head attention with grouped-query attention (Ainslie et al. 2023) --
-  // q [B, T, H, d], k and v [B, T, Hkv, d] with Hkv dividing H; query head h reads kv head
-  // h / (H / Hkv). out [B, T, H, d] = sum_j p_ij v_j.
-  // Cached for the backward and for statistics: probs [B, H, T, T] f32 (the weights p_ij,
-  // zero for j > i) and lse [B, H, T] f32, the per-row log-sum-exp of the scaled scores
-  // log sum_{j<=i} exp(s_ij), from which a fused kernel recomputes p.
+  // q [B, S, H, d], k and v [B, K, Hkv, d] with K >= S and Hkv dividing H; query head h
+  // reads kv head h / (H / Hkv). The first K - S keys (the KV bias, Sun et al. 2024) are
+  // visible to every query; query i sees keys j <= i + (K - S) (causal). out [B, S, H, d] =
+  // sum_j p_ij v_j. sink_logit [H] f32: the learned b_h of kSinkLogit (else empty, unread).
+  // Cached for the backward and for statistics: probs [B, H, S, K] f32 (the weights p_ij,
+  // zero for keys the query does not see) and lse [B, H, S] f32 (see AttentionNormalizer).
   virtual void AttentionForward(const Tensor& out, const Tensor& probs, const Tensor& lse,
                                 const Tensor& q, const Tensor& k, const Tensor& v,
-                                const AttentionSpec& spec) = 0;
-  // dq [B, T, H, d] +=, dk, dv [B, T, Hkv, d] += ; dout [B, T, H, d]; the rest as Forward.
+                                const Tensor& sink_logit, const AttentionSpec& spec) = 0;
+  // dq [B, S, H, d] +=, dk, dv [B, K, Hkv, d] +=, dsink_logit [H] += (kSinkLogit only;
+  // may be empty otherwise); dout [B, S, H, d]; the rest as Forward.
   virtual void AttentionBackward(const Tensor& dq, const Tensor& dk, const Tensor& dv,
-                                 const Tensor& dout, const Tensor& q, const Tensor& k,
-                                 const Tensor& v, const Tensor& probs, const Tensor& lse,
-                                 const AttentionSpec& spec) = 0;
+                                 const Tensor& dsink_logit, const Tensor& dout,
+                                 const Tensor& q, const Tensor& k, const Tensor& v,
+                                 const Tensor& sink_logit, const Tensor& probs,
+                                 const Tensor& lse, const AttentionSpec& spec) = 0;
+
+  // ---- Rows prepended to every sequence (prefix sink tokens, KV bias) -------------------
+  // out [B, P + S, ...] = (prefix [P, ...], inp [B, S, ...]) along dim 1, the same prefix
+  // rows for every b; any dtype (the three the same); trailing dims flattened to C.
+  virtual void PrependRows(const Tensor& out, const Tensor& prefix, const Tensor& inp) = 0;
+  // dprefix [P, C] += sum_b dout[b, :P];  dinp [B, S, C] += dout[b, P:] (f32; either may
+  // be empty, not both).
+  virtual void PrependRowsBackward(const Tensor& dprefix, const Tensor& dinp,
+                                   const Tensor& dout) = 0;
+
+  // ---- Sigmoid gate of gated attention (Qiu et al. 2025) ------------------------------
+  // gate [N, G] = sigmoid(logits [N, G]) (gate may alias logits); out = y * gate with
+  // y, out [N, C] (any shape of N * C elements), gate g covering channels [g c, (g+1) c),
+  // c = C / G.
+  virtual void SigmoidGateForward(const Tensor& out, const Tensor& gate, const Tensor& y,
+                                  const Tensor& logits) = 0;
+  // dy [N, C] += dout * gate;  dlogits [N, G] += gate (1 - gate) sum_{its c channels}
+  // dout * y. Either output may be empty.
+  virtual void SigmoidGateBackward(const Tensor& dy, const Tensor& dlogits, const Tensor& dout,
+                                   const Tensor& y, const Tensor& gate) = 0;
 
   // ---- SwiGLU (Shazeer 2020): out = silu(gate) * up, silu(x) = x / (1 + exp(-x)) -------
   // out, gate, up: [N, F].

@@ -17,25 +17,26 @@ namespace sinklab {
 
 class Block {
  public:
-  // Parameters "layers.<index>.attn_norm", ".attn.*", ".ffn_norm", ".ffn.*".
+  // Parameters "layers.<index>.attn_norm", ".attn.*", ".ffn_norm", ".ffn.*". seq_len is the
+  // number of positions S of the residual stream (prefix tokens included).
   Block(Backend* backend, Arena* arena, int index, const ModelConfig& config, int64_t batch,
         int64_t seq_len, const Rope* rope);
 
-  // out [B, T, D] = Block(inp [B, T, D]) (caller-owned, distinct). Caches both normed
+  // out [B, S, D] = Block(inp [B, S, D]) (caller-owned, distinct). Caches both normed
   // inputs and the mid residual h (plus what its layers cache).
   void Forward(const Tensor& out, const Tensor& inp);
-  // dinp [B, T, D] += ...; parameter grads += ...; inp is the Forward input.
+  // dinp [B, S, D] += ...; parameter grads += ...; inp is the Forward input.
   void Backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp);
 
-  // attn_norm, attn.wq, attn.wk, attn.wv, attn.wo, ffn_norm, ffn.w_gate, ffn.w_up,
-  // ffn.w_down (checkpoint order).
+  // attn_norm, attn.wq, attn.wk, attn.wv, attn.wo (+ the attention variants' parameters,
+  // Attention::parameters), ffn_norm, ffn.w_gate, ffn.w_up, ffn.w_down (checkpoint order).
   std::vector<Parameter*> parameters();
   // attn.wo and ffn.w_down: the projections into the residual stream (init scaled down).
   std::vector<Parameter*> output_projections();
   Attention& attention() { return attn_; }
-  // The residual stream after the attention half, h [B, T, D].
+  // The residual stream after the attention half, h [B, S, D].
   const Tensor& mid() const { return mid_; }
-  // The normed inputs of the attention and FFN halves [B, T, D] of the last Forward.
+  // The normed inputs of the attention and FFN halves [B, S, D] of the last Forward.
   const Tensor& attention_input() const { return attn_in_; }
   const Tensor& ffn_input() const { return ffn_in_; }
   const SwiGlu& ffn() const { return ffn_; }
@@ -46,8 +47,8 @@ class Block {
   Attention attn_;
   RmsNorm ffn_norm_;
   SwiGlu ffn_;
-  Tensor attn_in_, ffn_in_;  // normed inputs of the two halves [B, T, D]
-  Tensor mid_;               // h = x + attention [B, T, D]
+  Tensor attn_in_, ffn_in_;  // normed inputs of the two halves [B, S, D]
+  Tensor mid_;               // h = x + attention [B, S, D]
   Tensor branch_out_;        // output of attention, then of the FFN (not needed by Backward)
   Tensor d_attn_in_, d_ffn_in_, d_mid_;
 };

@@ -1,10 +1,21 @@
-// Model: Embedding -> N x Block -> RMSNorm -> LM head -> cross-entropy.
+// Model: Embedding -> [prefix sink tokens] -> N x Block -> RMSNorm -> LM head -> cross-entropy.
+//
+// Positions: with P = prefix_tokens the residual stream holds S = P + T positions per
+// sequence (P learned prefix embeddings, then the T token embeddings); RoPE positions are
+// 0..S-1; the prefix positions carry no loss, so Forward returns the mean over data tokens.
 //
 // Parameter order (fixed: checkpoints, optimizer state and Philox init streams depend on it):
 //   0 embed [V, D]
+//   prefix_embed [P, D]                                        (prefix_tokens > 0)
 //   for each layer i:  layers.i.attn_norm [D], layers.i.attn.wq [H*d_h, D],
 //                      layers.i.attn.wk [Hkv*d_h, D], layers.i.attn.wv [Hkv*d_h, D],
-//                      layers.i.attn.wo [D, H*d_h], layers.i.ffn_norm [D],
+//                      layers.i.attn.wo [D, H*d_h],
+//                      then the attention variants' parameters, in this order:
+//                        layers.i.attn.q_norm [d_h], layers.i.attn.k_norm [d_h]  (qk_norm)
+//                        layers.i.attn.sink_logit [H]                  (SINK_LOGIT)
+//                        layers.i.attn.kv_bias_k [Hkv, d_h], .kv_bias_v  (kv_bias)
+//                        layers.i.attn.w_gate [G, D]                   (gate)
+//                      layers.i.ffn_norm [D],
 //                      layers.i.ffn.w_gate [F, D], layers.i.ffn.w_up [F, D],
 //                      layers.i.ffn.w_down [D, F]
 //   final_norm [D]
@@ -12,6 +23,7 @@
 #include "layers/model.h"
 
 #include <cmath>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -25,6 +37,7 @@
 #include "layers/model_dims.h"
 #include "layers/rmsnorm.h"
 #include "layers/rope.h"
+#include "layers/sink_tokens.h"
 
 namespace sinklab {
 
@@ -32,46 +45,65 @@ struct Model::Impl {
   Impl(const ModelConfig& config, const ModelDims& dims, int64_t batch, int64_t seq_len,
        Backend* backend, Arena* arena)
       : backend(backend),
-        rope(backend, arena, seq_len, dims.head_dim, config.rope_theta()),
+        prefix_count(config.prefix_tokens()),
+        positions(config.prefix_tokens() + seq_len),
+        rope(backend, arena, positions, dims.head_dim, config.rope_theta()),
         embed(backend, arena, dims.vocab, dims.d_model),
-        final_norm(backend, arena, "final_norm", dims.d_model, batch * seq_len,
+        final_norm(backend, arena, "final_norm", dims.d_model, batch * positions,
                    config.norm_eps()),
         head(backend, arena, dims.vocab, dims.d_model,
              config.tie_embeddings() ? embed.table() : nullptr),
-        loss(backend, arena, batch * seq_len) {
+        loss(backend, arena, batch * positions) {
     const DType act = backend->activation_dtype();
+    const int64_t S = positions;
+    if (prefix_count > 0) {
+      prefix = std::make_unique<PrefixSinkTokens>(backend, arena, prefix_count, dims.d_model);
+      token_embed = arena->Allocate(act, {batch, seq_len, dims.d_model});
+      d_token_embed = arena->Allocate(act, {batch, seq_len, dims.d_model});
+      stream_targets = arena->Allocate(DType::kI32, {batch, S});
+      no_target = arena->Allocate(DType::kI32, {prefix_count});
+      const std::vector<int32_t> minus_ones(prefix_count, -1);
+      backend->CopyFromHost(no_target, minus_ones.data());
+    }
     for (int i = 0; i < dims.n_layers; ++i) {
-      blocks.push_back(
-          std::make_unique<Block>(backend, arena, i, config, batch, seq_len, &rope));
+      blocks.push_back(std::make_unique<Block>(backend, arena, i, config, batch, S, &rope));
     }
-    residual = arena->Allocate(act, {dims.n_layers + 1, batch, seq_len, dims.d_model});
+    residual = arena->Allocate(act, {dims.n_layers + 1, batch, S, dims.d_model});
     for (Tensor* t : {&final_in, &d_final_in, &d_residual_a, &d_residual_b}) {
-      *t = arena->Allocate(act, {batch, seq_len, dims.d_model});
+      *t = arena->Allocate(act, {batch, S, dims.d_model});
     }
-    logits = arena->Allocate(act, {batch, seq_len, dims.vocab});
+    logits = arena->Allocate(act, {batch, S, dims.vocab});
     tokens = arena->Allocate(DType::kI32, {batch, seq_len});
     targets = arena->Allocate(DType::kI32, {batch, seq_len});
+    if (prefix_count == 0) stream_targets = targets;
   }
 
-  // The residual stream entering block l (l = n_layers: the final norm's input), [B, T, D].
+  // The residual stream entering block l (l = n_layers: the final norm's input), [B, S, D].
   Tensor ResidualAt(int64_t l) const {
     const Tensor stream = residual.Slice0(l, l + 1);
     return stream.Reshaped({residual.dim(1), residual.dim(2), residual.dim(3)});
   }
 
   Backend* backend;
+  int64_t prefix_count;  // P
+  int64_t positions;     // S = P + T
   Rope rope;
   Embedding embed;
+  std::unique_ptr<PrefixSinkTokens> prefix;  // when P > 0
   std::vector<std::unique_ptr<Block>> blocks;
   RmsNorm final_norm;
   LmHead head;
   CrossEntropyLoss loss;
-  Tensor residual;                    // [L + 1, B, T, D]: embed output, then each block's
-  Tensor final_in, d_final_in;        // RMSNorm(residual[L]) and its gradient [B, T, D]
+  Tensor token_embed, d_token_embed;  // [B, T, D] token embeddings and gradient (P > 0)
+  Tensor residual;                    // [L + 1, B, S, D]: embed output, then each block's
+  Tensor final_in, d_final_in;        // RMSNorm(residual[L]) and its gradient [B, S, D]
   Tensor d_residual_a, d_residual_b;  // ping-pong gradients of the residual stream
-  Tensor logits;                      // [B, T, V]; Backward overwrites it with dlogits
+  Tensor logits;                      // [B, S, V]; Backward overwrites it with dlogits
   Tensor tokens, targets;             // [B, T] i32 copies of the last Forward's batch
+  Tensor stream_targets;              // [B, S] i32: -1 on prefix positions, then targets
+  Tensor no_target;                   // [P] i32 of -1
   std::unordered_set<const Parameter*> output_projections;
+  std::unordered_map<const Parameter*, float> constant_init;  // sink logits
   bool backward_ready = false;  // a Forward ran since the last Backward
 };
 
@@ -81,9 +113,13 @@ Model::Model(const ModelConfig& config, int batch, int seq_len, Backend* backend
   const ModelDims dims = DimsOf(config);
   impl_ = std::make_unique<Impl>(config, dims, batch, seq_len, backend, arena);
   parameters_.push_back(impl_->embed.table());
+  if (impl_->prefix) parameters_.push_back(impl_->prefix->embeddings());
   for (auto& block : impl_->blocks) {
     for (Parameter* p : block->parameters()) parameters_.push_back(p);
     for (Parameter* p : block->output_projections()) impl_->output_projections.insert(p);
+    if (Parameter* sink = block->attention().sink_logit()) {
+      impl_->constant_init[sink] = config.attention().sink_logit_init();
+    }
   }
   parameters_.push_back(impl_->final_norm.weight());
   if (Parameter* head = impl_->head.own_weight()) parameters_.push_back(head);
@@ -104,7 +140,10 @@ void Model::InitParameters(uint64_t seed) {
   for (size_t i = 0; i < parameters_.size(); ++i) {
     Parameter* p = parameters_[i];
     host.resize(p->master.numel());
-    if (p->kind == ParamKind::kNorm) {
+    const auto constant = impl_->constant_init.find(p);
+    if (constant != impl_->constant_init.end()) {
+      std::fill(host.begin(), host.end(), constant->second);  // sink_logit_init
+    } else if (p->kind == ParamKind::kNorm) {
       std::fill(host.begin(), host.end(), 1.0f);
     } else {
       const float scale = impl_->output_projections.count(p) ? output_scale : 1.0f;
@@ -122,14 +161,20 @@ float Model::Forward(const Tensor& tokens, const Tensor& targets) {
                             tokens.ShapeString(), " targets ", targets.ShapeString()));
   m.backend->Copy(m.tokens, tokens.Reshaped({batch_, seq_len_}));
   m.backend->Copy(m.targets, targets.Reshaped({batch_, seq_len_}));
-  m.embed.Forward(m.ResidualAt(0), m.tokens);
+  if (m.prefix) {
+    m.embed.Forward(m.token_embed, m.tokens);
+    m.prefix->Forward(m.ResidualAt(0), m.token_embed);
+    m.backend->PrependRows(m.stream_targets, m.no_target, m.targets);
+  } else {
+    m.embed.Forward(m.ResidualAt(0), m.tokens);
+  }
   for (size_t l = 0; l < m.blocks.size(); ++l) {
     m.blocks[l]->Forward(m.ResidualAt(l + 1), m.ResidualAt(l));
   }
   m.final_norm.Forward(m.final_in, m.ResidualAt(m.blocks.size()));
   m.head.Forward(m.logits, m.final_in);
   m.backward_ready = true;
-  return m.loss.Forward(m.logits, m.targets);
+  return m.loss.Forward(m.logits, m.stream_targets);
 }
 
 void Model::Backward(float loss_scale) {
@@ -137,7 +182,7 @@ void Model::Backward(float loss_scale) {
   SL_CHECK_MSG(m.backward_ready, "Model::Backward needs a Forward first (one per Forward)");
   m.backward_ready = false;
   const Tensor& dlogits = m.logits;  // in place
-  m.loss.Backward(dlogits, m.logits, m.targets, loss_scale);
+  m.loss.Backward(dlogits, m.logits, m.stream_targets, loss_scale);
   m.backend->Fill(m.d_final_in, 0.0f);
   m.head.Backward(m.d_final_in, dlogits, m.final_in);
   Tensor d_out = m.d_residual_a, d_in = m.d_residual_b;
@@ -148,7 +193,13 @@ void Model::Backward(float loss_scale) {
     m.blocks[l]->Backward(d_in, d_out, m.ResidualAt(l));
     std::swap(d_in, d_out);
   }
-  m.embed.Backward(d_out, m.tokens);
+  if (m.prefix) {
+    m.backend->Fill(m.d_token_embed, 0.0f);
+    m.prefix->Backward(m.d_token_embed, d_out);
+    m.embed.Backward(m.d_token_embed, m.tokens);
+  } else {
+    m.embed.Backward(d_out, m.tokens);
+  }
 }
 
 }  // namespace sinklab
@@ -157,23 +208,30 @@ namespace sinklab {
 
 ModelCapture Model::Capture() const {
   ModelCapture capture;
-  const int64_t rows = static_cast<int64_t>(batch_) * seq_len_;
+  capture.prefix_tokens = static_cast<int>(impl_->prefix_count);
+  const int64_t rows = static_cast<int64_t>(batch_) * impl_->positions;
   for (size_t l = 0; l < impl_->blocks.size(); ++l) {
     Block& block = *impl_->blocks[l];
+    Attention& attention = block.attention();
+    capture.bias_keys = static_cast<int>(attention.bias_keys());
     LayerCapture layer;
-    layer.attention.probs = block.attention().probs();
-    layer.attention.lse = block.attention().lse();
-    layer.attention.v = block.attention().v();
+    layer.attention.probs = attention.probs();
+    layer.attention.lse = attention.lse();
+    layer.attention.v = attention.v();
+    layer.attention.gate = attention.gate_values();
     layer.output = impl_->ResidualAt(static_cast<int64_t>(l) + 1);
     const std::string prefix = absl::StrCat("layers.", l, ".");
     const Tensor hidden = block.ffn().hidden().Slice0(0, rows);
     layer.linear_inputs = {{prefix + "attn.wq", block.attention_input()},
                            {prefix + "attn.wk", block.attention_input()},
                            {prefix + "attn.wv", block.attention_input()},
-                           {prefix + "attn.wo", block.attention().attention_output()},
-                           {prefix + "ffn.w_gate", block.ffn_input()},
-                           {prefix + "ffn.w_up", block.ffn_input()},
-                           {prefix + "ffn.w_down", hidden}};
+                           {prefix + "attn.wo", attention.attention_output()}};
+    if (attention.gate_weight() != nullptr) {
+      layer.linear_inputs.push_back({prefix + "attn.w_gate", block.attention_input()});
+    }
+    layer.linear_inputs.push_back({prefix + "ffn.w_gate", block.ffn_input()});
+    layer.linear_inputs.push_back({prefix + "ffn.w_up", block.ffn_input()});
+    layer.linear_inputs.push_back({prefix + "ffn.w_down", hidden});
     capture.layers.push_back(std::move(layer));
   }
   capture.head_input = {"lm_head", impl_->final_in};

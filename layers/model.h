@@ -1,4 +1,6 @@
-// Model: the Llama-style decoder, Embedding -> N x Block -> RMSNorm -> LM head -> CrossEntropy.
+// Model: the Llama-style decoder, Embedding -> [prefix sink tokens] -> N x Block -> RMSNorm ->
+// LM head -> CrossEntropy, with every sink mitigation of DESIGN.md section 5 that the config
+// enables (layers/attention.h for those inside attention).
 // Block: x + Attention(RMSNorm(x)); x + SwiGLU(RMSNorm(x)).
 //
 // Built for a fixed micro-batch shape [batch, seq_len]: every parameter, gradient and
@@ -25,11 +27,13 @@ class Model {
   Model(const ModelConfig& config, int batch, int seq_len, Backend* backend, Arena* arena);
   ~Model();
 
-  // Normal(0, init_std) matrices (output projections scaled by 1/sqrt(2 n_layers)),
-  // norms = 1. Deterministic: parameter i uses Philox stream (seed, i).
+  // Normal(0, init_std) matrices, embeddings (incl. prefix_embed) and KV-bias vectors
+  // (output projections scaled by 1/sqrt(2 n_layers)), norms = 1, sink logits =
+  // attention.sink_logit_init. Deterministic: parameter i uses Philox stream (seed, i).
   void InitParameters(uint64_t seed);
 
   // tokens, targets: [batch, seq_len] int32 on the backend's device; target -1 = no loss.
+  // The model prepends prefix_tokens positions internally (no loss on them).
   // Returns the mean cross-entropy over positions with target >= 0 (reads one scalar).
   float Forward(const Tensor& tokens, const Tensor& targets);
   // Backward of (loss_scale * mean loss) of the last Forward; grads accumulate (+=).
@@ -42,7 +46,7 @@ class Model {
   int64_t NumParameters() const;
   const ModelConfig& config() const { return config_; }
   int batch() const { return batch_; }
-  int seq_len() const { return seq_len_; }
+  int seq_len() const { return seq_len_; }  // T (data tokens; positions S = P + T)
 
  private:
   struct Impl;

@@ -1,5 +1,6 @@
 #include "layers/model_dims.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -35,22 +36,23 @@ absl::Status CheckModelConfig(const ModelConfig& config) {
   if (!(config.norm_eps() > 0)) {
     return invalid(absl::StrCat("norm_eps=", config.norm_eps(), " must be > 0"));
   }
-  // Schema fields whose layers are not built yet: refuse them rather than silently train
-  // the baseline.
+  // Every mitigation is built and they all combine (DESIGN.md section 5); only their own
+  // parameters' ranges are checked here (configs/validate.cc also refuses settings that
+  // have no effect, with file:line:col).
   const AttentionConfig& attention = config.attention();
-  auto unimplemented = [](const std::string& what) {
-    return absl::UnimplementedError(
-        absl::StrCat("model: ", what, " is not implemented yet by layers/ (only the softmax "
-                                      "baseline is)"));
-  };
-  if (attention.normalizer() != AttentionConfig::SOFTMAX) {
-    return unimplemented(absl::StrCat("attention.normalizer=",
-                                      AttentionConfig::Normalizer_Name(attention.normalizer())));
+  if (config.prefix_tokens() < 0) {
+    return invalid(absl::StrCat("prefix_tokens=", config.prefix_tokens(), " must be >= 0"));
   }
-  if (attention.kv_bias()) return unimplemented("attention.kv_bias");
-  if (attention.qk_norm()) return unimplemented("attention.qk_norm");
-  if (attention.gate().position() != GateConfig::NONE) return unimplemented("attention.gate");
-  if (config.prefix_tokens() != 0) return unimplemented("prefix_tokens");
+  if (attention.normalizer() == AttentionConfig::SOFTPICK && !(attention.softpick_eps() > 0)) {
+    return invalid(absl::StrCat("attention.softpick_eps=", attention.softpick_eps(),
+                                " must be > 0"));
+  }
+  if (attention.normalizer() == AttentionConfig::CLIPPED_SOFTMAX &&
+      !(attention.clip_gamma() <= 0 && attention.clip_zeta() >= 1)) {
+    return invalid(absl::StrCat("attention.clip_gamma=", attention.clip_gamma(),
+                                " must be <= 0 and attention.clip_zeta=", attention.clip_zeta(),
+                                " >= 1"));
+  }
   return absl::OkStatus();
 }
 
@@ -67,14 +69,37 @@ ModelDims DimsOf(const ModelConfig& config) {
   return dims;
 }
 
-AttentionSpec AttentionSpecOf(const AttentionConfig& config, int64_t head_dim) {
-  SL_CHECK_MSG(config.normalizer() == AttentionConfig::SOFTMAX,
-               absl::StrCat("attention normalizer ",
-                            AttentionConfig::Normalizer_Name(config.normalizer()),
-                            " is not implemented (CheckModelConfig rejects it)"));
+AttentionSpec AttentionSpecOf(const AttentionConfig& config, int64_t head_dim,
+                              int64_t num_keys) {
   AttentionSpec spec;
-  spec.normalizer = AttentionNormalizer::kSoftmax;
+  switch (config.normalizer()) {
+    case AttentionConfig::SOFTMAX:
+      spec.normalizer = AttentionNormalizer::kSoftmax;
+      break;
+    case AttentionConfig::SOFTMAX1:
+      spec.normalizer = AttentionNormalizer::kSoftmax1;
+      break;
+    case AttentionConfig::SINK_LOGIT:
+      spec.normalizer = AttentionNormalizer::kSinkLogit;
+      break;
+    case AttentionConfig::SOFTPICK:
+      spec.normalizer = AttentionNormalizer::kSoftpick;
+      break;
+    case AttentionConfig::SIGMOID:
+      spec.normalizer = AttentionNormalizer::kSigmoid;
+      break;
+    case AttentionConfig::CLIPPED_SOFTMAX:
+      spec.normalizer = AttentionNormalizer::kClippedSoftmax;
+      break;
+  }
   spec.scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  spec.softpick_eps = config.softpick_eps();
+  // Ramapuram et al. 2024 (section 3.1): b = -ln(n), n the sequence length (keys).
+  spec.sigmoid_bias = config.has_sigmoid_bias()
+                          ? config.sigmoid_bias()
+                          : -std::log(static_cast<float>(std::max<int64_t>(num_keys, 1)));
+  spec.clip_gamma = config.clip_gamma();
+  spec.clip_zeta = config.clip_zeta();
   return spec;
 }
 

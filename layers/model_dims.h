@@ -22,14 +22,17 @@ struct ModelDims {
 };
 
 // OK when layers/ can build the model: positive sizes, n_heads divides d_model, even
-// head_dim, n_kv_heads divides n_heads (InvalidArgument otherwise), and no variant that is
-// not implemented yet (Unimplemented: normalizers other than SOFTMAX, kv_bias, qk_norm,
-// gate, prefix_tokens). The message names the field and the values.
+// head_dim, n_kv_heads divides n_heads, prefix_tokens >= 0, and the parameters of the
+// chosen normalizer in range (InvalidArgument otherwise; the message names the field and
+// the values). Every mitigation is implemented and they all combine.
 absl::Status CheckModelConfig(const ModelConfig& config);
 // The resolved dims; CHECK-fails when CheckModelConfig would fail (validate configs first).
 ModelDims DimsOf(const ModelConfig& config);
-// The attention kernel options: the config's normalizer and scale 1/sqrt(head_dim).
-AttentionSpec AttentionSpecOf(const AttentionConfig& config, int64_t head_dim);
+// The attention kernel options: the config's normalizer and its parameters, scale
+// 1/sqrt(head_dim), and the sigmoid bias resolved: sigmoid_bias when set, else -ln(num_keys)
+// with num_keys the keys of the full sequence (seq_len + prefix_tokens (+1 with kv_bias)).
+AttentionSpec AttentionSpecOf(const AttentionConfig& config, int64_t head_dim,
+                              int64_t num_keys);
 
 }  // namespace sinklab
 

@@ -6,13 +6,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
+#include "optim/matrix_ops.h"
 #include "optim/param_groups.h"
 
 namespace sinklab {
 namespace {
-
-// Below this many elements the OpenMP fork costs more than the loop.
-constexpr int64_t kParallelMinElements = 1 << 14;
 
 // A zero fp32 tensor with `like`'s shape, from `arena`.
 Tensor AllocateLike(const Tensor& like, Arena* arena) {
@@ -21,31 +19,59 @@ Tensor AllocateLike(const Tensor& like, Arena* arena) {
   return arena->Allocate(DType::kF32, shape, like.rank());
 }
 
-// One AdamW update of n elements (formula in adamw.h). step_size = lr / (1 - b1^t),
-// bias_correction2_sqrt = sqrt(1 - b2^t), decay_factor = 1 - lr * wd.
-void AdamWUpdateCpu(float* param, const float* grad, float* m, float* v, int64_t n,
-                    float beta1, float beta2, float eps, float step_size,
-                    float bias_correction2_sqrt, float decay_factor) {
-#pragma omp parallel for schedule(static) if (n >= kParallelMinElements)
-  for (int64_t i = 0; i < n; ++i) {
-    const float g = grad[i];
-    const float m_new = beta1 * m[i] + (1.0f - beta1) * g;
-    const float v_new = beta2 * v[i] + (1.0f - beta2) * g * g;
-    m[i] = m_new;
-    v[i] = v_new;
-    const float denom = std::sqrt(v_new) / bias_correction2_sqrt + eps;
-    param[i] = param[i] * decay_factor - step_size * (m_new / denom);
+// Per-parameter decay from its kind (the single-group default).
+std::vector<float> KindWeightDecays(const std::vector<Parameter*>& params,
+                                    const OptimConfig& config) {
+  std::vector<float> decays;
+  for (const Parameter* param : params) {
+    SL_CHECK(param != nullptr);
+    decays.push_back(WeightDecayFor(param->kind, config));
   }
+  return decays;
+}
+
+// One AdamW update of n elements (formula in adamw.h). step_size = lr / (1 - b1^t),
+// bias_correction2_sqrt = sqrt(1 - b2^t), decay_factor = 1 - lr * wd. Returns
+// sum (p_new - p_old)^2 when `record` is set, else 0.
+double AdamWUpdateCpu(float* param, const float* grad, float* m, float* v, int64_t n,
+                      float beta1, float beta2, float eps, float step_size,
+                      float bias_correction2_sqrt, float decay_factor, bool record) {
+  return ParallelChunkedSum(n, [&](int64_t begin, int64_t end) {
+    double sum = 0.0;
+    for (int64_t i = begin; i < end; ++i) {
+      const float g = grad[i];
+      const float m_new = beta1 * m[i] + (1.0f - beta1) * g;
+      const float v_new = beta2 * v[i] + (1.0f - beta2) * g * g;
+      m[i] = m_new;
+      v[i] = v_new;
+      const float denom = std::sqrt(v_new) / bias_correction2_sqrt + eps;
+      const float old = param[i];
+      param[i] = old * decay_factor - step_size * (m_new / denom);
+      if (record) {
+        const double delta = static_cast<double>(param[i]) - old;
+        sum += delta * delta;
+      }
+    }
+    return sum;
+  });
 }
 
 }  // namespace
 
 AdamW::AdamW(const OptimConfig& config, std::vector<Parameter*> params, Arena* state_arena)
+    : AdamW(config, params, KindWeightDecays(params, config), state_arena) {}
+
+AdamW::AdamW(const OptimConfig& config, std::vector<Parameter*> params,
+             std::vector<float> weight_decays, Arena* state_arena)
     : beta1_(config.beta1()),
       beta2_(config.beta2()),
       eps_(config.eps()),
-      params_(std::move(params)) {
+      params_(std::move(params)),
+      weight_decays_(std::move(weight_decays)) {
   SL_CHECK(state_arena != nullptr);
+  SL_CHECK_MSG(weight_decays_.size() == params_.size(),
+               absl::StrCat(weight_decays_.size(), " weight decays for ", params_.size(),
+                            " parameters"));
   SL_CHECK_MSG(beta1_ >= 0.0f && beta1_ < 1.0f, absl::StrCat("optim.beta1=", beta1_));
   SL_CHECK_MSG(beta2_ >= 0.0f && beta2_ < 1.0f, absl::StrCat("optim.beta2=", beta2_));
   SL_CHECK_MSG(eps_ > 0.0f, absl::StrCat("optim.eps=", eps_));
@@ -67,10 +93,10 @@ AdamW::AdamW(const OptimConfig& config, std::vector<Parameter*> params, Arena* s
                  absl::StrCat(param->name, ": AdamW has only the CPU update so far"));
     SL_CHECK_MSG(param->compute.empty() || param->compute.data() == param->master.data(),
                  absl::StrCat(param->name, ": on the CPU compute must alias master"));
-    weight_decays_.push_back(WeightDecayFor(param->kind, config));
     m_.push_back(AllocateLike(param->master, state_arena));
     v_.push_back(AllocateLike(param->master, state_arena));
   }
+  update_sum_squares_.assign(params_.size(), 0.0);
 }
 
 void AdamW::Step(float lr, int64_t step) {
@@ -82,9 +108,10 @@ void AdamW::Step(float lr, int64_t step) {
   for (size_t i = 0; i < params_.size(); ++i) {
     Parameter& param = *params_[i];
     const float decay_factor = 1.0f - lr * weight_decays_[i];
-    AdamWUpdateCpu(param.master.f32(), param.grad.f32(), m_[i].f32(), v_[i].f32(),
-                   param.master.numel(), beta1_, beta2_, eps_, step_size,
-                   bias_correction2_sqrt, decay_factor);
+    update_sum_squares_[i] =
+        AdamWUpdateCpu(param.master.f32(), param.grad.f32(), m_[i].f32(), v_[i].f32(),
+                       param.master.numel(), beta1_, beta2_, eps_, step_size,
+                       bias_correction2_sqrt, decay_factor, record_stats_);
   }
   step_ = step;
 }

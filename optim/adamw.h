@@ -35,9 +35,15 @@ class AdamW : public Optimizer {
   // Allocates m and v (fp32, each with its parameter's shape, zero) from `state_arena` here,
   // once. The config's betas/eps must be valid (1 > b >= 0, eps > 0): config validation
   // rejects bad values before this point, so here they are CHECKed.
+  // Each parameter's decay is WeightDecayFor(kind, config) (optim/param_groups.h).
   AdamW(const OptimConfig& config, std::vector<Parameter*> params, Arena* state_arena);
+  // The same with explicit decoupled decay coefficients, weight_decays[i] for params[i]
+  // (what OptimizerSet passes after param_override).
+  AdamW(const OptimConfig& config, std::vector<Parameter*> params,
+        std::vector<float> weight_decays, Arena* state_arena);
 
-  // Updates every parameter's master from its grad (grads are read, not modified). Non-finite
+  // Updates every parameter's master from its grad (grads are read, not modified); with
+  // record_stats on, also fills last_update_sum_squares() (optim/optimizer.h). Non-finite
   // grads are not screened here: the trainer skips the step when the grad norm is not finite.
   void Step(float lr, int64_t step) override;
 

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
+#include "optim/matrix_ops.h"
 
 namespace sinklab {
 namespace {
@@ -19,26 +20,12 @@ float* CpuGrad(const Parameter& param) {
   return param.grad.f32();
 }
 
-// sum x^2 in double; four partial sums in a fixed pattern keep the order deterministic.
-double SumOfSquares(const float* x, int64_t n) {
-  double partial[4] = {0.0, 0.0, 0.0, 0.0};
-  int64_t i = 0;
-  for (; i + 4 <= n; i += 4) {
-    for (int k = 0; k < 4; ++k) {
-      const double value = x[i + k];
-      partial[k] += value * value;
-    }
-  }
-  for (; i < n; ++i) partial[0] += static_cast<double>(x[i]) * x[i];
-  return (partial[0] + partial[1]) + (partial[2] + partial[3]);
-}
-
 }  // namespace
 
 float GlobalGradNorm(const std::vector<Parameter*>& params) {
   double sum = 0.0;
   for (const Parameter* param : params) {
-    sum += SumOfSquares(CpuGrad(*param), param->grad.numel());
+    sum += SumOfSquaresCpu(CpuGrad(*param), param->grad.numel());
   }
   return static_cast<float>(std::sqrt(sum));
 }

@@ -38,8 +38,18 @@ class Optimizer {
   int64_t step() const { return step_; }
   void set_step(int64_t step) { step_ = step; }
 
+  // Statistics for optimizer studies, off by default: while on, each Step also sums
+  // (p_new - p_old)^2 over every parameter (in double, deterministic; no extra memory).
+  void set_record_stats(bool record) { record_stats_ = record; }
+  bool record_stats() const { return record_stats_; }
+  // Per parameter, in the optimizer's parameter order: sum over its elements of
+  // (p_new - p_old)^2 of the last Step, which must have run with record_stats on.
+  const std::vector<double>& last_update_sum_squares() const { return update_sum_squares_; }
+
  protected:
   int64_t step_ = 0;
+  bool record_stats_ = false;
+  std::vector<double> update_sum_squares_;  // sized by the derived constructor
 };
 
 }  // namespace sinklab

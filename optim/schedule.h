@@ -27,6 +27,11 @@ namespace sinklab {
 // The learning rate of 0-based `step` of a run of `total_steps` (>= 1) updates.
 float LearningRate(const OptimConfig& config, int64_t step, int64_t total_steps);
 
+// The same schedule with peak 1: the factor every parameter group's peak lr is multiplied
+// by (AdamW's optim.lr, Muon's own lr; optim/optimizer_set.h). LearningRate equals
+// config.lr() * LrMultiplier up to float rounding.
+float LrMultiplier(const OptimConfig& config, int64_t step, int64_t total_steps);
+
 // WSD: the first 0-based step of the decay phase, S = total_steps - D (see above).
 int64_t WsdDecayStart(const OptimConfig& config, int64_t total_steps);
 

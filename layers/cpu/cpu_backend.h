@@ -3,7 +3,8 @@
 // to be fast on a few cores (OpenMP) while staying deterministic for any thread count.
 //
 // The member functions are defined by layer, one file each:
-//   cpu_backend.cc (helpers), matmul.cc, embedding.cc, rmsnorm.cc, rope.cc, attention.cc,
+//   cpu_backend.cc (helpers), matmul.cc, embedding.cc, rmsnorm.cc, rope.cc, attention.cc
+//   (+ attention_normalizer.cc: the one normalizer switch), prepend_rows.cc, gate.cc,
 //   swiglu.cc, cross_entropy.cc; shared numerics: gemm.h (the blocked matrix product behind
 //   matmul and attention) and vector_math.h (a vectorizable exp).
 #ifndef SINKLAB_LAYERS_CPU_CPU_BACKEND_H_
@@ -47,11 +48,21 @@ class CpuBackend : public Backend {
 
   void AttentionForward(const Tensor& out, const Tensor& probs, const Tensor& lse,
                         const Tensor& q, const Tensor& k, const Tensor& v,
-                        const AttentionSpec& spec) override;
+                        const Tensor& sink_logit, const AttentionSpec& spec) override;
   void AttentionBackward(const Tensor& dq, const Tensor& dk, const Tensor& dv,
-                         const Tensor& dout, const Tensor& q, const Tensor& k,
-                         const Tensor& v, const Tensor& probs, const Tensor& lse,
+                         const Tensor& dsink_logit, const Tensor& dout, const Tensor& q,
+                         const Tensor& k, const Tensor& v, const Tensor& sink_logit,
+                         const Tensor& probs, const Tensor& lse,
                          const AttentionSpec& spec) override;
+
+  void PrependRows(const Tensor& out, const Tensor& prefix, const Tensor& inp) override;
+  void PrependRowsBackward(const Tensor& dprefix, const Tensor& dinp,
+                           const Tensor& dout) override;
+
+  void SigmoidGateForward(const Tensor& out, const Tensor& gate, const Tensor& y,
+                          const Tensor& logits) override;
+  void SigmoidGateBackward(const Tensor& dy, const Tensor& dlogits, const Tensor& dout,
+                           const Tensor& y, const Tensor& gate) override;
 
   void SwigluForward(const Tensor& out, const Tensor& gate, const Tensor& up) override;
   void SwigluBackward(const Tensor& dgate, const Tensor& dup, const Tensor& dout,

@@ -97,5 +97,19 @@ TEST(ConfigWriterTest, WrittenPresetReloadsAndValidates) {
   EXPECT_TRUE(MessageDifferencer::Equals(*again, ResolveConfigDefaults(*tiny)));
 }
 
+TEST(ConfigWriterTest, UnsetNumbersWithoutDefaultStayUnsetSoTheirFallbackSurvives) {
+  // optim.muon.lr unset means "0.02 or optim.lr" (optim/param_groups.h): writing 0 would
+  // make the reloaded run train Muon with lr 0.
+  Config config;
+  config.mutable_optim()->set_matrix_optimizer(MUON);
+  const std::string text = ConfigToText(config);
+  Config reparsed;
+  ASSERT_TRUE(ParseConfigText(text, "written", &reparsed).ok()) << text;
+  EXPECT_FALSE(reparsed.optim().muon().has_lr()) << text;
+  EXPECT_FALSE(reparsed.optim().muon().has_weight_decay()) << text;
+  EXPECT_TRUE(reparsed.optim().muon().has_momentum()) << text;
+  EXPECT_FALSE(reparsed.model().attention().has_sigmoid_bias()) << text;
+}
+
 }  // namespace
 }  // namespace sinklab

@@ -75,6 +75,14 @@ TEST(ValidateConfigTest, ReportsEveryProblemAtOnce) {
   EXPECT_TRUE(MessageContains(status, "\n--set[1]:1:25: train.steps=0 must be >= 1"));
 }
 
+TEST(ValidateConfigTest, ParamOverrideIsLocatedByItsIndexAcrossMergedTexts) {
+  // The second override (index 1 after the merge) is the first of --set[2].
+  EXPECT_TRUE(MessageStartsWith(
+      LoadWith({"optim { param_override { name: \"lm_head\" } }",
+                "optim { param_override { optimizer: MUON } }"}),
+      "--set[2]:1:9: optim.param_override[1].name is empty"));
+}
+
 TEST(ValidateConfigTest, RepeatedFieldElementIsLocatedByOccurrence) {
   EXPECT_TRUE(MessageStartsWith(LoadWith({"stats { eps: 0.3 eps: 1.0 }"}),
                                 "--set[1]:1:18: stats.eps[1]=1 must be in (0, 1)"));
@@ -119,6 +127,17 @@ TEST(ValidateConfigTest, RefusesEachInvalidValueNamingItsField) {
       {"optim { eps: 0 }", "optim.eps=0 must be a finite number > 0"},
       {"optim { weight_decay: -0.1 }", "optim.weight_decay=-0.1 must be a finite number >= 0"},
       {"optim { grad_clip: -1 }", "optim.grad_clip=-1 must be a finite number >= 0"},
+      {"optim { muon { momentum: 1 } }", "optim.muon.momentum=1 must be in [0, 1)"},
+      {"optim { muon { momentum: -0.1 } }", "optim.muon.momentum=-0.1 must be in [0, 1)"},
+      {"optim { muon { ns_steps: 0 } }", "optim.muon.ns_steps=0 must be >= 1"},
+      {"optim { muon { lr: 0 } }", "optim.muon.lr=0 must be a finite number > 0"},
+      {"optim { muon { lr: -0.02 } }", "optim.muon.lr=-0.02 must be a finite number > 0"},
+      {"optim { muon { weight_decay: -1 } }",
+       "optim.muon.weight_decay=-1 must be a finite number >= 0"},
+      {"optim { param_override { optimizer: MUON } }",
+       "optim.param_override[0].name is empty: it must name parameters"},
+      {"optim { param_override { name: \"lm_head\" weight_decay: -0.5 } }",
+       "optim.param_override[0].weight_decay=-0.5 must be a finite number >= 0"},
       {"train { steps: 0 }", "train.steps=0 must be >= 1"},
       {"train { batch_size: 0 }", "train.batch_size=0 must be >= 1"},
       {"train { micro_batch_size: -4 }", "train.micro_batch_size=-4 must be >= 0"},
@@ -147,6 +166,9 @@ TEST(ValidateConfigTest, AcceptsBoundaryValues) {
       "data { val_fraction: 0.5 }",
       "optim { min_lr_ratio: 0 decay_fraction: 1 beta1: 0 beta2: 0 }",
       "optim { min_lr_ratio: 1 weight_decay: 0 grad_clip: 0 warmup_steps: 0 }",
+      "optim { matrix_optimizer: MUON muon { momentum: 0 ns_steps: 1 weight_decay: 0 } }",
+      "optim { muon { momentum: 0.999 lr: 1e-6 scaling: MOONSHOT nesterov: false } }",
+      "optim { param_override { name: \"*\" optimizer: ADAMW weight_decay: 0 } }",
       "train { micro_batch_size: 0 eval_every: 0 eval_batches: 0 }",
       "train { micro_batch_size: 16 }",
       "model { n_kv_heads: 2 }",

@@ -151,7 +151,7 @@ TEST(ModelTest, InitIsDeterministicWithScaledOutputProjectionsAndUnitNorms) {
   }
 }
 
-TEST(ModelTest, CheckModelConfigNamesBadFieldsAndUnbuiltVariants) {
+TEST(ModelTest, CheckModelConfigNamesBadFieldsAndAcceptsEveryVariant) {
   ModelConfig config = TinyConfig(false);
   EXPECT_TRUE(CheckModelConfig(config).ok());
   config.set_n_kv_heads(3);
@@ -161,10 +161,19 @@ TEST(ModelTest, CheckModelConfigNamesBadFieldsAndUnbuiltVariants) {
   config.set_n_heads(3);
   EXPECT_NE(CheckModelConfig(config).message().find("n_heads=3 does not divide d_model=8"),
             std::string::npos);
+  // Every mitigation at once is buildable.
   config = TinyConfig(false);
-  config.mutable_attention()->set_normalizer(AttentionConfig::SOFTMAX1);
-  EXPECT_EQ(CheckModelConfig(config).code(), absl::StatusCode::kUnimplemented);
-  EXPECT_NE(CheckModelConfig(config).message().find("SOFTMAX1"), std::string::npos);
+  config.mutable_attention()->set_normalizer(AttentionConfig::SOFTPICK);
+  config.mutable_attention()->set_kv_bias(true);
+  config.mutable_attention()->set_qk_norm(true);
+  config.mutable_attention()->mutable_gate()->set_position(GateConfig::VALUE);
+  config.set_prefix_tokens(2);
+  EXPECT_TRUE(CheckModelConfig(config).ok()) << CheckModelConfig(config);
+  config.set_prefix_tokens(-1);
+  EXPECT_NE(CheckModelConfig(config).message().find("prefix_tokens=-1"), std::string::npos);
+  config.set_prefix_tokens(0);
+  config.mutable_attention()->set_softpick_eps(0.0f);
+  EXPECT_NE(CheckModelConfig(config).message().find("softpick_eps=0"), std::string::npos);
 }
 
 // Forward + backward of a small model with `threads`; returns the loss and every grad.

@@ -90,5 +90,20 @@ TEST(ScheduleTest, ConstantHoldsPeakAfterWarmup) {
   }
 }
 
+TEST(ScheduleTest, LrMultiplierIsTheScheduleWithPeakOne) {
+  for (const auto schedule : {OptimConfig::COSINE, OptimConfig::WSD, OptimConfig::CONSTANT}) {
+    const OptimConfig config = Config(schedule);
+    EXPECT_FLOAT_EQ(LrMultiplier(config, 0, 100), 0.1f) << schedule;  // warmup 1/10
+    EXPECT_FLOAT_EQ(LrMultiplier(config, 9, 100), 1.0f) << schedule;
+    EXPECT_FLOAT_EQ(LrMultiplier(config, 99, 100), schedule == OptimConfig::CONSTANT ? 1.0f : 0.1f)
+        << schedule;
+    for (int64_t step = 0; step < 120; ++step) {
+      EXPECT_FLOAT_EQ(config.lr() * LrMultiplier(config, step, 100),
+                      LearningRate(config, step, 100))
+          << schedule << " " << step;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace sinklab

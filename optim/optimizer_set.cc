@@ -1,0 +1,106 @@
+#include "optim/optimizer_set.h"
+
+#include <cmath>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/status.h"
+
+namespace sinklab {
+
+absl::StatusOr<std::unique_ptr<OptimizerSet>> OptimizerSet::Create(
+    const OptimConfig& config, const std::vector<Parameter*>& params, Arena* state_arena) {
+  SL_CHECK(state_arena != nullptr);
+  std::unique_ptr<OptimizerSet> set(new OptimizerSet());
+  SL_ASSIGN_OR_RETURN(set->groups_, RouteParamGroups(params, config));
+  set->adamw_lr_ = config.lr();
+  set->muon_lr_ = MuonLearningRate(config);
+  // One parameter list per rule, groups concatenated in order.
+  std::vector<Parameter*> adamw_params, muon_params;
+  std::vector<float> adamw_decays, muon_decays;
+  for (const ParamGroup& group : set->groups_) {
+    const bool muon = group.optimizer == MUON;
+    // Every group of a rule shares the rule's lr (one Step lr per optimizer).
+    SL_CHECK(group.lr == (muon ? set->muon_lr_ : set->adamw_lr_));
+    std::vector<Parameter*>& list = muon ? muon_params : adamw_params;
+    std::vector<float>& decays = muon ? muon_decays : adamw_decays;
+    GroupSpan span;
+    span.begin = list.size();
+    for (Parameter* param : group.params) {
+      list.push_back(param);
+      decays.push_back(group.weight_decay);
+    }
+    span.end = list.size();
+    set->spans_.push_back(span);
+  }
+  if (!adamw_params.empty()) {
+    set->adamw_ = std::make_unique<AdamW>(config, std::move(adamw_params),
+                                          std::move(adamw_decays), state_arena);
+  }
+  if (!muon_params.empty()) {
+    set->muon_ = std::make_unique<Muon>(config.muon(), std::move(muon_params),
+                                        std::move(muon_decays), state_arena);
+  }
+  return set;
+}
+
+void OptimizerSet::Step(float schedule_factor, int64_t step) {
+  if (adamw_ != nullptr) adamw_->Step(adamw_lr_ * schedule_factor, step);
+  if (muon_ != nullptr) muon_->Step(muon_lr_ * schedule_factor, step);
+  step_ = step;
+  last_step_recorded_ = record_stats_;
+}
+
+std::vector<StateTensor> OptimizerSet::StateTensors() const {
+  std::vector<StateTensor> state;
+  for (const Optimizer* optimizer : {static_cast<const Optimizer*>(adamw_.get()),
+                                     static_cast<const Optimizer*>(muon_.get())}) {
+    if (optimizer == nullptr) continue;
+    for (StateTensor& tensor : optimizer->StateTensors()) state.push_back(std::move(tensor));
+  }
+  return state;
+}
+
+std::vector<std::string> OptimizerSet::Describe(int line_width) const {
+  return DescribeParamGroups(groups_, line_width);
+}
+
+void OptimizerSet::set_step(int64_t step) {
+  step_ = step;
+  if (adamw_ != nullptr) adamw_->set_step(step);
+  if (muon_ != nullptr) muon_->set_step(step);
+}
+
+void OptimizerSet::set_record_stats(bool record) {
+  record_stats_ = record;
+  if (adamw_ != nullptr) adamw_->set_record_stats(record);
+  if (muon_ != nullptr) muon_->set_record_stats(record);
+}
+
+std::map<std::string, double> OptimizerSet::LastUpdateStats() const {
+  std::map<std::string, double> stats;
+  if (!last_step_recorded_) return stats;
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    const ParamGroup& group = groups_[g];
+    const Optimizer& optimizer = group.optimizer == MUON
+                                     ? static_cast<const Optimizer&>(*muon_)
+                                     : static_cast<const Optimizer&>(*adamw_);
+    double sum = 0.0;
+    int64_t count = 0;
+    for (size_t i = spans_[g].begin; i < spans_[g].end; ++i) {
+      sum += optimizer.last_update_sum_squares()[i];
+      count += group.params[i - spans_[g].begin]->master.numel();
+    }
+    stats[absl::StrCat("update_rms/", group.name)] =
+        count > 0 ? std::sqrt(sum / static_cast<double>(count)) : 0.0;
+  }
+  if (muon_ != nullptr) {
+    for (size_t i = 0; i < muon_->params().size(); ++i) {
+      stats[absl::StrCat("muon_sigma_max/", muon_->params()[i]->name)] =
+          muon_->last_sigma_max()[i];
+    }
+  }
+  return stats;
+}
+
+}  // namespace sinklab

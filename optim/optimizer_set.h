@@ -1,0 +1,87 @@
+// OptimizerSet: what the trainer drives. Routes the model's parameters into groups
+// (optim/param_groups.h: AdamW for vectors/embeddings/head, Muon or AdamW for the hidden
+// matrices, param_override exceptions) and owns one AdamW over all AdamW groups and one Muon
+// over all Muon groups (either absent when it has no parameter).
+//
+// Learning rate: Step takes the schedule's multiplier f = LrMultiplier(optim, step, total)
+// (optim/schedule.h) and gives each group its peak lr times f: AdamW optim.lr * f, Muon
+// MuonLearningRate(optim) * f. With matrix_optimizer = ADAMW and no override this is the
+// plain AdamW of optim/adamw.h over every parameter.
+//
+// Statistics (only when set_record_stats(true) was called before Step; LastUpdateStats):
+//   "update_rms/<group name>": sqrt(sum (p_new - p_old)^2 / count) over the group's elements
+//   "muon_sigma_max/<param name>": power-iteration estimate of the largest singular value
+//                                  of the orthogonalized update X (before scale and lr).
+#ifndef SINKLAB_OPTIM_OPTIMIZER_SET_H_
+#define SINKLAB_OPTIM_OPTIMIZER_SET_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "configs/sinklab.pb.h"
+#include "core/arena.h"
+#include "layers/parameter.h"
+#include "optim/adamw.h"
+#include "optim/muon.h"
+#include "optim/optimizer.h"
+#include "optim/param_groups.h"
+
+namespace sinklab {
+
+class OptimizerSet {
+ public:
+  // Routes `params` and allocates every optimizer's state and scratch from `state_arena`
+  // (so call it before the arena is sealed). InvalidArgument from routing (e.g. Muon for a
+  // 1-D parameter), naming the parameter and the override.
+  static absl::StatusOr<std::unique_ptr<OptimizerSet>> Create(
+      const OptimConfig& config, const std::vector<Parameter*>& params, Arena* state_arena);
+
+  // One update of every parameter; `schedule_factor` = LrMultiplier(...) of this step,
+  // `step` 1-based. Allocates nothing.
+  void Step(float schedule_factor, int64_t step);
+
+  // AdamW's state tensors ("adamw.m.*", "adamw.v.*"), then Muon's ("muon.m.*").
+  std::vector<StateTensor> StateTensors() const;
+
+  // DescribeParamGroups of the groups: which parameter goes where, with lr and decay.
+  std::vector<std::string> Describe(int line_width = 100) const;
+
+  // The step of the last Step (0 before); resume restores it after refilling StateTensors.
+  int64_t step() const { return step_; }
+  void set_step(int64_t step);
+
+  // Turns statistics on or off for the following Steps (e.g. on for stats steps only).
+  void set_record_stats(bool record);
+  // Statistics of the last Step (names in the file comment); empty when it ran without
+  // record_stats.
+  std::map<std::string, double> LastUpdateStats() const;
+
+  const std::vector<ParamGroup>& groups() const { return groups_; }
+  AdamW* adamw() const { return adamw_.get(); }  // null when no AdamW group
+  Muon* muon() const { return muon_.get(); }     // null when no Muon group
+
+ private:
+  OptimizerSet() = default;
+
+  // Where a group's parameters sit in its optimizer's parameter list.
+  struct GroupSpan {
+    size_t begin = 0, end = 0;
+  };
+
+  std::vector<ParamGroup> groups_;
+  std::vector<GroupSpan> spans_;  // per group
+  float adamw_lr_ = 0.0f, muon_lr_ = 0.0f;  // peak lrs
+  std::unique_ptr<AdamW> adamw_;
+  std::unique_ptr<Muon> muon_;
+  int64_t step_ = 0;
+  bool record_stats_ = false;
+  bool last_step_recorded_ = false;
+};
+
+}  // namespace sinklab
+
+#endif  // SINKLAB_OPTIM_OPTIMIZER_SET_H_

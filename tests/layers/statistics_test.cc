@@ -1,0 +1,257 @@
+// Sink and outlier statistics (layers/statistics.h) on hand-built tensors whose answers are
+// worked out by hand: Sink^eps and first-token mass of planted attention patterns, the
+// per-sample indicator, the window truncation, prefix / bias / virtual masses, entropy,
+// kurtosis in closed form, massive activations, norm ratios and gate means.
+#include "layers/statistics.h"
+
+#include <cmath>
+#include <vector>
+
+#include "core/rng.h"
+#include "gtest/gtest.h"
+
+namespace sinklab {
+namespace {
+
+// Host probs [B, H, S, K] backed by a vector; Row(b, h, s) is a writable row of K weights.
+struct Probs {
+  Probs(int64_t b, int64_t h, int64_t s, int64_t k)
+      : batch(b), heads(h), positions(s), keys(k), data(b * h * s * k, 0.0f) {}
+  float* Row(int64_t b, int64_t h, int64_t s) {
+    return data.data() + ((b * heads + h) * positions + s) * keys;
+  }
+  Tensor tensor() {
+    return Tensor(data.data(), DType::kF32, Device::kCpu, {batch, heads, positions, keys});
+  }
+  int64_t batch, heads, positions, keys;
+  std::vector<float> data;
+};
+
+// Causal rows with weight w on key 0 and 1 - w spread evenly over keys 1..t (row 0: 1 on
+// key 0). alpha_0 over T rows = (1 + w (T - 1)) / T.
+void FillSinkRows(Probs& p, int64_t b, int64_t h, float w) {
+  p.Row(b, h, 0)[0] = 1.0f;
+  for (int64_t t = 1; t < p.positions; ++t) {
+    float* row = p.Row(b, h, t);
+    row[0] = w;
+    for (int64_t j = 1; j <= t; ++j) row[j] = (1.0f - w) / static_cast<float>(t);
+  }
+}
+
+TEST(StatisticsTest, EveryHeadSinkingGivesSinkOneAndItsFirstTokenMass) {
+  const int64_t T = 8;
+  Probs p(2, 3, T, T);
+  for (int64_t b = 0; b < 2; ++b) {
+    for (int64_t h = 0; h < 3; ++h) FillSinkRows(p, b, h, 0.6f);
+  }
+  const AttentionLayout layout;
+  EXPECT_DOUBLE_EQ(SinkRatio(p.tensor(), layout, T, 0.3), 1.0);
+  // Row 0 can only see itself (weight 1): alpha_0 = (1 + 0.6 * 7) / 8 = 0.65.
+  for (const double a : FirstTokenMass(p.tensor(), layout)) EXPECT_NEAR(a, 0.65, 1e-6);
+  EXPECT_DOUBLE_EQ(SinkRatio(p.tensor(), layout, T, 0.7), 0.0);
+}
+
+TEST(StatisticsTest, SixTenthsOnDataTokenZeroBehindAPrefixTokenIsMassSixTenths) {
+  // One prefix token (position 0) and T = 5 data tokens: every data query puts 0.6 on data
+  // token 0 (key 1) and the rest on the other causal keys (the prefix key included), so
+  // even data token 0's own row (keys: prefix, itself) has 0.6 on it.
+  const int64_t P = 1, T = 5, S = P + T;
+  Probs p(1, 2, S, S);
+  for (int64_t h = 0; h < 2; ++h) {
+    p.Row(0, h, 0)[0] = 1.0f;  // the prefix query (not measured)
+    for (int64_t t = 0; t < T; ++t) {
+      float* row = p.Row(0, h, P + t);
+      row[1] = 0.6f;
+      const int64_t others = t + 1;  // the prefix key and data keys 1..t
+      row[0] = 0.4f / others;
+      for (int64_t j = 1; j <= t; ++j) row[1 + j] = 0.4f / others;
+    }
+  }
+  const AttentionLayout layout{P, 0};
+  for (const double a : FirstTokenMass(p.tensor(), layout)) EXPECT_NEAR(a, 0.6, 1e-6);
+  EXPECT_DOUBLE_EQ(SinkRatio(p.tensor(), layout, 4, 0.3), 1.0);
+  // Prefix mass: mean over t of 0.4 / (t + 1).
+  const double prefix = (0.4 / 1 + 0.4 / 2 + 0.4 / 3 + 0.4 / 4 + 0.4 / 5) / 5;
+  for (const double m : PrefixMass(p.tensor(), layout)) EXPECT_NEAR(m, prefix, 1e-6);
+}
+
+TEST(StatisticsTest, SinkTakesTheIndicatorPerSampleBeforeAveraging) {
+  // Samples 0 and 1 have alpha_0 = 0.5 in every head, samples 2 and 3 have 0.2. Averaging
+  // alpha first would give 0.35 > 0.3, i.e. Sink = 1; the per-sample indicator gives 0.5.
+  const int64_t T = 8;
+  Probs p(4, 2, T, T);
+  const float sinking = (0.5f * T - 1) / (T - 1), not_sinking = (0.2f * T - 1) / (T - 1);
+  for (int64_t b = 0; b < 4; ++b) {
+    for (int64_t h = 0; h < 2; ++h) FillSinkRows(p, b, h, b < 2 ? sinking : not_sinking);
+  }
+  const std::vector<double> alpha = KeyMass(p.tensor(), AttentionLayout(), T, 0);
+  ASSERT_EQ(alpha.size(), 8u);
+  for (int64_t i = 0; i < 8; ++i) EXPECT_NEAR(alpha[i], i < 4 ? 0.5 : 0.2, 1e-6) << i;
+  double mean_alpha = 0;
+  for (const double a : alpha) mean_alpha += a / alpha.size();
+  EXPECT_GT(mean_alpha, 0.3);
+  EXPECT_DOUBLE_EQ(SinkRatio(p.tensor(), AttentionLayout(), T, 0.3), 0.5);
+}
+
+TEST(StatisticsTest, WindowUsesRowsFromKeyToWindowAndDividesByWindowMinusKey) {
+  const int64_t T = 6, window = 4;
+  Probs p(1, 1, T, T);
+  Rng rng(3, 0);
+  for (int64_t t = 0; t < T; ++t) {
+    for (int64_t j = 0; j <= t; ++j) p.Row(0, 0, t)[j] = 0.1f + rng.Uniform();
+  }
+  auto a = [&](int64_t t, int64_t j) { return static_cast<double>(p.Row(0, 0, t)[j]); };
+  const double alpha1 = (a(1, 1) + a(2, 1) + a(3, 1)) / 3.0;
+  const double alpha0 = (a(0, 0) + a(1, 0) + a(2, 0) + a(3, 0)) / 4.0;
+  EXPECT_NEAR(KeyMass(p.tensor(), AttentionLayout(), window, 1)[0], alpha1, 1e-6);
+  EXPECT_NEAR(KeyMass(p.tensor(), AttentionLayout(), window, 0)[0], alpha0, 1e-6);
+  // Rows at or past the window do not count, nor rows above the key.
+  p.Row(0, 0, 4)[1] = 100.0f;
+  p.Row(0, 0, 5)[0] = 100.0f;
+  p.Row(0, 0, 0)[1] = 100.0f;  // a (non-causal) entry above the key
+  EXPECT_NEAR(KeyMass(p.tensor(), AttentionLayout(), window, 1)[0], alpha1, 1e-6);
+  EXPECT_NEAR(KeyMass(p.tensor(), AttentionLayout(), window, 0)[0], alpha0, 1e-6);
+}
+
+TEST(StatisticsTest, PrefixBiasAndVirtualMassesOfAHandLayout) {
+  // bias key (key 0), one prefix token (position 0, key 1), T = 2 data tokens (positions
+  // 1, 2; keys 2, 3). Rows of the data queries, softmax1-like (they sum to < 1):
+  //   t = 0: [0.2, 0.3, 0.1, 0  ]  sum 0.6
+  //   t = 1: [0.1, 0.2, 0.3, 0.3]  sum 0.9
+  const AttentionLayout layout{1, 1};
+  Probs p(1, 1, 3, 4);
+  const float row0[] = {0.2f, 0.3f, 0.1f, 0.0f}, row1[] = {0.1f, 0.2f, 0.3f, 0.3f};
+  std::copy(row0, row0 + 4, p.Row(0, 0, 1));
+  std::copy(row1, row1 + 4, p.Row(0, 0, 2));
+  p.Row(0, 0, 0)[0] = 0.5f;  // the prefix query: not measured
+  EXPECT_NEAR(BiasKeyMass(p.tensor(), layout)[0], (0.2 + 0.1) / 2, 1e-6);
+  EXPECT_NEAR(PrefixMass(p.tensor(), layout)[0], (0.3 + 0.2) / 2, 1e-6);
+  EXPECT_NEAR(VirtualMass(p.tensor(), layout)[0], (0.4 + 0.1) / 2, 1e-6);
+  EXPECT_NEAR(FirstTokenMass(p.tensor(), layout)[0], (0.1 + 0.3) / 2, 1e-6);
+  const double entropy0 = -(0.2 * std::log(0.2) + 0.3 * std::log(0.3) + 0.1 * std::log(0.1));
+  const double entropy1 = -(0.1 * std::log(0.1) + 0.2 * std::log(0.2) + 0.6 * std::log(0.3));
+  EXPECT_NEAR(AttentionEntropy(p.tensor(), layout)[0], (entropy0 + entropy1) / 2, 1e-6);
+}
+
+TEST(StatisticsTest, EntropyOfUniformCausalRowsIsLogOfTheirLength) {
+  const int64_t T = 5;
+  Probs p(1, 1, T, T);
+  double expected = 0;
+  for (int64_t t = 0; t < T; ++t) {
+    for (int64_t j = 0; j <= t; ++j) p.Row(0, 0, t)[j] = 1.0f / (t + 1);
+    expected += std::log(static_cast<double>(t + 1)) / T;  // row t: ln(t + 1)
+  }
+  EXPECT_NEAR(AttentionEntropy(p.tensor(), AttentionLayout())[0], expected, 1e-6);
+}
+
+TEST(StatisticsTest, KurtosisOfAPlantedOutlierMatchesTheClosedForm) {
+  // n - 1 = 998 values +-1 (half each) and one c = 100: mu = c / n,
+  //   M2 = sum (x - mu)^2 = (n - 1) + c^2 - c^2 / n,
+  //   M4 = (n - 1) / 2 ((1 - mu)^4 + (1 + mu)^4) + (c - mu)^4,
+  //   excess kurtosis = n M4 / M2^2 - 3   (~ 821: ~ n c^4 / (n + c^2)^2, the outlier dominates).
+  const int64_t n = 999;
+  const double c = 100, mu = c / n;
+  std::vector<float> x(n);
+  for (int64_t i = 0; i + 1 < n; ++i) x[i] = i % 2 ? 1.0f : -1.0f;
+  x[n - 1] = static_cast<float>(c);
+  const double m2 = (n - 1) + c * c - c * c / n;
+  const double m4 =
+      (n - 1) / 2.0 * (std::pow(1 - mu, 4) + std::pow(1 + mu, 4)) + std::pow(c - mu, 4);
+  const double expected = n * m4 / (m2 * m2) - 3;
+  const Tensor t(x.data(), DType::kF32, Device::kCpu, {n});
+  EXPECT_NEAR(ExcessKurtosis(t), expected, 1e-9 * expected);
+  EXPECT_GT(expected, 800);
+  // Chunked accumulation (the runner's batches) gives the same answer.
+  MomentAccumulator chunks;
+  chunks.Add(x.data(), 400);
+  chunks.Add(x.data() + 400, 1);
+  chunks.Add(x.data() + 401, n - 401);
+  EXPECT_NEAR(chunks.ExcessKurtosis(), expected, 1e-9 * expected);
+}
+
+TEST(StatisticsTest, KurtosisOfNormalDataIsNearZeroEvenWithALargeMean) {
+  // Standard error of the sample excess kurtosis ~ sqrt(24 / n) = 0.011 for n = 2e5.
+  const int64_t n = 200000;
+  std::vector<float> x(n);
+  FillNormal(x.data(), n, 1000.0f, 1.0f, /*seed=*/7, /*stream=*/0);
+  MomentAccumulator moments;
+  for (int64_t i = 0; i < n; i += 4096) moments.Add(x.data() + i, std::min<int64_t>(4096, n - i));
+  EXPECT_NEAR(moments.ExcessKurtosis(), 0.0, 0.06);
+  EXPECT_NEAR(moments.mean(), 1000.0, 0.02);
+}
+
+TEST(StatisticsTest, MassiveActivationsFindTheTopThreeAndTheMedian) {
+  // h [2, 4, 5] of +-1 with three planted values: sorted |h| = 37 ones, 200, 500, 1000, so
+  // the median (mean of the 20th and 21st) is 1 and top1 / median = 1000.
+  std::vector<float> h(2 * 4 * 5);
+  for (size_t i = 0; i < h.size(); ++i) h[i] = i % 3 ? 1.0f : -1.0f;
+  auto at = [&](int b, int s, int d) -> float& { return h[(b * 4 + s) * 5 + d]; };
+  at(1, 2, 3) = 1000.0f;
+  at(0, 0, 4) = -500.0f;
+  at(1, 3, 0) = 200.0f;
+  const MassiveActivationStats stats =
+      MassiveActivations(Tensor(h.data(), DType::kF32, Device::kCpu, {2, 4, 5}));
+  ASSERT_EQ(stats.top.size(), 3u);
+  EXPECT_EQ(stats.top[0].sample, 1);
+  EXPECT_EQ(stats.top[0].position, 2);
+  EXPECT_EQ(stats.top[0].channel, 3);
+  EXPECT_EQ(stats.top[0].value, 1000.0f);
+  EXPECT_EQ(stats.top[1].sample, 0);
+  EXPECT_EQ(stats.top[1].position, 0);
+  EXPECT_EQ(stats.top[1].channel, 4);
+  EXPECT_EQ(stats.top[1].value, -500.0f);
+  EXPECT_EQ(stats.top[2].position, 3);
+  EXPECT_EQ(stats.top[2].channel, 0);
+  EXPECT_DOUBLE_EQ(stats.median_abs, 1.0);
+  EXPECT_DOUBLE_EQ(stats.top1_ratio, 1000.0);
+  // Merging per-batch lists (sample offsets) keeps the global top 3.
+  std::vector<ActivationSite> top = TopAbsActivations(
+      Tensor(h.data(), DType::kF32, Device::kCpu, {1, 4, 5}), 3, /*sample_offset=*/0);
+  const Tensor second(h.data() + 20, DType::kF32, Device::kCpu, {1, 4, 5});
+  MergeTopAbs(&top, TopAbsActivations(second, 3, /*sample_offset=*/1), 3);
+  ASSERT_EQ(top.size(), 3u);
+  EXPECT_EQ(top[0].value, 1000.0f);
+  EXPECT_EQ(top[0].sample, 1);
+  EXPECT_EQ(top[1].value, -500.0f);
+  EXPECT_EQ(top[2].value, 200.0f);
+}
+
+TEST(StatisticsTest, MedianOfAnOddAndAnEvenCount) {
+  std::vector<float> odd = {5, 1, 3};
+  EXPECT_DOUBLE_EQ(MedianInPlace(&odd), 3.0);
+  std::vector<float> even = {4, 1, 3, 2};
+  EXPECT_DOUBLE_EQ(MedianInPlace(&even), 2.5);
+}
+
+TEST(StatisticsTest, NormRatiosOfAHandTensor) {
+  // x [1, 4, 2, 2] (B, S, G groups, d), first data position 1 (position 0: a prefix token):
+  //   group 0: data norms 10, 1, 3      -> 10 / ((1 + 3) / 2) = 5
+  //   group 1: data norms 2, 4, 4       -> 2 / 4 = 0.5
+  std::vector<float> x = {
+      99, 99, 99, 99,   // position 0 (prefix): ignored
+      6, 8, 2, 0,       // position 1: |(6, 8)| = 10, |(2, 0)| = 2
+      0, 1, 0, 4,       // position 2: 1, 4
+      3, 0, 4, 0,       // position 3: 3, 4
+  };
+  const std::vector<double> r =
+      TokenZeroNormRatio(Tensor(x.data(), DType::kF32, Device::kCpu, {1, 4, 2, 2}), 1);
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_NEAR(r[0], 5.0, 1e-12);
+  EXPECT_NEAR(r[1], 0.5, 1e-12);
+  // As one group [1, 4, 4]: norms 10.198 (sqrt 104), sqrt 17, 5.
+  const std::vector<double> one =
+      TokenZeroNormRatio(Tensor(x.data(), DType::kF32, Device::kCpu, {1, 4, 4}), 1);
+  EXPECT_NEAR(one[0], std::sqrt(104.0) / ((std::sqrt(17.0) + 5.0) / 2), 1e-12);
+}
+
+TEST(StatisticsTest, MaxAbsAndGateMeanOverDataPositions) {
+  std::vector<float> x = {0.5f, -3.0f, 2.0f, 0.25f};
+  EXPECT_DOUBLE_EQ(MaxAbs(Tensor(x.data(), DType::kF32, Device::kCpu, {2, 2})), 3.0);
+  // gate [1, 2, 2]: position 0 is a prefix token, the data position has mean 0.375.
+  const std::vector<double> g = GateMean(Tensor(x.data(), DType::kF32, Device::kCpu, {1, 2, 2}), 1);
+  ASSERT_EQ(g.size(), 1u);
+  EXPECT_DOUBLE_EQ(g[0], (2.0 + 0.25) / 2);
+}
+
+}  // namespace
+}  // namespace sinklab
