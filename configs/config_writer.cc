@@ -60,8 +60,9 @@ bool DerivedWhenUnset(const FieldDescriptor* field) {
          field->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE;
 }
 
-// Makes every singular field of `message` present (but DerivedWhenUnset ones), recursively (a walk of the descriptor,
-// so fields added to the schema later are covered without touching this file).
+// Makes every singular field of `message` present but DerivedWhenUnset ones, recursively (a
+// walk of the descriptor, so fields added to the schema later are covered without touching
+// this file).
 void MakePresenceExplicit(Message* message) {
   const google::protobuf::Descriptor* descriptor = message->GetDescriptor();
   const Reflection* reflection = message->GetReflection();

@@ -82,7 +82,7 @@ std::string CheckpointDir(const std::string& run_dir, int64_t step) {
 }
 
 absl::Status SaveCheckpoint(const std::string& run_dir, int64_t step, const Model& model,
-                            const Optimizer& optimizer, const Config& config, int keep) {
+                            const OptimizerSet& optimizer, const Config& config, int keep) {
   const std::string final_dir = CheckpointDir(run_dir, step);
   const std::string tmp_dir = final_dir + ".tmp";
   std::error_code error;
@@ -134,7 +134,7 @@ std::vector<std::string> ListCheckpoints(const std::string& run_dir) {
 }
 
 absl::StatusOr<int64_t> LoadCheckpoint(const std::string& ckpt_dir, Model* model,
-                                       Optimizer* optimizer) {
+                                       OptimizerSet* optimizer) {
   SL_ASSIGN_OR_RETURN(const SafetensorsFile file,
                       SafetensorsFile::Read(ckpt_dir + "/" + kStateFile));
   const auto format = file.metadata().find("format");
@@ -160,7 +160,7 @@ absl::StatusOr<int64_t> LoadCheckpoint(const std::string& ckpt_dir, Model* model
 }
 
 absl::StatusOr<int64_t> LoadLatestCheckpoint(const std::string& run_dir, Model* model,
-                                             Optimizer* optimizer) {
+                                             OptimizerSet* optimizer) {
   const std::vector<std::string> dirs = ListCheckpoints(run_dir);
   if (dirs.empty()) {
     return absl::NotFoundError(absl::StrCat(run_dir, ": no checkpoint (ckpt_*/) to resume from"));

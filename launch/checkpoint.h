@@ -1,6 +1,6 @@
 // Training checkpoints: <run_dir>/ckpt_<step, 8 digits>/state.safetensors holding
 //   "param.<name>"   fp32 master weights (layers/parameter.h names),
-//   "<state name>"   optimizer state (optim/optimizer.h StateTensors, e.g. "adamw.m.embed"),
+//   "<state name>"   optimizer state (OptimizerSet::StateTensors, e.g. "adamw.m.embed"),
 // and in __metadata__: "format" (sinklab-checkpoint-v1), "step" (optimizer steps done),
 // "optimizer_step", "config" (the resolved config text), "rng_seed" and "loader_step".
 // Parameter init is the only consumer of randomness and the loader is a pure function of
@@ -20,7 +20,7 @@
 #include "absl/status/statusor.h"
 #include "configs/sinklab.pb.h"
 #include "layers/model.h"
-#include "optim/optimizer.h"
+#include "optim/optimizer_set.h"
 
 namespace sinklab {
 
@@ -29,7 +29,7 @@ std::string CheckpointDir(const std::string& run_dir, int64_t step);
 
 // Writes the checkpoint of `step` and then deletes all but the newest `keep` (0: keep all).
 absl::Status SaveCheckpoint(const std::string& run_dir, int64_t step, const Model& model,
-                            const Optimizer& optimizer, const Config& config, int keep);
+                            const OptimizerSet& optimizer, const Config& config, int keep);
 
 // The checkpoint directories of a run, oldest first (by step; *.tmp excluded).
 std::vector<std::string> ListCheckpoints(const std::string& run_dir);
@@ -37,13 +37,13 @@ std::vector<std::string> ListCheckpoints(const std::string& run_dir);
 // Loads one checkpoint into `model` and `optimizer` (which must have been built from the
 // same config); returns its step. Every tensor must be present with its exact shape.
 absl::StatusOr<int64_t> LoadCheckpoint(const std::string& ckpt_dir, Model* model,
-                                       Optimizer* optimizer);
+                                       OptimizerSet* optimizer);
 
 // LoadCheckpoint of the newest checkpoint that loads; a newest one that does not is
 // reported (LogWarning with the reason) and the one before it is tried. NotFound when the
 // run has none.
 absl::StatusOr<int64_t> LoadLatestCheckpoint(const std::string& run_dir, Model* model,
-                                             Optimizer* optimizer);
+                                             OptimizerSet* optimizer);
 
 // The resolved config stored in a checkpoint.
 absl::StatusOr<Config> ReadCheckpointConfig(const std::string& ckpt_dir,

@@ -19,6 +19,7 @@
 #include "launch/backend_factory.h"
 #include "launch/evaluate.h"
 #include "launch/export.h"
+#include "core/safetensors.h"
 #include "launch/stats_on_weights.h"
 #include "absl/strings/escaping.h"
 #include "launch/model_io.h"
@@ -26,6 +27,25 @@
 
 namespace sinklab {
 namespace {
+
+// Forward of eval batch 0, then its first sequence's tokens and data-position logits.
+absl::Status WriteFirstSequenceLogits(Model& model, const Loader& val, Tensor inputs,
+                                      Tensor targets, const std::string& path) {
+  val.GetEvalBatch(0, model.batch(), inputs.i32(), targets.i32());
+  model.Forward(inputs, targets);
+  const ModelCapture capture = model.Capture();
+  const Tensor& logits = capture.logits;  // [B, S, V], S = P + T
+  const int64_t seq_len = model.seq_len(), vocab = logits.dim(2);
+  const int64_t first = capture.prefix_tokens;
+  std::vector<float> host(static_cast<size_t>(seq_len * vocab));
+  const float* row0 = logits.f32() + first * vocab;  // sequence 0, data position 0
+  std::copy(row0, row0 + host.size(), host.begin());
+  return WriteSafetensors(
+      path,
+      {{"tokens", DType::kI32, {seq_len}, inputs.i32(), static_cast<size_t>(seq_len) * 4},
+       {"logits", DType::kF32, {seq_len, vocab}, host.data(), host.size() * sizeof(float)}},
+      {{"format", "pt"}});
+}
 
 absl::Status NoPositional(const std::vector<std::string>& args, const char* verb) {
   if (args.empty()) return absl::OkStatus();
@@ -97,6 +117,9 @@ absl::Status RunEval(const EvalCommand& command) {
   SL_RETURN_IF_ERROR(LoadModelWeights(command.weights, &model));
   const int batches = command.batches > 0 ? command.batches : config.train().eval_batches();
   const float loss = EvaluateLoss(model, val, batches, inputs, targets);
+  if (!command.logits_out.empty()) {
+    SL_RETURN_IF_ERROR(WriteFirstSequenceLogits(model, val, inputs, targets, command.logits_out));
+  }
   std::printf("eval %s: %d batches x %d x %d tokens | loss %.4f nats/token | %.4f bits/token\n",
               command.weights.c_str(), batches, micro_batch, seq_len, loss, loss / std::log(2.0));
   return absl::OkStatus();

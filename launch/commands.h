@@ -26,6 +26,9 @@ struct EvalCommand {
   std::string weights;
   std::string device = "auto";
   int batches = 0;  // 0: the config's train.eval_batches
+  // When set: a safetensors file with "tokens" I32 [T] and "logits" F32 [T, V] of the first
+  // held-out sequence (data positions; for comparing with other implementations).
+  std::string logits_out;
 };
 
 struct PrepareCommand {

@@ -31,6 +31,9 @@ ABSL_FLAG(std::string, weights, "",
 ABSL_FLAG(std::string, data, "", "stats: glob of held-out shards (default: the config's val data).");
 ABSL_FLAG(std::string, stats_out, "", "stats: output file (default: <weights>.stats.jsonl).");
 ABSL_FLAG(int32_t, batches, 0, "eval: held-out batches to evaluate (0: train.eval_batches).");
+ABSL_FLAG(std::string, logits_out, "",
+          "eval: also write the first held-out sequence's tokens and logits to this "
+          "safetensors file.");
 ABSL_FLAG(std::vector<std::string>, input, {}, "prepare: comma-separated text files.");
 ABSL_FLAG(std::string, out, "", "prepare, export: output folder.");
 ABSL_FLAG(std::string, format, "hf", "export: hf (Hugging Face Llama) or native.");
@@ -98,8 +101,12 @@ int main(int argc, char** argv) {
                                   absl::GetFlag(FLAGS_stop_at_step)};
     status = sinklab::RunTrain(command);
   } else if (verb == "eval") {
-    sinklab::EvalCommand command{args, split->overrides, absl::GetFlag(FLAGS_weights),
-                                 absl::GetFlag(FLAGS_device), absl::GetFlag(FLAGS_batches)};
+    sinklab::EvalCommand command{args,
+                                 split->overrides,
+                                 absl::GetFlag(FLAGS_weights),
+                                 absl::GetFlag(FLAGS_device),
+                                 absl::GetFlag(FLAGS_batches),
+                                 absl::GetFlag(FLAGS_logits_out)};
     status = sinklab::RunEval(command);
   } else if (verb == "stats") {
     status = sinklab::RunStats(sinklab::StatsCommand{

@@ -28,7 +28,7 @@
 #include "launch/stats_writer.h"
 #include "core/tensorboard_writer.h"
 #include "layers/model.h"
-#include "optim/adamw.h"
+#include "optim/optimizer_set.h"
 #include "optim/clip.h"
 #include "optim/param_groups.h"
 #include "optim/schedule.h"
@@ -51,7 +51,7 @@ struct Run {
   std::unique_ptr<Backend> backend;
   std::unique_ptr<Arena> arena;
   std::unique_ptr<Model> model;
-  std::unique_ptr<AdamW> optimizer;
+  std::unique_ptr<OptimizerSet> optimizer;
   std::unique_ptr<Loader> train_loader;
   std::unique_ptr<Loader> val_loader;
   Tensor inputs, targets;  // [micro_batch, seq_len] int32
@@ -98,8 +98,9 @@ absl::Status Setup(Run& run) {
   run.model = std::make_unique<Model>(config.model(), micro_batch, seq_len, run.backend.get(),
                                       run.arena.get());
   run.model->InitParameters(config.seed());
-  run.optimizer =
-      std::make_unique<AdamW>(config.optim(), run.model->parameters(), run.arena.get());
+  SL_ASSIGN_OR_RETURN(run.optimizer, OptimizerSet::Create(config.optim(),
+                                                          run.model->parameters(),
+                                                          run.arena.get()));
   run.inputs = run.arena->Allocate(DType::kI32, {micro_batch, seq_len});
   run.targets = run.arena->Allocate(DType::kI32, {micro_batch, seq_len});
   if (config.stats().every() > 0 && run.val_loader != nullptr) {
@@ -120,7 +121,7 @@ absl::Status Setup(Run& run) {
                           run.tokens.train_source, run.tokens.val.size(),
                           run.tokens.val_source));
   for (const std::string& line :
-       DescribeParamGroups(AssignParamGroups(run.model->parameters(), config.optim()))) {
+       run.optimizer->Describe()) {
     LogInfo(line);
   }
   return absl::OkStatus();
@@ -147,14 +148,14 @@ absl::StatusOr<float> TrainStep(Run& run, int64_t step, float* grad_norm) {
         "training diverged at step %d: loss %g, gradient norm %g (try a lower optim.lr)", step,
         loss, *grad_norm));
   }
-  const float lr = LearningRate(config.optim(), step, config.train().steps());
-  run.optimizer->Step(lr, step + 1);
+  run.optimizer->Step(LrMultiplier(config.optim(), step, config.train().steps()), step + 1);
   return loss;
 }
 
+// `extra`: statistics scalars of a stats step (sink/outlier statistics, optimizer updates).
 absl::Status LogStep(Run& run, int64_t step, float loss, float grad_norm, double interval_tokens,
                      double interval_s, double elapsed_s, double eta_s, float val_loss,
-                     const StatsReport* stats) {
+                     const std::vector<std::pair<std::string, double>>& extra) {
   const Config& config = run.config;
   const int64_t total = config.train().steps();
   const float lr = LearningRate(config.optim(), step, total);
@@ -169,9 +170,7 @@ absl::Status LogStep(Run& run, int64_t step, float loss, float grad_norm, double
   std::vector<std::pair<std::string, double>> scalars = {
       {"loss", loss}, {"lr", lr}, {"grad_norm", grad_norm}, {"tokens_per_s", tokens_per_s}};
   if (!std::isnan(val_loss)) scalars.emplace_back("val_loss", val_loss);
-  if (stats != nullptr) {
-    for (const auto& scalar : StatsScalars(*stats)) scalars.push_back(scalar);
-  }
+  scalars.insert(scalars.end(), extra.begin(), extra.end());
   if (run.tensorboard != nullptr) {
     for (const auto& [tag, value] : scalars) {
       SL_RETURN_IF_ERROR(
@@ -209,12 +208,15 @@ absl::StatusOr<TrainResult> Train(const Config& config, const TrainOptions& opti
   Clock::time_point interval_start = start;
   int64_t interval_steps = 0;
   for (int64_t step = run.start_step; step < end_step; ++step) {
+    const int64_t done = step + 1;
+    const bool last = done == train.steps();
+    const bool stats_now =
+        run.stats != nullptr && (last || done % config.stats().every() == 0);
+    run.optimizer->set_record_stats(stats_now);
     float grad_norm = 0;
     SL_ASSIGN_OR_RETURN(const float loss, TrainStep(run, step, &grad_norm));
     result.step_losses.push_back(loss);
     ++interval_steps;
-    const int64_t done = step + 1;
-    const bool last = done == train.steps();
     const bool eval_now = last || (train.eval_every() > 0 && done % train.eval_every() == 0);
     float val_loss = NAN;
     if (eval_now && train.eval_batches() > 0) {
@@ -222,20 +224,24 @@ absl::StatusOr<TrainResult> Train(const Config& config, const TrainOptions& opti
                               run.targets);
       result.final_val_loss = val_loss;
     }
-    std::optional<StatsReport> stats;
-    if (run.stats != nullptr && (last || done % config.stats().every() == 0)) {
-      SL_ASSIGN_OR_RETURN(stats, run.stats->Compute(*run.model, *run.val_loader));
-      SL_RETURN_IF_ERROR(run.stats_writer.Append(done, *stats));
+    std::vector<std::pair<std::string, double>> stats_scalars;
+    if (stats_now) {
+      SL_ASSIGN_OR_RETURN(const StatsReport stats, run.stats->Compute(*run.model, *run.val_loader));
+      SL_RETURN_IF_ERROR(run.stats_writer.Append(done, stats));
       if (options.print_progress) {
-        std::printf("stats @ %d | %s\n", static_cast<int>(done), FormatStatsSummary(*stats).c_str());
+        std::printf("stats @ %d | %s\n", static_cast<int>(done), FormatStatsSummary(stats).c_str());
+      }
+      stats_scalars = StatsScalars(stats);
+      for (const auto& [key, value] : run.optimizer->LastUpdateStats()) {
+        stats_scalars.emplace_back(key, value);
       }
     }
-    if (last || eval_now || stats || done % train.log_every() == 0) {
+    if (last || eval_now || stats_now || done % train.log_every() == 0) {
       const double elapsed = SecondsSince(start);
       SL_RETURN_IF_ERROR(LogStep(run, step, loss, grad_norm, interval_steps * tokens_per_step,
                                  SecondsSince(interval_start), elapsed,
                                  elapsed / (done - run.start_step) * (end_step - done),
-                                 val_loss, stats ? &*stats : nullptr));
+                                 val_loss, stats_scalars));
       interval_start = Clock::now();
       interval_steps = 0;
     }

@@ -41,6 +41,7 @@ struct ModelCapture {
   int bias_keys = 0;      // 0 or 1
   std::vector<LayerCapture> layers;
   NamedTensor head_input;  // {"lm_head", final RMSNorm output [B, S, D]}
+  Tensor logits;           // [B, S, V] LM-head outputs (Backward overwrites them in place)
 };
 
 }  // namespace sinklab

@@ -235,6 +235,7 @@ ModelCapture Model::Capture() const {
     capture.layers.push_back(std::move(layer));
   }
   capture.head_input = {"lm_head", impl_->final_in};
+  capture.logits = impl_->logits;
   return capture;
 }
 

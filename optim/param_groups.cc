@@ -146,13 +146,6 @@ absl::StatusOr<std::vector<ParamGroup>> RouteParamGroups(const std::vector<Param
   return groups;
 }
 
-std::vector<ParamGroup> AssignParamGroups(const std::vector<Parameter*>& params,
-                                          const OptimConfig& config) {
-  absl::StatusOr<std::vector<ParamGroup>> groups = RouteParamGroups(params, config);
-  SL_CHECK_OK(groups.status());
-  return *std::move(groups);
-}
-
 std::vector<std::string> DescribeParamGroups(const std::vector<ParamGroup>& groups,
                                              int line_width) {
   std::vector<std::string> lines;

@@ -68,12 +68,6 @@ bool GlobMatch(absl::string_view pattern, absl::string_view name);
 absl::StatusOr<std::vector<ParamGroup>> RouteParamGroups(const std::vector<Parameter*>& params,
                                                           const OptimConfig& config);
 
-// Deprecated: RouteParamGroups that aborts on a routing error. Kept only so that
-// launch/trainer.cc compiles until it switches to OptimizerSet (optim/optimizer_set.h);
-// delete it then.
-std::vector<ParamGroup> AssignParamGroups(const std::vector<Parameter*>& params,
-                                          const OptimConfig& config);
-
 // Text lines for the trainer to print at start, one group after the other:
 //   "adamw lr=0.003 decay=0.1 (2 tensors, 32768 values): layers.0.attn.wq [128, 128], .."
 // A group whose list is longer than `line_width` characters continues on following lines

@@ -101,5 +101,20 @@ TEST(PresetsTest, EmbeddedTinyLocationsNameTheEmbeddedText) {
             absl::StrCat(kEmbeddedTinyConfigName, ":", line, ":3"));
 }
 
+TEST(PresetsTest, TinyMuonIsTinyWithMuonForTheHiddenMatrices) {
+  const absl::StatusOr<Config> muon = LoadConfig(RepoPath("configs/muon.textproto"), {});
+  ASSERT_TRUE(muon.ok()) << muon.status();
+  const absl::StatusOr<Config> tiny = LoadConfig(RepoPath("configs/tiny.textproto"), {});
+  ASSERT_TRUE(tiny.ok()) << tiny.status();
+  EXPECT_EQ(muon->name(), "muon");  // a preset is named after its file
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(muon->model(), tiny->model()));
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(muon->data(), tiny->data()));
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(muon->train(), tiny->train()));
+  EXPECT_EQ(muon->optim().matrix_optimizer(), MUON);
+  EXPECT_EQ(muon->optim().muon().scaling(), MuonConfig::ORIGINAL);
+  EXPECT_FLOAT_EQ(muon->optim().muon().lr(), 0.02f);
+  EXPECT_FLOAT_EQ(muon->optim().lr(), tiny->optim().lr());
+}
+
 }  // namespace
 }  // namespace sinklab

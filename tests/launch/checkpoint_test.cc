@@ -19,7 +19,7 @@
 #include "launch/backend_factory.h"
 #include "launch/export.h"
 #include "launch/trainer.h"
-#include "optim/adamw.h"
+#include "optim/optimizer_set.h"
 
 namespace sinklab {
 namespace {
@@ -51,11 +51,13 @@ struct Loaded {
   explicit Loaded(const Config& config)
       : backend(*MakeBackend(Device::kCpu)),
         model(config.model(), 1, config.data().seq_len(), backend.get(), &arena),
-        optimizer(config.optim(), model.parameters(), &arena) {}
+        optimizer_ptr(*OptimizerSet::Create(config.optim(), model.parameters(), &arena)),
+        optimizer(*optimizer_ptr) {}
   std::unique_ptr<Backend> backend;
   Arena arena;
   Model model;
-  AdamW optimizer;
+  std::unique_ptr<OptimizerSet> optimizer_ptr;
+  OptimizerSet& optimizer;
 };
 
 TEST(CheckpointTest, ResumeContinuesBitForBit) {
