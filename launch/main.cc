@@ -28,6 +28,7 @@ ABSL_FLAG(int64_t, stop_at_step, 0,
 ABSL_FLAG(std::string, weights, "",
           "eval, stats: a model.safetensors written by train (or by export --format native), or "
           "a checkpoint directory RUN_DIR/ckpt_<step>.");
+ABSL_FLAG(std::string, checkpoint, "", "stats: the same as --weights (a ckpt_<step> directory).");
 ABSL_FLAG(std::string, data, "", "stats: glob of held-out shards (default: the config's val data).");
 ABSL_FLAG(std::string, stats_out, "", "stats: output file (default: <weights>.stats.jsonl).");
 ABSL_FLAG(int32_t, batches, 0, "eval: held-out batches to evaluate (0: train.eval_batches).");
@@ -57,7 +58,7 @@ Usage:
       Continues a run from its newest loadable checkpoint, bit for bit on the CPU.
   sinklab eval --weights RUN_DIR/model.safetensors [--set FRAGMENT]... [--batches N]
       Held-out loss of saved weights, on the data of their config (or --set data {...}).
-  sinklab stats --weights RUN_DIR/ckpt_<step> [--data GLOB] [--stats_out FILE] [--set ...]
+  sinklab stats --checkpoint RUN_DIR/ckpt_<step> [--data GLOB] [--stats_out FILE] [--set ...]
       Sink and outlier statistics (docs/DESIGN.md section 6) of saved weights.
   sinklab export RUN_DIR/ckpt_<step> --out DIR [--format hf|native] [--dtype bf16|f32]
       Hugging Face Llama folder (model.safetensors + config.json) or our native weights.
@@ -110,7 +111,10 @@ int main(int argc, char** argv) {
     status = sinklab::RunEval(command);
   } else if (verb == "stats") {
     status = sinklab::RunStats(sinklab::StatsCommand{
-        args, split->overrides, absl::GetFlag(FLAGS_weights), absl::GetFlag(FLAGS_data),
+        args, split->overrides,
+        absl::GetFlag(FLAGS_checkpoint).empty() ? absl::GetFlag(FLAGS_weights)
+                                                : absl::GetFlag(FLAGS_checkpoint),
+        absl::GetFlag(FLAGS_data),
         absl::GetFlag(FLAGS_stats_out), absl::GetFlag(FLAGS_device)});
   } else if (verb == "export") {
     status = sinklab::RunExport(sinklab::ExportCommand{args, absl::GetFlag(FLAGS_format),
