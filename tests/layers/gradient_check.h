@@ -107,6 +107,14 @@ inline void ExpectGradientMatches(const std::string& name, const Tensor& x,
   }
 }
 
+// n token ids uniform in [0, vocab), Philox stream `stream` of seed 11.
+inline std::vector<int32_t> RandomTokens(int64_t n, int64_t vocab, uint64_t stream) {
+  Rng rng(11, stream);
+  std::vector<int32_t> tokens(n);
+  for (auto& t : tokens) t = static_cast<int32_t>(rng.Below(vocab));
+  return tokens;
+}
+
 }  // namespace sinklab
 
 #endif  // SINKLAB_TESTS_LAYERS_GRADIENT_CHECK_H_

@@ -14,6 +14,7 @@
 #include "layers/model.h"
 #include "layers/model_dims.h"
 #include "tests/layers/gradient_check.h"
+#include "tests/layers/model_determinism.h"
 
 namespace sinklab {
 namespace {
@@ -31,12 +32,6 @@ ModelConfig TinyConfig(bool tied) {
   return config;
 }
 
-std::vector<int32_t> RandomTokens(int64_t n, int64_t vocab, uint64_t stream) {
-  Rng rng(11, stream);
-  std::vector<int32_t> tokens(n);
-  for (auto& t : tokens) t = static_cast<int32_t>(rng.Below(vocab));
-  return tokens;
-}
 
 void ZeroGrads(Model& model) {
   for (Parameter* p : model.parameters()) std::memset(p->grad.data(), 0, p->grad.nbytes());
@@ -177,35 +172,13 @@ TEST(ModelTest, CheckModelConfigNamesBadFieldsAndAcceptsEveryVariant) {
 }
 
 // Forward + backward of a small model with `threads`; returns the loss and every grad.
-std::vector<float> RunModel(int threads) {
-  omp_set_num_threads(threads);
-  CpuBackend backend;
-  Arena arena(Device::kCpu, size_t{1} << 20);
-  TensorPool pool;
-  ModelConfig config = TinyConfig(false);
-  config.set_vocab_size(37);
-  config.set_d_model(32);
-  config.set_n_heads(4);
-  config.set_n_kv_heads(2);
-  config.set_ffn_hidden(48);
-  config.set_init_std(0.2f);
-  const int B = 3, T = 19;
-  Model model(config, B, T, &backend, &arena);
-  model.InitParameters(3);
-  Tensor tokens = pool.Ints({B, T}, RandomTokens(B * T, 37, 1));
-  Tensor targets = pool.Ints({B, T}, RandomTokens(B * T, 37, 2));
-  std::vector<float> all = {model.Forward(tokens, targets)};
-  model.Backward(1.0f);
-  for (Parameter* p : model.parameters()) {
-    const std::vector<float> g = Values(p->grad);
-    all.insert(all.end(), g.begin(), g.end());
-  }
-  return all;
-}
 
 TEST(ModelTest, GradientsAreBitIdenticalForAnyThreadCount) {
   const int saved = omp_get_max_threads();
-  const std::vector<float> one = RunModel(1), two = RunModel(2), three = RunModel(3);
+  const ModelConfig config = TinyConfig(false);
+  const std::vector<float> one = LossAndGradients(config, 1);
+  const std::vector<float> two = LossAndGradients(config, 2);
+  const std::vector<float> three = LossAndGradients(config, 3);
   omp_set_num_threads(saved);
   ASSERT_EQ(one.size(), two.size());
   EXPECT_EQ(0, std::memcmp(one.data(), two.data(), one.size() * sizeof(float)));

@@ -15,6 +15,7 @@
 #include "layers/cpu/cpu_backend.h"
 #include "layers/model.h"
 #include "tests/layers/gradient_check.h"
+#include "tests/layers/model_determinism.h"
 
 namespace sinklab {
 namespace {
@@ -32,12 +33,6 @@ ModelConfig VariantConfig(const std::function<void(ModelConfig*)>& variant) {
   return config;
 }
 
-std::vector<int32_t> RandomTokens(int64_t n, int64_t vocab, uint64_t stream) {
-  Rng rng(11, stream);
-  std::vector<int32_t> tokens(n);
-  for (auto& t : tokens) t = static_cast<int32_t>(rng.Below(vocab));
-  return tokens;
-}
 
 // As ModelTest's check: the model's own mean loss, init std 0.4, norm gains and sink logits
 // moved off their constant init; eps 1e-3; tolerance 5e-4 + 2e-2 |grad|.
@@ -233,31 +228,11 @@ TEST(ModelVariantsTest, CaptureNamesTheGateInputAndShapesEveryVariant) {
 
 // Forward + backward of a model with every mitigation with `threads`; loss and all grads.
 std::vector<float> RunModel(int threads, AttentionConfig::Normalizer normalizer) {
-  omp_set_num_threads(threads);
-  CpuBackend backend;
-  Arena arena(Device::kCpu, size_t{1} << 20);
-  TensorPool pool;
-  ModelConfig config = VariantConfig([&](ModelConfig* c) {
-    AllMitigations(c, normalizer, GateConfig::VALUE, GateConfig::ELEMENTWISE);
-  });
-  config.set_vocab_size(37);
-  config.set_d_model(32);
-  config.set_n_heads(4);
-  config.set_n_kv_heads(2);
-  config.set_ffn_hidden(48);
-  config.set_init_std(0.2f);
-  const int B = 3, T = 19;
-  Model model(config, B, T, &backend, &arena);
-  model.InitParameters(3);
-  Tensor tokens = pool.Ints({B, T}, RandomTokens(B * T, 37, 1));
-  Tensor targets = pool.Ints({B, T}, RandomTokens(B * T, 37, 2));
-  std::vector<float> all = {model.Forward(tokens, targets)};
-  model.Backward(1.0f);
-  for (Parameter* p : model.parameters()) {
-    const std::vector<float> g = Values(p->grad);
-    all.insert(all.end(), g.begin(), g.end());
-  }
-  return all;
+  return LossAndGradients(VariantConfig([&](ModelConfig* c) {
+                            AllMitigations(c, normalizer, GateConfig::VALUE,
+                                           GateConfig::ELEMENTWISE);
+                          }),
+                          threads);
 }
 
 TEST(ModelVariantsTest, EveryVariantIsBitIdenticalForAnyThreadCount) {
