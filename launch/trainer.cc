@@ -62,37 +62,33 @@ struct Run {
   int64_t start_step = 0;  // steps already done (from a checkpoint)
 };
 
-absl::Status Setup(Run& run) {
+// Data: the token splits and the train/val loaders.
+absl::Status LoadData(Run& run) {
   const Config& config = run.config;
   SL_ASSIGN_OR_RETURN(run.tokens, LoadTokens(config.data()));
-  const int seq_len = config.data().seq_len();
-  const int micro_batch = MicroBatchSize(config.train());
   SL_RETURN_IF_ERROR(CheckTokensFitVocab(run.tokens, config.model().vocab_size()));
   if (run.tokens.val.empty() && config.train().eval_batches() > 0) {
     return absl::InvalidArgumentError(
         "train.eval_batches > 0 but there are no held-out tokens (set data.val_shards or "
         "data.val_fraction > 0)");
   }
+  const int seq_len = config.data().seq_len();
   run.train_loader = std::make_unique<Loader>(&run.tokens.train, seq_len,
                                               config.train().batch_size(), config.seed(),
                                               /*rank=*/0, /*world_size=*/1);
   if (!run.tokens.val.empty()) {
-    run.val_loader = std::make_unique<Loader>(&run.tokens.val, seq_len, micro_batch,
-                                              config.seed(), 0, 1);
+    run.val_loader = std::make_unique<Loader>(&run.tokens.val, seq_len,
+                                              MicroBatchSize(config.train()), config.seed(), 0, 1);
   }
+  return absl::OkStatus();
+}
 
-  if (run.options.resume_dir.empty()) {
-    SL_ASSIGN_OR_RETURN(run.run_dir, CreateRunDir(config.train().run_root(), config.name()));
-  } else {
-    run.run_dir = run.options.resume_dir;
-  }
-  SL_RETURN_IF_ERROR(
-      WriteFileAtomically(run.run_dir + "/config.textproto", ConfigToText(config)));
-  if (config.logging().jsonl()) SL_RETURN_IF_ERROR(run.metrics.Open(run.run_dir + "/metrics.jsonl"));
-  if (config.logging().tensorboard()) {
-    SL_ASSIGN_OR_RETURN(run.tensorboard, TensorBoardWriter::Open(run.run_dir));
-  }
-
+// Backend, model, optimizer, batch buffers and the stats runner, all from one arena, which
+// is then sealed: the training loop allocates nothing.
+absl::Status BuildModel(Run& run) {
+  const Config& config = run.config;
+  const int seq_len = config.data().seq_len();
+  const int micro_batch = MicroBatchSize(config.train());
   SL_ASSIGN_OR_RETURN(run.backend, MakeBackend(run.options.device));
   run.arena = std::make_unique<Arena>(run.options.device);
   run.model = std::make_unique<Model>(config.model(), micro_batch, seq_len, run.backend.get(),
@@ -106,28 +102,51 @@ absl::Status Setup(Run& run) {
   if (config.stats().every() > 0 && run.val_loader != nullptr) {
     run.stats = std::make_unique<StatsRunner>(config.stats(), *run.model, run.backend.get(),
                                               run.arena.get());
-    SL_RETURN_IF_ERROR(run.stats_writer.Open(run.run_dir));
   }
-  run.arena->Seal();  // the loop below allocates nothing
+  run.arena->Seal();
+  return absl::OkStatus();
+}
+
+// The run directory (new, or the one resumed) with the resolved config and the log writers.
+absl::Status OpenRunDirectory(Run& run) {
+  const Config& config = run.config;
+  if (run.options.resume_dir.empty()) {
+    SL_ASSIGN_OR_RETURN(run.run_dir, CreateRunDir(config.train().run_root(), config.name()));
+  } else {
+    run.run_dir = run.options.resume_dir;
+  }
+  SL_RETURN_IF_ERROR(
+      WriteFileAtomically(run.run_dir + "/config.textproto", ConfigToText(config)));
+  if (config.logging().jsonl()) {
+    SL_RETURN_IF_ERROR(run.metrics.Open(run.run_dir + "/metrics.jsonl"));
+  }
+  if (config.logging().tensorboard()) {
+    SL_ASSIGN_OR_RETURN(run.tensorboard, TensorBoardWriter::Open(run.run_dir));
+  }
+  if (run.stats != nullptr) SL_RETURN_IF_ERROR(run.stats_writer.Open(run.run_dir));
+  return absl::OkStatus();
+}
+
+// Everything before the first step; a bad config or data fails before the run directory
+// exists.
+absl::Status Setup(Run& run) {
+  SL_RETURN_IF_ERROR(LoadData(run));
+  SL_RETURN_IF_ERROR(BuildModel(run));
+  SL_RETURN_IF_ERROR(OpenRunDirectory(run));
   if (!run.options.resume_dir.empty()) {
     SL_ASSIGN_OR_RETURN(run.start_step,
                         LoadLatestCheckpoint(run.run_dir, run.model.get(), run.optimizer.get()));
     LogInfo(absl::StrFormat("resuming %s at step %d", run.run_dir, run.start_step));
   }
-
-  LogInfo(absl::StrFormat("run directory %s; %d parameters; %d train tokens (%s), %d val "
-                          "tokens (%s)",
-                          run.run_dir, run.model->NumParameters(), run.tokens.train.size(),
-                          run.tokens.train_source, run.tokens.val.size(),
-                          run.tokens.val_source));
-  for (const std::string& line :
-       run.optimizer->Describe()) {
-    LogInfo(line);
-  }
+  LogInfo(absl::StrFormat(
+      "run directory %s; %d parameters; %d train tokens (%s), %d val tokens (%s)", run.run_dir,
+      run.model->NumParameters(), run.tokens.train.size(), run.tokens.train_source,
+      run.tokens.val.size(), run.tokens.val_source));
+  for (const std::string& line : run.optimizer->Describe()) LogInfo(line);
   return absl::OkStatus();
 }
 
-// One optimizer step: accumulated micro-batches, clip, schedule, AdamW. Returns the mean
+// One optimizer step: accumulated micro-batches, clip, schedule, optimizers. Returns the mean
 // loss and sets *grad_norm (before clipping).
 absl::StatusOr<float> TrainStep(Run& run, int64_t step, float* grad_norm) {
   const Config& config = run.config;

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <string>
 
@@ -88,7 +89,7 @@ TEST(TrainerTest, RunDirectoryHoldsResolvedConfigMetricsAndLoadableWeights) {
   EXPECT_EQ(stored->model().d_model(), 128);
 }
 
-TEST(TrainerTest, MissingCorpusIsRefusedNamingTheFile) {
+TEST(TrainerTest, MissingCorpusIsRefusedNamingTheFileBeforeAnyRunDirectory) {
   Config config = SmallTinyConfig(TestRoot("missing"));
   config.mutable_data()->set_text_corpus("data/corpus/does_not_exist.txt");
   TrainOptions options;
@@ -97,6 +98,20 @@ TEST(TrainerTest, MissingCorpusIsRefusedNamingTheFile) {
   ASSERT_FALSE(result.ok());
   EXPECT_NE(result.status().message().find("data/corpus/does_not_exist.txt"), std::string::npos)
       << result.status();
+  EXPECT_FALSE(std::filesystem::exists(TestRoot("missing")));
+}
+
+TEST(TrainerTest, MuonOnAVectorIsRefusedBeforeAnyRunDirectory) {
+  Config config = SmallTinyConfig(TestRoot("muon_vector"));
+  ParamOverride* override_rule = config.mutable_optim()->add_param_override();
+  override_rule->set_name("final_norm");
+  override_rule->set_optimizer(MUON);
+  TrainOptions options;
+  options.print_progress = false;
+  const absl::StatusOr<TrainResult> result = Train(config, options);
+  ASSERT_FALSE(result.ok());
+  EXPECT_NE(result.status().message().find("final_norm"), std::string::npos) << result.status();
+  EXPECT_FALSE(std::filesystem::exists(TestRoot("muon_vector")));
 }
 
 }  // namespace
