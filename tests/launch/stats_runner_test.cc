@@ -21,21 +21,16 @@
 #include "launch/stats_on_weights.h"
 #include "launch/stats_writer.h"
 #include "layers/cpu/cpu_backend.h"
+#include "tests/layers/gradient_check.h"
 
 namespace sinklab {
 namespace {
 
 constexpr int kSeqLen = 8;
 
-// vocab 11, D 8, 2 layers, 2 heads (1 kv head), F 12; init std 0.5 so attention is uneven.
+// TinyTestModelConfig with init std 0.5, so attention is uneven.
 ModelConfig TinyModel() {
-  ModelConfig config;
-  config.set_vocab_size(11);
-  config.set_d_model(8);
-  config.set_n_layers(2);
-  config.set_n_heads(2);
-  config.set_n_kv_heads(1);
-  config.set_ffn_hidden(12);
+  ModelConfig config = TinyTestModelConfig();
   config.set_init_std(0.5f);
   return config;
 }

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "configs/sinklab.pb.h"
 #include "core/arena.h"
 #include "core/rng.h"
 #include "core/tensor.h"
@@ -113,6 +114,18 @@ inline std::vector<int32_t> RandomTokens(int64_t n, int64_t vocab, uint64_t stre
   std::vector<int32_t> tokens(n);
   for (auto& t : tokens) t = static_cast<int32_t>(rng.Below(vocab));
   return tokens;
+}
+
+// The shape the model tests share: vocab 11, D 8, 2 layers, 2 heads (1 kv head), F 12.
+inline ModelConfig TinyTestModelConfig() {
+  ModelConfig config;
+  config.set_vocab_size(11);
+  config.set_d_model(8);
+  config.set_n_layers(2);
+  config.set_n_heads(2);
+  config.set_n_kv_heads(1);
+  config.set_ffn_hidden(12);
+  return config;
 }
 
 }  // namespace sinklab

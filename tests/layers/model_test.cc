@@ -19,15 +19,9 @@
 namespace sinklab {
 namespace {
 
-// The tiny shape: vocab 11, D 8, 2 layers, 2 heads (1 kv head), F 12.
+// TinyTestModelConfig, with or without a tied head.
 ModelConfig TinyConfig(bool tied) {
-  ModelConfig config;
-  config.set_vocab_size(11);
-  config.set_d_model(8);
-  config.set_n_layers(2);
-  config.set_n_heads(2);
-  config.set_n_kv_heads(1);
-  config.set_ffn_hidden(12);
+  ModelConfig config = TinyTestModelConfig();
   config.set_tie_embeddings(tied);
   return config;
 }
