@@ -21,7 +21,22 @@ void* DeviceMalloc(Device device, size_t nbytes) {
 }
 void DeviceFree(Device device, void* ptr) { std::free(ptr); }
 void DeviceMemsetZero(Device device, void* ptr, size_t nbytes) { std::memset(ptr, 0, nbytes); }
+void CopyTensorToHost(void* host_dst, const Tensor& src) {
+  SL_CHECK_MSG(src.device() == Device::kCpu, "this binary was built without CUDA");
+  std::memcpy(host_dst, src.data(), src.nbytes());
+}
+void CopyTensorFromHost(const Tensor& dst, const void* host_src) {
+  SL_CHECK_MSG(dst.device() == Device::kCpu, "this binary was built without CUDA");
+  std::memcpy(dst.data(), host_src, dst.nbytes());
+}
 #endif
+
+const void* HostBytes(const Tensor& t, std::vector<char>* storage) {
+  if (t.device() == Device::kCpu) return t.data();
+  storage->resize(t.nbytes());
+  CopyTensorToHost(storage->data(), t);
+  return storage->data();
+}
 
 Arena::Arena(Device device, size_t block_bytes) : device_(device), block_bytes_(block_bytes) {}
 

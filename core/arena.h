@@ -50,6 +50,16 @@ void* DeviceMalloc(Device device, size_t nbytes);
 void DeviceFree(Device device, void* ptr);
 void DeviceMemsetZero(Device device, void* ptr, size_t nbytes);
 
+// Synchronous copies between a tensor on any device and plain host memory of t.nbytes()
+// (checkpoints, weight files): a memcpy on the CPU; on a GPU a cudaMemcpy, which waits for
+// the kernels queued before it.
+void CopyTensorToHost(void* host_dst, const Tensor& src);
+void CopyTensorFromHost(const Tensor& dst, const void* host_src);
+
+// The bytes of `t` readable on the host: t.data() itself on the CPU, else a copy made into
+// `storage`.
+const void* HostBytes(const Tensor& t, std::vector<char>* storage);
+
 }  // namespace sinklab
 
 #endif  // SINKLAB_CORE_ARENA_H_

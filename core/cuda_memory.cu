@@ -41,4 +41,20 @@ void DeviceMemsetZero(Device device, void* ptr, size_t nbytes) {
   }
 }
 
+void CopyTensorToHost(void* host_dst, const Tensor& src) {
+  if (src.device() == Device::kCuda) {
+    SL_CUDA_CHECK(cudaMemcpy(host_dst, src.data(), src.nbytes(), cudaMemcpyDeviceToHost));
+  } else {
+    std::memcpy(host_dst, src.data(), src.nbytes());
+  }
+}
+
+void CopyTensorFromHost(const Tensor& dst, const void* host_src) {
+  if (dst.device() == Device::kCuda) {
+    SL_CUDA_CHECK(cudaMemcpy(dst.data(), host_src, dst.nbytes(), cudaMemcpyHostToDevice));
+  } else {
+    std::memcpy(dst.data(), host_src, dst.nbytes());
+  }
+}
+
 }  // namespace sinklab

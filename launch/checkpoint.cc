@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <list>
 #include <map>
 
 #include "absl/strings/match.h"
@@ -17,6 +18,7 @@
 #include "configs/config_loader.h"
 #include "configs/config_writer.h"
 #include "core/log.h"
+#include "core/arena.h"
 #include "core/safetensors.h"
 
 namespace sinklab {
@@ -27,10 +29,13 @@ constexpr char kFormat[] = "sinklab-checkpoint-v1";
 constexpr char kStateFile[] = "state.safetensors";
 constexpr char kParamPrefix[] = "param.";
 
-SafetensorsEntry EntryOf(const std::string& name, const Tensor& t) {
+// An entry for `t`; a device tensor is copied into `staging` (kept alive by the caller).
+SafetensorsEntry EntryOf(const std::string& name, const Tensor& t,
+                         std::list<std::vector<char>>* staging) {
   std::vector<int64_t> shape;
   for (int i = 0; i < t.rank(); ++i) shape.push_back(t.dim(i));
-  return SafetensorsEntry{name, t.dtype(), shape, t.data(), t.nbytes()};
+  const void* bytes = HostBytes(t, &staging->emplace_back());
+  return SafetensorsEntry{name, t.dtype(), shape, bytes, t.nbytes()};
 }
 
 absl::Status FsyncPath(const std::string& path) {
@@ -54,7 +59,7 @@ absl::Status Restore(const SafetensorsFile& file, const std::string& name, const
                                                    DTypeName(dst.dtype()), " ",
                                                    dst.ShapeString()));
   }
-  std::memcpy(dst.data(), entry.data, dst.nbytes());
+  CopyTensorFromHost(dst, entry.data);
   return absl::OkStatus();
 }
 
@@ -92,10 +97,13 @@ absl::Status SaveCheckpoint(const std::string& run_dir, int64_t step, const Mode
     return absl::PermissionDeniedError(absl::StrCat(tmp_dir, ": ", error.message()));
   }
   std::vector<SafetensorsEntry> entries;
+  std::list<std::vector<char>> staging;  // host copies of device tensors
   for (const Parameter* p : model.parameters()) {
-    entries.push_back(EntryOf(kParamPrefix + p->name, p->master));
+    entries.push_back(EntryOf(kParamPrefix + p->name, p->master, &staging));
   }
-  for (const StateTensor& s : optimizer.StateTensors()) entries.push_back(EntryOf(s.name, s.tensor));
+  for (const StateTensor& s : optimizer.StateTensors()) {
+    entries.push_back(EntryOf(s.name, s.tensor, &staging));
+  }
   const std::map<std::string, std::string> metadata = {
       {"format", kFormat},
       {"step", absl::StrCat(step)},
@@ -156,6 +164,7 @@ absl::StatusOr<int64_t> LoadCheckpoint(const std::string& ckpt_dir, Model* model
   }
   for (const StateTensor& s : state) SL_RETURN_IF_ERROR(Restore(file, s.name, s.tensor));
   optimizer->set_step(optimizer_step);
+  model->RefreshComputeCopies();
   return step;
 }
 

@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <filesystem>
+#include <list>
 #include <map>
 #include <vector>
 
@@ -9,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "configs/config_loader.h"
 #include "configs/config_writer.h"
+#include "core/arena.h"
 #include "core/safetensors.h"
 
 namespace sinklab {
@@ -32,11 +34,13 @@ WeightsSource SourceOf(const std::string& path) {
 
 absl::Status SaveModelWeights(const Model& model, const Config& config, const std::string& path) {
   std::vector<SafetensorsEntry> entries;
+  std::list<std::vector<char>> staging;  // host copies of device tensors
   for (const Parameter* p : model.parameters()) {
     const Tensor& t = p->master;
     std::vector<int64_t> shape;
     for (int i = 0; i < t.rank(); ++i) shape.push_back(t.dim(i));
-    entries.push_back(SafetensorsEntry{p->name, DType::kF32, shape, t.data(), t.nbytes()});
+    const void* bytes = HostBytes(t, &staging.emplace_back());
+    entries.push_back(SafetensorsEntry{p->name, DType::kF32, shape, bytes, t.nbytes()});
   }
   return WriteSafetensors(path, entries, {{kConfigKey, ConfigToText(config)}});
 }
@@ -76,12 +80,15 @@ absl::Status LoadModelWeights(const std::string& path, Model* model) {
                                                      " as the model expects"));
     }
     if (entry.dtype == DType::kF32) {
-      std::memcpy(t.data(), entry.data, t.nbytes());
+      CopyTensorFromHost(t, entry.data);
     } else {
       const BF16* src = static_cast<const BF16*>(entry.data);
-      for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] = BF16ToFloat(src[i]);
+      std::vector<float> widened(t.numel());
+      for (int64_t i = 0; i < t.numel(); ++i) widened[i] = BF16ToFloat(src[i]);
+      CopyTensorFromHost(t, widened.data());
     }
   }
+  model->RefreshComputeCopies();
   return absl::OkStatus();
 }
 

@@ -218,7 +218,9 @@ absl::StatusOr<StatsReport> StatsRunner::Compute(Model& model, const Loader& val
     val.GetEvalBatch(batch, batch_, host_inputs_.data(), host_targets_.data());
     backend_->CopyFromHost(inputs_, host_inputs_.data());
     backend_->CopyFromHost(targets_, host_targets_.data());
+    model.set_capture_attention(true);
     model.Forward(inputs_, targets_);
+    model.set_capture_attention(false);
     const ModelCapture capture = model.Capture();
     SL_CHECK_MSG(capture.prefix_tokens == model_config_.prefix_tokens() &&
                      capture.bias_keys == (model_config_.attention().kv_bias() ? 1 : 0),

@@ -136,7 +136,9 @@ void Attention::Forward(const Tensor& out, const Tensor& inp) {
     backend_->PrependRows(k_all_, kv_bias_k_.compute, k_);
     backend_->PrependRows(v_all_, kv_bias_v_.compute, v_gated_);
   }
-  backend_->AttentionForward(att_, probs_, lse_, q_, k_all_, v_all_, sink_logit_.compute, spec_);
+  const bool write_probs = capture_probs_ || backend_->attention_backward_reads_probs();
+  backend_->AttentionForward(att_, write_probs ? probs_ : Tensor(), lse_, q_, k_all_, v_all_,
+                             sink_logit_.compute, spec_);
   if (gate_position_ == GateConfig::SDPA_OUTPUT) gate_->Forward(wo_in_, att_, inp);  // G1
   wo_.Forward(out, wo_in_);
 }
@@ -147,7 +149,7 @@ void Attention::Backward(const Tensor& dinp, const Tensor& dout, const Tensor& i
   wo_.Backward(d_wo_in_, dout, wo_in_);
   if (gate_position_ == GateConfig::SDPA_OUTPUT) gate_->Backward(d_att_, dinp, d_wo_in_, att_, inp);
   backend_->AttentionBackward(dq_, dk_all_, dv_all_, sink_logit_.grad, d_att_, q_, k_all_, v_all_,
-                              sink_logit_.compute, probs_, lse_, spec_);
+                              sink_logit_.compute, att_, probs_, lse_, spec_);
   if (bias_keys_ > 0) {
     backend_->PrependRowsBackward(kv_bias_k_.grad, dk_, dk_all_);
     backend_->PrependRowsBackward(kv_bias_v_.grad, dv_gated_, dv_all_);

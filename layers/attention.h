@@ -50,7 +50,11 @@ class Attention {
   // 1 with kv_bias (key 0 of every row is the bias key), else 0.
   int64_t bias_keys() const { return bias_keys_; }
 
-  // The last Forward's weights [B, H, S, K] and row lse [B, H, S] (statistics).
+  // Whether Forward writes probs (always on a backend whose backward reads them; else only
+  // while on, for statistics steps).
+  void set_capture_probs(bool capture) { capture_probs_ = capture; }
+  // The last Forward's weights [B, H, S, K] and row lse [B, H, S] (statistics); probs are
+  // stale unless the last Forward ran with probs captured.
   const Tensor& probs() const { return probs_; }
   const Tensor& lse() const { return lse_; }
   // The last Forward's values of the S positions [B, S, Hkv, d_h] (before a value gate) and
@@ -80,6 +84,7 @@ class Attention {
   Tensor k_all_, v_all_;        // [k'; k], [v'; v]: the kernel's k, v         [B, K, Hkv, d]
   Tensor att_, wo_in_;          // kernel output; after the output gate (G1)    [B, S, H, d]
   Tensor probs_, lse_;          // [B, H, S, K], [B, H, S] f32
+  bool capture_probs_ = false;
   // Backward scratch: the gradient of each cache above (aliased the same way).
   Tensor dq_proj_, dq_pre_, dq_;
   Tensor dk_proj_, dk_pre_, dk_, dk_all_;

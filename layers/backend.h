@@ -76,6 +76,10 @@ class Backend {
   // Where this backend's tensors live and the dtype of its activations (F32 on the CPU).
   virtual Device device() const = 0;
   virtual DType activation_dtype() const = 0;
+  // Whether AttentionBackward reads the probs of AttentionForward (the CPU reference does;
+  // a fused kernel recomputes them from lse). When false, callers pass an empty probs
+  // tensor to AttentionForward except when they capture the weights for statistics.
+  virtual bool attention_backward_reads_probs() const { return true; }
 
   // ---- Small helpers ------------------------------------------------------------------
   // x[i] = value for every element (f32 or activation dtype).
@@ -138,16 +142,21 @@ class Backend {
   // visible to every query; query i sees keys j <= i + (K - S) (causal). out [B, S, H, d] =
   // sum_j p_ij v_j. sink_logit [H] f32: the learned b_h of kSinkLogit (else empty, unread).
   // Cached for the backward and for statistics: probs [B, H, S, K] f32 (the weights p_ij,
-  // zero for keys the query does not see) and lse [B, H, S] f32 (see AttentionNormalizer).
+  // zero for keys the query does not see; may be empty, then not written, when
+  // attention_backward_reads_probs() is false) and lse [B, H, S] f32 (see
+  // AttentionNormalizer).
   virtual void AttentionForward(const Tensor& out, const Tensor& probs, const Tensor& lse,
                                 const Tensor& q, const Tensor& k, const Tensor& v,
                                 const Tensor& sink_logit, const AttentionSpec& spec) = 0;
   // dq [B, S, H, d] +=, dk, dv [B, K, Hkv, d] +=, dsink_logit [H] += (kSinkLogit only;
-  // may be empty otherwise); dout [B, S, H, d]; the rest as Forward.
+  // may be empty otherwise); dout [B, S, H, d]; out [B, S, H, d] the Forward's output (a
+  // fused kernel gets sum_j p_ij dp_ij = dout_i . out_i from it); the rest as Forward
+  // (probs unread when attention_backward_reads_probs() is false).
   virtual void AttentionBackward(const Tensor& dq, const Tensor& dk, const Tensor& dv,
                                  const Tensor& dsink_logit, const Tensor& dout,
                                  const Tensor& q, const Tensor& k, const Tensor& v,
-                                 const Tensor& sink_logit, const Tensor& probs,
+                                 const Tensor& sink_logit, const Tensor& out,
+                                 const Tensor& probs,
                                  const Tensor& lse, const AttentionSpec& spec) = 0;
 
   // ---- Rows prepended to every sequence (prefix sink tokens, KV bias) -------------------

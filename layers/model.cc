@@ -206,6 +206,14 @@ void Model::Backward(float loss_scale) {
 
 namespace sinklab {
 
+void Model::RefreshComputeCopies() {
+  for (const Parameter* p : parameters_) RefreshCompute(impl_->backend, *p);
+}
+
+void Model::set_capture_attention(bool capture) {
+  for (auto& block : impl_->blocks) block->attention().set_capture_probs(capture);
+}
+
 ModelCapture Model::Capture() const {
   ModelCapture capture;
   capture.prefix_tokens = static_cast<int>(impl_->prefix_count);

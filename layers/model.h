@@ -39,8 +39,15 @@ class Model {
   // Backward of (loss_scale * mean loss) of the last Forward; grads accumulate (+=).
   void Backward(float loss_scale);
 
-  // Views of the last Forward's activations for the statistics (layers/capture.h).
+  // Views of the last Forward's activations for the statistics (layers/capture.h). The
+  // attention probs in it are current only if that Forward ran with capture on.
   ModelCapture Capture() const;
+  // While on, Forward writes every layer's attention probs [B, H, S, K] (a backend whose
+  // attention backward recomputes them skips that write otherwise).
+  void set_capture_attention(bool capture);
+  // Rewrites every parameter's `compute` copy from its master (after masters were loaded;
+  // a no-op where compute aliases master).
+  void RefreshComputeCopies();
 
   const std::vector<Parameter*>& parameters() const { return parameters_; }
   int64_t NumParameters() const;

@@ -8,6 +8,9 @@
 #include "core/status.h"
 #include "optim/matrix_ops.h"
 #include "optim/param_groups.h"
+#if SINKLAB_WITH_CUDA
+#include "optim/cuda/optim_kernels.h"
+#endif
 
 namespace sinklab {
 namespace {
@@ -88,15 +91,22 @@ AdamW::AdamW(const OptimConfig& config, std::vector<Parameter*> params,
     SL_CHECK_MSG(param->master.device() == state_arena->device(),
                  absl::StrCat(param->name, " is on ", DeviceName(param->master.device()),
                               ", the state arena on ", DeviceName(state_arena->device())));
-    // The CPU update writes master only, which is correct while compute aliases it.
-    SL_CHECK_MSG(param->master.device() == Device::kCpu,
-                 absl::StrCat(param->name, ": AdamW has only the CPU update so far"));
-    SL_CHECK_MSG(param->compute.empty() || param->compute.data() == param->master.data(),
+    // The update writes master only: on the CPU compute aliases it; on a GPU the caller
+    // refreshes the bf16 compute copy (OptimizerSet::Step does).
+    SL_CHECK_MSG(param->master.device() == Device::kCuda || param->compute.empty() ||
+                     param->compute.data() == param->master.data(),
                  absl::StrCat(param->name, ": on the CPU compute must alias master"));
     m_.push_back(AllocateLike(param->master, state_arena));
     v_.push_back(AllocateLike(param->master, state_arena));
   }
   update_sum_squares_.assign(params_.size(), 0.0);
+  if (state_arena->device() == Device::kCuda) {
+#if SINKLAB_WITH_CUDA
+    device_sums_ = std::make_shared<cuda_optim::DeviceSums>(static_cast<int>(params_.size()));
+#else
+    SL_CHECK_MSG(false, "AdamW: CUDA parameters in a build without CUDA");
+#endif
+  }
 }
 
 void AdamW::Step(float lr, int64_t step) {
@@ -108,11 +118,23 @@ void AdamW::Step(float lr, int64_t step) {
   for (size_t i = 0; i < params_.size(); ++i) {
     Parameter& param = *params_[i];
     const float decay_factor = 1.0f - lr * weight_decays_[i];
+    if (device_sums_ != nullptr) {
+#if SINKLAB_WITH_CUDA
+      cuda_optim::AdamWUpdate(param.master, param.grad, m_[i], v_[i], beta1_, beta2_, eps_,
+                              step_size, bias_correction2_sqrt, decay_factor,
+                              record_stats_ ? device_sums_.get() : nullptr,
+                              static_cast<int>(i));
+#endif
+      continue;
+    }
     update_sum_squares_[i] =
         AdamWUpdateCpu(param.master.f32(), param.grad.f32(), m_[i].f32(), v_[i].f32(),
                        param.master.numel(), beta1_, beta2_, eps_, step_size,
                        bias_correction2_sqrt, decay_factor, record_stats_);
   }
+#if SINKLAB_WITH_CUDA
+  if (device_sums_ != nullptr && record_stats_) update_sum_squares_ = device_sums_->ToHost();
+#endif
   step_ = step;
 }
 

@@ -19,6 +19,7 @@
 #define SINKLAB_OPTIM_ADAMW_H_
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "configs/sinklab.pb.h"
@@ -28,6 +29,9 @@
 #include "optim/optimizer.h"
 
 namespace sinklab {
+namespace cuda_optim {
+class DeviceSums;
+}  // namespace cuda_optim
 
 class AdamW : public Optimizer {
  public:
@@ -59,6 +63,9 @@ class AdamW : public Optimizer {
   std::vector<Parameter*> params_;
   std::vector<float> weight_decays_;  // per parameter
   std::vector<Tensor> m_, v_;         // per parameter, fp32, shape of the parameter
+  // CUDA parameters: the update runs on the device (optim/cuda/optim_kernels.h), with
+  // these reduction slots (one per parameter) for the statistics; null on the CPU.
+  std::shared_ptr<cuda_optim::DeviceSums> device_sums_;
 };
 
 }  // namespace sinklab

@@ -1,5 +1,6 @@
 // Gradient-norm clipping and whole-gradient helpers over a list of Parameters (fp32 grads).
-// CPU reference; the CUDA versions come with the fused optimizer behind the same functions.
+// CPU reference; parameters on a CUDA device take the GPU kernels of optim/cuda/ (the norm
+// is read to the host once per call).
 #ifndef SINKLAB_OPTIM_CLIP_H_
 #define SINKLAB_OPTIM_CLIP_H_
 

@@ -9,6 +9,11 @@
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
 #include "optim/matrix_ops.h"
+#if SINKLAB_WITH_CUDA
+#include "core/cuda_check.h"
+#include "optim/cuda/newton_schulz_gpu.h"
+#include "optim/cuda/optim_kernels.h"
+#endif
 
 namespace sinklab {
 
@@ -39,7 +44,6 @@ Muon::Muon(const MuonConfig& config, std::vector<Parameter*> params,
   SL_CHECK_MSG(weight_decays_.size() == params_.size(),
                absl::StrCat(weight_decays_.size(), " weight decays for ", params_.size(),
                             " parameters"));
-  SL_CHECK_MSG(state_arena->device() == Device::kCpu, "Muon has only the CPU update so far");
   std::set<std::string> names;
   int64_t max_numel = 1, max_small_dim = 1, max_rows = 1, max_cols = 1;
   for (Parameter* param : params_) {
@@ -54,9 +58,11 @@ Muon::Muon(const MuonConfig& config, std::vector<Parameter*> params,
     SL_CHECK_MSG(param->grad.numel() == param->master.numel(),
                  absl::StrCat(param->name, ": master ", param->master.ShapeString(), " grad ",
                               param->grad.ShapeString()));
-    SL_CHECK_MSG(param->master.device() == Device::kCpu,
-                 absl::StrCat(param->name, ": Muon has only the CPU update so far"));
-    SL_CHECK_MSG(param->compute.empty() || param->compute.data() == param->master.data(),
+    SL_CHECK_MSG(param->master.device() == state_arena->device(),
+                 absl::StrCat(param->name, " is on ", DeviceName(param->master.device()),
+                              ", the state arena on ", DeviceName(state_arena->device())));
+    SL_CHECK_MSG(param->master.device() == Device::kCuda || param->compute.empty() ||
+                     param->compute.data() == param->master.data(),
                  absl::StrCat(param->name, ": on the CPU compute must alias master"));
     const int64_t rows = param->master.dim(0), cols = param->master.dim(1);
     scales_.push_back(MuonScale(config.scaling(), rows, cols));
@@ -66,9 +72,23 @@ Muon::Muon(const MuonConfig& config, std::vector<Parameter*> params,
     max_rows = std::max(max_rows, rows);
     max_cols = std::max(max_cols, cols);
   }
-  update_ = state_arena->Allocate(DType::kF32, {max_numel});
-  workspace_ = NewtonSchulzWorkspace(max_numel, max_small_dim, state_arena);
   update_sum_squares_.assign(params_.size(), 0.0);
+  if (state_arena->device() == Device::kCuda) {
+#if SINKLAB_WITH_CUDA
+    update_ = state_arena->Allocate(DType::kBF16, {max_numel});
+    newton_schulz_gpu_ =
+        std::make_shared<NewtonSchulzGpu>(max_numel, max_small_dim, state_arena);
+    device_sums_ =
+        std::make_shared<cuda_optim::DeviceSums>(static_cast<int>(params_.size()) + 1);
+    host_update_.resize(max_numel);
+    host_bits_.resize(max_numel);
+#else
+    SL_CHECK_MSG(false, "Muon: CUDA parameters in a build without CUDA");
+#endif
+  } else {
+    update_ = state_arena->Allocate(DType::kF32, {max_numel});
+    workspace_ = NewtonSchulzWorkspace(max_numel, max_small_dim, state_arena);
+  }
   sigma_max_.assign(params_.size(), 0.0);
   power_u_.assign(max_rows, 0.0);
   power_v_.assign(max_cols, 0.0);
@@ -76,6 +96,11 @@ Muon::Muon(const MuonConfig& config, std::vector<Parameter*> params,
 
 void Muon::Step(float lr, int64_t step) {
   SL_CHECK_MSG(step >= 1, absl::StrCat("Muon steps are 1-based, got ", step));
+  if (device_sums_ != nullptr) {
+    StepCuda(lr);
+    step_ = step;
+    return;
+  }
   const float beta = beta_;
   const float one_minus_beta = 1.0f - beta_;
   const bool nesterov = nesterov_;
@@ -120,6 +145,36 @@ void Muon::Step(float lr, int64_t step) {
     }
   }
   step_ = step;
+}
+
+void Muon::StepCuda(float lr) {
+#if SINKLAB_WITH_CUDA
+  const int norm_slot = static_cast<int>(params_.size());
+  for (size_t k = 0; k < params_.size(); ++k) {
+    Parameter& param = *params_[k];
+    const int64_t rows = param.master.dim(0), cols = param.master.dim(1);
+    const Tensor u(update_.data(), DType::kBF16, Device::kCuda, {rows, cols});
+    cuda_optim::MuonMomentum(param.grad, m_[k], u, beta_, nesterov_);
+    newton_schulz_gpu_->Run(u, ns_steps_, *device_sums_, norm_slot);
+    cuda_optim::ApplyUpdate(param.master, u, 1.0f - lr * weight_decays_[k], lr * scales_[k],
+                            record_stats_ ? device_sums_.get() : nullptr, static_cast<int>(k));
+    if (record_stats_) {  // statistics steps only: X to the host for the power iteration
+      SL_CUDA_CHECK(cudaMemcpy(host_bits_.data(), u.data(), u.nbytes(), cudaMemcpyDeviceToHost));
+      for (int64_t i = 0; i < rows * cols; ++i) {
+        host_update_[i] = BF16ToFloat(BF16{host_bits_[i]});
+      }
+      sigma_max_[k] = LargestSingularValueEstimate(host_update_.data(), rows, cols,
+                                                   kSigmaMaxIterations, power_u_.data(),
+                                                   power_v_.data());
+    }
+  }
+  if (record_stats_) {
+    const std::vector<double> sums = device_sums_->ToHost();
+    std::copy(sums.begin(), sums.begin() + norm_slot, update_sum_squares_.begin());
+  }
+#else
+  SL_CHECK_MSG(false, "Muon: CUDA parameters in a build without CUDA");
+#endif
 }
 
 std::vector<StateTensor> Muon::StateTensors() const {

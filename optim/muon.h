@@ -22,6 +22,7 @@
 #define SINKLAB_OPTIM_MUON_H_
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "configs/sinklab.pb.h"
@@ -32,6 +33,10 @@
 #include "optim/optimizer.h"
 
 namespace sinklab {
+namespace cuda_optim {
+class DeviceSums;
+}  // namespace cuda_optim
+class NewtonSchulzGpu;
 
 // The update scale of a [rows, cols] matrix under `scaling` (formulas above).
 float MuonScale(MuonConfig::Scaling scaling, int64_t rows, int64_t cols);
@@ -75,6 +80,14 @@ class Muon : public Optimizer {
   NewtonSchulzWorkspace workspace_;
   std::vector<double> sigma_max_;     // per parameter
   std::vector<double> power_u_, power_v_;  // power-iteration scratch [largest rows/cols]
+  // CUDA parameters (null on the CPU): update_ is bf16 and orthogonalized on the device in
+  // bf16 (optim/cuda/newton_schulz_gpu.h); slots 0..P-1 of device_sums_ hold the update
+  // statistics, slot P the Frobenius norm; host_update_ stages X for sigma_max.
+  std::shared_ptr<NewtonSchulzGpu> newton_schulz_gpu_;
+  std::shared_ptr<cuda_optim::DeviceSums> device_sums_;
+  std::vector<float> host_update_;
+  std::vector<uint16_t> host_bits_;
+  void StepCuda(float lr);
 };
 
 }  // namespace sinklab

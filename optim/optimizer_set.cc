@@ -5,6 +5,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
+#if SINKLAB_WITH_CUDA
+#include "optim/cuda/optim_kernels.h"
+#endif
 
 namespace sinklab {
 
@@ -47,8 +50,22 @@ absl::StatusOr<std::unique_ptr<OptimizerSet>> OptimizerSet::Create(
 void OptimizerSet::Step(float schedule_factor, int64_t step) {
   if (adamw_ != nullptr) adamw_->Step(adamw_lr_ * schedule_factor, step);
   if (muon_ != nullptr) muon_->Step(muon_lr_ * schedule_factor, step);
+  RefreshComputeCopies();
   step_ = step;
   last_step_recorded_ = record_stats_;
+}
+
+void OptimizerSet::RefreshComputeCopies() {
+  for (const ParamGroup& group : groups_) {
+    for (Parameter* param : group.params) {
+      if (param->compute.empty() || param->compute.data() == param->master.data()) continue;
+#if SINKLAB_WITH_CUDA
+      cuda_optim::Convert(param->compute, param->master);
+#else
+      SL_CHECK_MSG(false, absl::StrCat(param->name, ": a separate compute copy needs CUDA"));
+#endif
+    }
+  }
 }
 
 std::vector<StateTensor> OptimizerSet::StateTensors() const {

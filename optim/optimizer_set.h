@@ -54,6 +54,11 @@ class OptimizerSet {
   int64_t step() const { return step_; }
   void set_step(int64_t step);
 
+  // After the updates: every parameter whose `compute` is a separate copy (bf16 on a GPU)
+  // gets it refreshed from the new master. Step calls it; so may anything that rewrites
+  // masters (resume).
+  void RefreshComputeCopies();
+
   // Turns statistics on or off for the following Steps (e.g. on for stats steps only).
   void set_record_stats(bool record);
   // Statistics of the last Step (names in the file comment); empty when it ran without

@@ -128,7 +128,8 @@ void CpuBackend::AttentionForward(const Tensor& out, const Tensor& probs, const 
 void CpuBackend::AttentionBackward(const Tensor& dq, const Tensor& dk, const Tensor& dv,
                                    const Tensor& dsink_logit, const Tensor& dout,
                                    const Tensor& q, const Tensor& k, const Tensor& v,
-                                   const Tensor& sink_logit, const Tensor& probs,
+                                   const Tensor& sink_logit, const Tensor& /*out*/,
+                                   const Tensor& probs,
                                    const Tensor& lse, const AttentionSpec& spec) {
   const AttentionDims dims = CheckAttentionShapes(dout, probs, lse, q, k, v, sink_logit, spec);
   CheckSameShape(dq, q, "AttentionBackward dq");

@@ -52,7 +52,7 @@ class CpuBackend : public Backend {
   void AttentionBackward(const Tensor& dq, const Tensor& dk, const Tensor& dv,
                          const Tensor& dsink_logit, const Tensor& dout, const Tensor& q,
                          const Tensor& k, const Tensor& v, const Tensor& sink_logit,
-                         const Tensor& probs, const Tensor& lse,
+                         const Tensor& out, const Tensor& probs, const Tensor& lse,
                          const AttentionSpec& spec) override;
 
   void PrependRows(const Tensor& out, const Tensor& prefix, const Tensor& inp) override;

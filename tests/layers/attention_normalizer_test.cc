@@ -240,7 +240,8 @@ void CheckKernelGradients(AttentionNormalizer normalizer, int64_t bias, int64_t 
   loss();
   Tensor dq = pool.Zeros({B, S, H, d}), dk = pool.Zeros({B, bias + S, Hkv, d});
   Tensor dv = pool.Zeros({B, bias + S, Hkv, d}), dsink = pool.Zeros({H});
-  backend.AttentionBackward(dq, dk, dv, dsink, r, c.q, c.k, c.v, c.sink, c.probs, c.lse, spec);
+  backend.AttentionBackward(dq, dk, dv, dsink, r, c.q, c.k, c.v, c.sink, c.out, c.probs, c.lse,
+                            spec);
   const GradCheckOptions options = GradCheckOptions::WithSamples(48);
   ExpectGradientMatches("dq", c.q, dq, loss, options);
   ExpectGradientMatches("dk", c.k, dk, loss, options);
@@ -351,7 +352,7 @@ std::vector<float> RunVariant(int threads, AttentionNormalizer normalizer, int64
   backend.AttentionForward(c.out, c.probs, c.lse, c.q, c.k, c.v, c.sink, spec);
   Tensor dq = pool.Zeros({B, S, H, d}), dk = pool.Zeros({B, bias + S, Hkv, d});
   Tensor dv = pool.Zeros({B, bias + S, Hkv, d}), dsink = pool.Zeros({H});
-  backend.AttentionBackward(dq, dk, dv, dsink, c.out, c.q, c.k, c.v, c.sink, c.probs, c.lse,
+  backend.AttentionBackward(dq, dk, dv, dsink, c.out, c.q, c.k, c.v, c.sink, c.out, c.probs, c.lse,
                             spec);
   std::vector<float> all;
   for (const Tensor* t : {&c.out, &c.probs, &c.lse, &dq, &dk, &dv, &dsink}) {

@@ -135,8 +135,8 @@ void CheckKernelGradients(int64_t heads, int64_t kv_heads) {
   loss();
   Tensor dq = pool.Zeros({B, T, heads, d}), dk = pool.Zeros({B, T, kv_heads, d});
   Tensor dv = pool.Zeros({B, T, kv_heads, d});
-  backend.AttentionBackward(dq, dk, dv, Tensor(), r, in.q, in.k, in.v, Tensor(), in.probs, in.lse,
-                            spec);
+  backend.AttentionBackward(dq, dk, dv, Tensor(), r, in.q, in.k, in.v, Tensor(), in.out, in.probs,
+                            in.lse, spec);
   const GradCheckOptions options = GradCheckOptions::WithSamples(64);
   ExpectGradientMatches("dq", in.q, dq, loss, options);
   ExpectGradientMatches("dk", in.k, dk, loss, options);
@@ -190,8 +190,8 @@ std::vector<float> RunAttention(int threads) {
   backend.AttentionForward(in.out, in.probs, in.lse, in.q, in.k, in.v, Tensor(), SoftmaxSpec(d));
   Tensor dq = pool.Zeros({B, T, H, d}), dk = pool.Zeros({B, T, Hkv, d});
   Tensor dv = pool.Zeros({B, T, Hkv, d});
-  backend.AttentionBackward(dq, dk, dv, Tensor(), in.out, in.q, in.k, in.v, Tensor(), in.probs,
-                            in.lse, SoftmaxSpec(d));
+  backend.AttentionBackward(dq, dk, dv, Tensor(), in.out, in.q, in.k, in.v, Tensor(), in.out,
+                            in.probs, in.lse, SoftmaxSpec(d));
   std::vector<float> all;
   for (const Tensor* t : {&in.out, &in.probs, &in.lse, &dq, &dk, &dv}) {
     const std::vector<float> v = Values(*t);

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The GPU benchmark of issue "CUDA backend", run on the device machine from the repo root:
+#   bash experiments/perf/run.sh [build] [test] [bench]     (default: all three)
+# build: CMake + Ninja for sm_80 and sm_90 (Abseil unpacked from .device/debs, see README);
+# test:  every ctest test (the GPU ones run here; they skip on machines without a GPU);
+# bench: attention kernel TFLOP/s (ours, cuDNN's and FlashAttention's through PyTorch),
+#        sinklab training tokens/s + MFU on configs/llama_160m.textproto (16 x 1024, bundled
+#        corpus) for the baseline and every mitigation, Muon, a stats-heavy run, and the
+#        PyTorch baseline (torch.compile, bf16 autocast, fused AdamW, SDPA) of the same model.
+# Logs and results go to $OUT (or /tmp/perf_out).
+set -uo pipefail
+OUT=${OUT:-/tmp/perf_out}
+mkdir -p "$OUT"
+steps=${*:-build test bench}
+absl=/tmp/absl
+mkdir -p "$absl"
+for deb in .device/debs/*.deb; do dpkg -x "$deb" "$absl"; done
+export CMAKE_PREFIX_PATH="$absl/usr"
+export LD_LIBRARY_PATH="$absl/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
+export OMP_WAIT_POLICY=PASSIVE NCCL_NVLS_ENABLE=0 PYTHONUNBUFFERED=1
+build=build-device
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/device.txt"
+echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)" | tee -a "$OUT/device.txt"
+
+if [[ " $steps " == *" build "* ]]; then
+  cmake -S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="80;90" \
+    -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc > "$OUT/cmake.log" 2>&1 || { tail -30 "$OUT/cmake.log"; exit 1; }
+  ninja -C $build -j16 > "$OUT/build.log" 2>&1 || { grep -B2 -A12 -m3 "error" "$OUT/build.log"; exit 1; }
+  echo "build ok"
+fi
+
+if [[ " $steps " == *" test "* ]]; then
+  ctest --test-dir $build -j8 --timeout 300 --output-on-failure > "$OUT/ctest.log" 2>&1
+  echo "ctest exit $?"; grep -E "tests passed|tests failed|\(Failed\)|\(SEGFAULT\)|\(Timeout\)|Subprocess aborted" "$OUT/ctest.log" | head -60
+  grep -c "Passed" "$OUT/ctest.log" | sed 's/^/passed lines: /'
+  $build/tests/layers_tests --gtest_filter='Cuda*' > "$OUT/gpu_layers.log" 2>&1; echo "gpu layer tests exit $?"
+  grep -E "^\[  (PASSED|FAILED|SKIPPED) \]|FAILED  \]" "$OUT/gpu_layers.log" | head -40
+fi
+
+if [[ " $steps " == *" bench "* ]]; then
+  $build/experiments/perf/attention_bench 16 12 1024 64 | tee "$OUT/attention.txt"
+  python3 experiments/perf/cudnn_sdpa_bench.py 16 12 1024 64 | tee -a "$OUT/attention.txt"
+  runs=/tmp/perf_runs; rm -rf $runs
+  base=(--device cuda
+    --set 'data { train_shards: "" val_shards: "" text_corpus: "data/corpus/kjv.txt" }'
+    --set "train { steps: ${BENCH_STEPS:-25} batch_size: 16 micro_batch_size: 16 eval_every: 0 log_every: 1 run_root: \"$runs\" }"
+    --set 'optim { warmup_steps: 5 } stats { every: 0 } checkpoint { every: 0 } logging { tensorboard: false }')
+  bench() {  # label, extra --set fragments...
+    local label=$1; shift
+    local sets=(); for s in "$@"; do sets+=(--set "$s"); done
+    if $build/sinklab train configs/llama_160m.textproto "${base[@]}" "${sets[@]}" --set "name: \"$label\"" \
+        > "$OUT/train_$label.log" 2>&1; then
+      python3 experiments/perf/summarize.py "$(ls -d $runs/$label*/ | head -1)" "$label" | tee -a "$OUT/bench.txt"
+    else
+      echo "sinklab $label FAILED: $(tail -3 "$OUT/train_$label.log")" | tee -a "$OUT/bench.txt"
+    fi
+  }
+  bench baseline
+  bench muon 'optim { matrix_optimizer: MUON }'
+  bench softmax1 'model { attention { normalizer: SOFTMAX1 } }'
+  bench sink_logit 'model { attention { normalizer: SINK_LOGIT } }'
+  bench softpick 'model { attention { normalizer: SOFTPICK } }'
+  bench sigmoid 'model { attention { normalizer: SIGMOID } }'
+  bench clipped_softmax 'model { attention { normalizer: CLIPPED_SOFTMAX } }'
+  bench gate_g1 'model { attention { gate { position: SDPA_OUTPUT } } }'
+  bench gate_g2_headwise 'model { attention { gate { position: VALUE granularity: HEADWISE } } }'
+  bench kv_bias 'model { attention { kv_bias: true } }'
+  bench prefix_tokens 'model { prefix_tokens: 4 }'
+  bench qk_norm 'model { attention { qk_norm: true } }'
+  bench stats_every_5 'stats { every: 5 }'
+  python3 experiments/perf/torch_baseline.py --batch 16 --seq 1024 --steps 20 2>&1 | tail -2 | tee -a "$OUT/bench.txt"
+fi

@@ -1,0 +1,209 @@
+// CudaBackend: construction, the small helpers (fill, copy, convert, host copies, add,
+// reductions) and the residual add. The layer kernels live in the other files of this folder.
+#include "layers/cuda/cuda_backend.h"
+
+#include "layers/cuda/gemm_lt.h"
+#include "layers/cuda/kernel_util.cuh"
+
+namespace sinklab {
+namespace cuda {
+namespace {
+
+template <typename T>
+__global__ void FillKernel(T* x, int64_t n, float value) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    x[i] = FromF<T>(value);
+  }
+}
+
+template <typename TD, typename TS>
+__global__ void ConvertKernel(TD* dst, const TS* src, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    dst[i] = FromF<TD>(ToF(src[i]));
+  }
+}
+
+// out = a + b elementwise (out may alias a or b); fp32 arithmetic.
+template <typename TO, typename TA, typename TB>
+__global__ void AddKernel(TO* out, const TA* a, const TB* b, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    out[i] = FromF<TO>(ToF(a[i]) + ToF(b[i]));
+  }
+}
+
+// Per-block partial sums in double, in a fixed order (deterministic); a second launch with
+// one block reduces the partials.
+constexpr int kSumBlocks = 512;
+
+__global__ void SumPartialsKernel(double* partials, const float* x, int64_t n) {
+  __shared__ double shared[32];
+  double acc = 0;
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    acc += x[i];
+  }
+  acc = BlockSum(acc, shared);
+  if (threadIdx.x == 0) partials[blockIdx.x] = acc;
+}
+
+__global__ void CountPartialsKernel(double* partials, const int32_t* x, int64_t n) {
+  __shared__ double shared[32];
+  double acc = 0;
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    acc += x[i] >= 0 ? 1.0 : 0.0;
+  }
+  acc = BlockSum(acc, shared);
+  if (threadIdx.x == 0) partials[blockIdx.x] = acc;
+}
+
+__global__ void SumDoublesKernel(double* out, const double* partials, int n) {
+  __shared__ double shared[32];
+  double acc = 0;
+  for (int i = threadIdx.x; i < n; i += blockDim.x) acc += partials[i];
+  acc = BlockSum(acc, shared);
+  if (threadIdx.x == 0) *out = acc;
+}
+
+template <typename T>
+void Add(cudaStream_t stream, const Tensor& out, const Tensor& a, const Tensor& b) {
+  SL_CHECK_MSG(out.numel() == a.numel() && out.numel() == b.numel(),
+               absl::StrCat("Add: ", out.ShapeString(), " = ", a.ShapeString(), " + ",
+                            b.ShapeString()));
+  const int64_t n = out.numel();
+  DispatchFloat(a.dtype(), [&](auto ta) {
+    using TA = decltype(ta);
+    DispatchFloat(b.dtype(), [&](auto tb) {
+      using TB = decltype(tb);
+      AddKernel<T, TA, TB><<<GridFor(n), kBlock, 0, stream>>>(Ptr<T>(out), Ptr<TA>(a),
+                                                               Ptr<TB>(b), n);
+    });
+  });
+  SL_CUDA_LAUNCH_CHECK();
+}
+
+}  // namespace
+}  // namespace cuda
+
+using cuda::bf16;
+using cuda::DispatchFloat;
+using cuda::GridFor;
+using cuda::kBlock;
+using cuda::Ptr;
+
+CudaBackend::CudaBackend() {
+  SL_CUDA_CHECK(cudaStreamCreate(&stream_));
+  gemm_ = std::make_unique<GemmLt>(stream_);
+  SL_CUDA_CHECK(cudaMalloc(&scratch_, kScratchDoubles * sizeof(double)));
+  SL_CUDA_CHECK(cudaMallocHost(&host_scratch_, kScratchDoubles * sizeof(double)));
+}
+
+CudaBackend::~CudaBackend() {
+  cudaStreamSynchronize(stream_);
+  gemm_.reset();
+  cudaFree(scratch_);
+  cudaFreeHost(host_scratch_);
+  cudaStreamDestroy(stream_);
+}
+
+void CudaBackend::Synchronize() const { SL_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+void CudaBackend::Fill(const Tensor& x, float value) {
+  cuda::CheckCuda(x, "Fill");
+  const int64_t n = x.numel();
+  if (x.dtype() == DType::kI32) {
+    SL_CHECK_MSG(value == 0.0f, "Fill of an i32 tensor supports 0 only");
+    SL_CUDA_CHECK(cudaMemsetAsync(x.data(), 0, x.nbytes(), stream_));
+    return;
+  }
+  DispatchFloat(x.dtype(), [&](auto t) {
+    using T = decltype(t);
+    cuda::FillKernel<T><<<GridFor(n), kBlock, 0, stream_>>>(Ptr<T>(x), n, value);
+  });
+  SL_CUDA_LAUNCH_CHECK();
+}
+
+void CudaBackend::Copy(const Tensor& dst, const Tensor& src) {
+  SL_CHECK_MSG(dst.dtype() == src.dtype() && dst.numel() == src.numel(),
+               absl::StrCat("Copy: ", dst.ShapeString(), " <- ", src.ShapeString()));
+  SL_CUDA_CHECK(cudaMemcpyAsync(dst.data(), src.data(), src.nbytes(),
+                                cudaMemcpyDeviceToDevice, stream_));
+}
+
+void CudaBackend::Convert(const Tensor& dst, const Tensor& src) {
+  SL_CHECK_MSG(dst.numel() == src.numel(),
+               absl::StrCat("Convert: ", dst.ShapeString(), " <- ", src.ShapeString()));
+  if (dst.dtype() == src.dtype()) return Copy(dst, src);
+  const int64_t n = src.numel();
+  DispatchFloat(dst.dtype(), [&](auto td) {
+    using TD = decltype(td);
+    DispatchFloat(src.dtype(), [&](auto ts) {
+      using TS = decltype(ts);
+      cuda::ConvertKernel<TD, TS><<<GridFor(n), kBlock, 0, stream_>>>(Ptr<TD>(dst),
+                                                                      Ptr<TS>(src), n);
+    });
+  });
+  SL_CUDA_LAUNCH_CHECK();
+}
+
+void CudaBackend::CopyFromHost(const Tensor& dst, const void* host_src) {
+  cuda::CheckCuda(dst, "CopyFromHost dst");
+  // Synchronous: the host buffer may be reused as soon as this returns.
+  SL_CUDA_CHECK(cudaMemcpyAsync(dst.data(), host_src, dst.nbytes(), cudaMemcpyHostToDevice,
+                                stream_));
+  Synchronize();
+}
+
+void CudaBackend::CopyToHost(void* host_dst, const Tensor& src) {
+  cuda::CheckCuda(src, "CopyToHost src");
+  SL_CUDA_CHECK(cudaMemcpyAsync(host_dst, src.data(), src.nbytes(), cudaMemcpyDeviceToHost,
+                                stream_));
+  Synchronize();
+}
+
+void CudaBackend::AddInto(const Tensor& dst, const Tensor& src) {
+  DispatchFloat(dst.dtype(), [&](auto t) {
+    using T = decltype(t);
+    cuda::Add<T>(stream_, dst, dst, src);
+  });
+}
+
+void CudaBackend::ResidualForward(const Tensor& out, const Tensor& a, const Tensor& b) {
+  DispatchFloat(out.dtype(), [&](auto t) {
+    using T = decltype(t);
+    cuda::Add<T>(stream_, out, a, b);
+  });
+}
+
+double CudaBackend::SumToHost(const Tensor& x) {
+  SL_CHECK_MSG(x.dtype() == DType::kF32, "SumToHost needs an f32 tensor");
+  cuda::SumPartialsKernel<<<cuda::kSumBlocks, kBlock, 0, stream_>>>(scratch_, x.f32(),
+                                                                     x.numel());
+  SL_CUDA_LAUNCH_CHECK();
+  cuda::SumDoublesKernel<<<1, kBlock, 0, stream_>>>(scratch_ + cuda::kSumBlocks, scratch_,
+                                                    cuda::kSumBlocks);
+  SL_CUDA_LAUNCH_CHECK();
+  SL_CUDA_CHECK(cudaMemcpyAsync(host_scratch_, scratch_ + cuda::kSumBlocks, sizeof(double),
+                                cudaMemcpyDeviceToHost, stream_));
+  Synchronize();
+  return host_scratch_[0];
+}
+
+int64_t CudaBackend::CountNonNegative(const Tensor& x) {
+  SL_CHECK_MSG(x.dtype() == DType::kI32, "CountNonNegative needs an i32 tensor");
+  cuda::CountPartialsKernel<<<cuda::kSumBlocks, kBlock, 0, stream_>>>(scratch_, x.i32(),
+                                                                       x.numel());
+  SL_CUDA_LAUNCH_CHECK();
+  cuda::SumDoublesKernel<<<1, kBlock, 0, stream_>>>(scratch_ + cuda::kSumBlocks, scratch_,
+                                                    cuda::kSumBlocks);
+  SL_CUDA_LAUNCH_CHECK();
+  SL_CUDA_CHECK(cudaMemcpyAsync(host_scratch_, scratch_ + cuda::kSumBlocks, sizeof(double),
+                                cudaMemcpyDeviceToHost, stream_));
+  Synchronize();
+  return static_cast<int64_t>(host_scratch_[0]);
+}
+
+}  // namespace sinklab

@@ -1,0 +1,115 @@
+// CudaBackend: the GPU implementation of Backend (layers/backend.h). bf16 activations and
+// weight copies, fp32 master weights, gradients, per-row statistics (rstd, lse, losses).
+// Every kernel runs on one stream (stream()); nothing synchronizes the host except the
+// *ToHost calls. Memory comes from the caller's arena, plus a fixed cuBLASLt workspace and
+// a small reduction scratch allocated once at construction.
+//
+// The member functions are defined by layer, one file each (as layers/cpu/):
+//   cuda_backend.cu (construction, fill/copy/convert, host copies, reductions),
+//   matmul.cu (cuBLASLt, layers/cuda/gemm_lt.h), embedding.cu, rmsnorm.cu, rope.cu,
+//   attention*.cu (fused, flash-style: no [S, K] matrix unless probs are asked for),
+//   prepend_rows.cu, gate.cu, swiglu.cu, cross_entropy.cu; shared device helpers in
+//   kernel_util.cuh.
+//
+// Attention probs: AttentionForward writes probs [B, H, S, K] only when the tensor passed
+// is non-empty (statistics steps); AttentionBackward never reads them (it recomputes the
+// weights from q, k and lse), so attention_backward_reads_probs() is false.
+#ifndef SINKLAB_LAYERS_CUDA_CUDA_BACKEND_H_
+#define SINKLAB_LAYERS_CUDA_CUDA_BACKEND_H_
+
+#include <cuda_runtime.h>
+
+#include <memory>
+
+#include "layers/backend.h"
+
+namespace sinklab {
+
+class GemmLt;
+
+class CudaBackend : public Backend {
+ public:
+  // Uses the current CUDA device (cudaSetDevice before constructing).
+  CudaBackend();
+  ~CudaBackend() override;
+  CudaBackend(const CudaBackend&) = delete;
+  CudaBackend& operator=(const CudaBackend&) = delete;
+
+  Device device() const override { return Device::kCuda; }
+  DType activation_dtype() const override { return DType::kBF16; }
+  bool attention_backward_reads_probs() const override { return false; }
+
+  void Fill(const Tensor& x, float value) override;
+  void Copy(const Tensor& dst, const Tensor& src) override;
+  void Convert(const Tensor& dst, const Tensor& src) override;
+  void CopyFromHost(const Tensor& dst, const void* host_src) override;
+  void CopyToHost(void* host_dst, const Tensor& src) override;
+  void AddInto(const Tensor& dst, const Tensor& src) override;
+  double SumToHost(const Tensor& x) override;
+  int64_t CountNonNegative(const Tensor& x) override;
+
+  void MatmulForward(const Tensor& out, const Tensor& inp, const Tensor& weight) override;
+  void MatmulBackward(const Tensor& dinp, const Tensor& dweight, const Tensor& dout,
+                      const Tensor& inp, const Tensor& weight) override;
+
+  void EmbeddingForward(const Tensor& out, const Tensor& tokens, const Tensor& table) override;
+  void EmbeddingBackward(const Tensor& dtable, const Tensor& dout,
+                         const Tensor& tokens) override;
+
+  void RmsNormForward(const Tensor& out, const Tensor& rstd, const Tensor& inp,
+                      const Tensor& weight, float eps) override;
+  void RmsNormBackward(const Tensor& dinp, const Tensor& dweight, const Tensor& dout,
+                       const Tensor& inp, const Tensor& weight, const Tensor& rstd) override;
+
+  void RopeForward(const Tensor& out, const Tensor& inp, const Tensor& cos,
+                   const Tensor& sin) override;
+  void RopeBackward(const Tensor& dinp, const Tensor& dout, const Tensor& cos,
+                    const Tensor& sin) override;
+
+  void AttentionForward(const Tensor& out, const Tensor& probs, const Tensor& lse,
+                        const Tensor& q, const Tensor& k, const Tensor& v,
+                        const Tensor& sink_logit, const AttentionSpec& spec) override;
+  void AttentionBackward(const Tensor& dq, const Tensor& dk, const Tensor& dv,
+                         const Tensor& dsink_logit, const Tensor& dout, const Tensor& q,
+                         const Tensor& k, const Tensor& v, const Tensor& sink_logit,
+                         const Tensor& out, const Tensor& probs, const Tensor& lse,
+                         const AttentionSpec& spec) override;
+
+  void PrependRows(const Tensor& out, const Tensor& prefix, const Tensor& inp) override;
+  void PrependRowsBackward(const Tensor& dprefix, const Tensor& dinp,
+                           const Tensor& dout) override;
+
+  void SigmoidGateForward(const Tensor& out, const Tensor& gate, const Tensor& y,
+                          const Tensor& logits) override;
+  void SigmoidGateBackward(const Tensor& dy, const Tensor& dlogits, const Tensor& dout,
+                           const Tensor& y, const Tensor& gate) override;
+
+  void SwigluForward(const Tensor& out, const Tensor& gate, const Tensor& up) override;
+  void SwigluBackward(const Tensor& dgate, const Tensor& dup, const Tensor& dout,
+                      const Tensor& gate, const Tensor& up) override;
+
+  void ResidualForward(const Tensor& out, const Tensor& a, const Tensor& b) override;
+
+  void CrossEntropyForward(const Tensor& losses, const Tensor& lse, const Tensor& logits,
+                           const Tensor& targets) override;
+  void CrossEntropyBackward(const Tensor& dlogits, const Tensor& logits, const Tensor& lse,
+                            const Tensor& targets, float dloss) override;
+
+  // The stream every kernel of this backend runs on; Synchronize waits for it.
+  cudaStream_t stream() const { return stream_; }
+  void Synchronize() const;
+  // The cuBLASLt wrapper (optimizers reuse it for Newton-Schulz).
+  GemmLt& gemm() const { return *gemm_; }
+
+ private:
+  cudaStream_t stream_ = nullptr;
+  std::unique_ptr<GemmLt> gemm_;
+  // Reduction scratch: kScratchDoubles doubles on the device and pinned on the host.
+  static constexpr int kScratchDoubles = 1024;
+  double* scratch_ = nullptr;
+  double* host_scratch_ = nullptr;
+};
+
+}  // namespace sinklab
+
+#endif  // SINKLAB_LAYERS_CUDA_CUDA_BACKEND_H_

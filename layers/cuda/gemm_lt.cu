@@ -1,0 +1,134 @@
+// GemmLt (layers/cuda/gemm_lt.h). Row-major C = op(A) op(B) is computed as the
+// column-major product C^T = op(B)^T op(A)^T: a row-major [r, c] matrix is a column-major
+// [c, r] one with leading dimension c, so no data moves.
+#include "layers/cuda/gemm_lt.h"
+
+#include <cublasLt.h>
+
+#include "absl/strings/str_cat.h"
+#include "core/cuda_check.h"
+#include "core/status.h"
+
+#define SL_CUBLAS_CHECK(expr)                                                          \
+  do {                                                                                 \
+    const cublasStatus_t _sl_st = (expr);                                              \
+    if (_sl_st != CUBLAS_STATUS_SUCCESS)                                               \
+      ::sinklab::CheckFailed(__FILE__, __LINE__, #expr, cublasLtGetStatusString(_sl_st)); \
+  } while (0)
+
+namespace sinklab {
+namespace {
+
+cudaDataType_t CudaType(DType dtype) {
+  SL_CHECK_MSG(dtype == DType::kF32 || dtype == DType::kBF16,
+               absl::StrCat("GemmLt: unsupported dtype ", DTypeName(dtype)));
+  return dtype == DType::kF32 ? CUDA_R_32F : CUDA_R_16BF;
+}
+
+// The largest power of two (<= 256) dividing the address: cuBLASLt picks kernels by it.
+int Alignment(const void* p) {
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  int align = 256;
+  while (align > 1 && a % align != 0) align >>= 1;
+  return align;
+}
+
+int64_t Rows(const Tensor& t) { return t.numel() / t.dim(-1); }
+
+}  // namespace
+
+struct GemmLt::Plan {
+  cublasLtMatmulDesc_t op = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+  cublasLtMatmulAlgo_t algo{};
+  ~Plan() {
+    if (op) cublasLtMatmulDescDestroy(op);
+    for (auto l : {a, b, c}) {
+      if (l) cublasLtMatrixLayoutDestroy(l);
+    }
+  }
+};
+
+GemmLt::GemmLt(cudaStream_t stream, size_t workspace_bytes)
+    : stream_(stream), workspace_bytes_(workspace_bytes) {
+  cublasLtHandle_t handle;
+  SL_CUBLAS_CHECK(cublasLtCreate(&handle));
+  handle_ = handle;
+  SL_CUDA_CHECK(cudaMalloc(&workspace_, workspace_bytes_));
+}
+
+GemmLt::~GemmLt() {
+  plans_.clear();
+  cudaFree(workspace_);
+  cublasLtDestroy(static_cast<cublasLtHandle_t>(handle_));
+}
+
+const GemmLt::Plan& GemmLt::PlanFor(const Key& key) {
+  auto it = plans_.find(key);
+  if (it != plans_.end()) return *it->second;
+  const auto [m, n, k, trans_a, trans_b, in_type, out_type, has_beta, align] = key;
+  auto plan = std::make_unique<Plan>();
+  const cudaDataType_t in = static_cast<cudaDataType_t>(in_type);
+  const cudaDataType_t out = static_cast<cudaDataType_t>(out_type);
+  SL_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  // cuBLASLt's A is our op(b)^T side, its B our op(a)^T side (see the file comment).
+  const cublasOperation_t lt_ta = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t lt_tb = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  SL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_TRANSA, &lt_ta,
+                                                 sizeof(lt_ta)));
+  SL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_TRANSB, &lt_tb,
+                                                 sizeof(lt_tb)));
+  // Stored column-major shapes: b is [n, k] (ld n) or, transposed, [k, n] (ld k).
+  SL_CUBLAS_CHECK(trans_b ? cublasLtMatrixLayoutCreate(&plan->a, in, k, n, k)
+                          : cublasLtMatrixLayoutCreate(&plan->a, in, n, k, n));
+  SL_CUBLAS_CHECK(trans_a ? cublasLtMatrixLayoutCreate(&plan->b, in, m, k, m)
+                          : cublasLtMatrixLayoutCreate(&plan->b, in, k, m, k));
+  SL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->c, out, n, m, n));
+
+  cublasLtMatmulPreference_t pref;
+  SL_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+  SL_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+      pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace_bytes_,
+      sizeof(workspace_bytes_)));
+  const uint32_t align_bytes = static_cast<uint32_t>(align);
+  for (auto attr : {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
+                    CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+                    CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
+                    CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES}) {
+    SL_CUBLAS_CHECK(
+        cublasLtMatmulPreferenceSetAttribute(pref, attr, &align_bytes, sizeof(align_bytes)));
+  }
+  cublasLtMatmulHeuristicResult_t result{};
+  int found = 0;
+  SL_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(static_cast<cublasLtHandle_t>(handle_),
+                                                 plan->op, plan->a, plan->b, plan->c,
+                                                 plan->c, pref, 1, &result, &found));
+  cublasLtMatmulPreferenceDestroy(pref);
+  SL_CHECK_MSG(found > 0, absl::StrCat("cuBLASLt found no algorithm for m=", m, " n=", n,
+                                       " k=", k, " beta=", has_beta));
+  plan->algo = result.algo;
+  return *(plans_[key] = std::move(plan));
+}
+
+void GemmLt::RowMajor(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b,
+                      bool trans_b, float alpha, float beta) {
+  SL_CHECK_MSG(a.dtype() == b.dtype(), "GemmLt: a and b must share a dtype");
+  const int64_t a_rows = Rows(a), a_cols = a.dim(-1);
+  const int64_t b_rows = Rows(b), b_cols = b.dim(-1);
+  const int64_t m = trans_a ? a_cols : a_rows, k = trans_a ? a_rows : a_cols;
+  const int64_t kb = trans_b ? b_cols : b_rows, n = trans_b ? b_rows : b_cols;
+  SL_CHECK_MSG(k == kb && Rows(c) == m && c.dim(-1) == n,
+               absl::StrCat("GemmLt: c ", c.ShapeString(), " = op(a ", a.ShapeString(),
+                            trans_a ? "^T" : "", ") op(b ", b.ShapeString(),
+                            trans_b ? "^T" : "", ")"));
+  const int align = std::min({Alignment(a.data()), Alignment(b.data()), Alignment(c.data())});
+  const Key key{m, n, k, trans_a, trans_b, CudaType(a.dtype()), CudaType(c.dtype()),
+                beta != 0.0f, align};
+  const Plan& plan = PlanFor(key);
+  SL_CUBLAS_CHECK(cublasLtMatmul(static_cast<cublasLtHandle_t>(handle_), plan.op, &alpha,
+                                 b.data(), plan.a, a.data(), plan.b, &beta, c.data(), plan.c,
+                                 c.data(), plan.c, &plan.algo, workspace_, workspace_bytes_,
+                                 stream_));
+}
+
+}  // namespace sinklab

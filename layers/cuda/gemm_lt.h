@@ -1,0 +1,49 @@
+// GemmLt: row-major matrix products through cuBLASLt, the one path every GPU matmul takes
+// (linear layers, the LM head, Muon's Newton-Schulz). bf16 or fp32 inputs, fp32 or bf16
+// output, fp32 accumulation (CUBLAS_COMPUTE_32F). For each distinct problem (shape, dtypes,
+// transposes, beta != 0, pointer alignment) the descriptors and the heuristic's best
+// algorithm are built once and cached; the workspace is allocated once at construction.
+#ifndef SINKLAB_LAYERS_CUDA_GEMM_LT_H_
+#define SINKLAB_LAYERS_CUDA_GEMM_LT_H_
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <map>
+#include <memory>
+#include <tuple>
+
+#include "core/tensor.h"
+
+namespace sinklab {
+
+class GemmLt {
+ public:
+  explicit GemmLt(cudaStream_t stream, size_t workspace_bytes = size_t{32} << 20);
+  ~GemmLt();
+  GemmLt(const GemmLt&) = delete;
+  GemmLt& operator=(const GemmLt&) = delete;
+
+  // c [m, n] = alpha * op(a) @ op(b) + beta * c, row-major. op(a) is [m, k]: a is stored
+  // [m, k], or [k, m] when trans_a; op(b) is [k, n]: b is stored [k, n], or [n, k] when
+  // trans_b. a and b share a dtype (bf16 or f32); c is f32 or bf16. Tensors of any rank
+  // are taken as 2-D [numel / last dim, last dim].
+  void RowMajor(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b,
+                float alpha, float beta);
+
+ private:
+  struct Plan;
+  // (m, n, k, trans_a, trans_b, input dtype, output dtype, beta != 0, alignment)
+  using Key = std::tuple<int64_t, int64_t, int64_t, bool, bool, int, int, bool, int>;
+  const Plan& PlanFor(const Key& key);
+
+  cudaStream_t stream_;
+  void* handle_ = nullptr;  // cublasLtHandle_t
+  void* workspace_ = nullptr;
+  size_t workspace_bytes_;
+  std::map<Key, std::unique_ptr<Plan>> plans_;
+};
+
+}  // namespace sinklab
+
+#endif  // SINKLAB_LAYERS_CUDA_GEMM_LT_H_

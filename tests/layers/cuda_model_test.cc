@@ -1,0 +1,121 @@
+// The whole model on the GPU against the CPU reference, for every mitigation: the same
+// parameters (the CPU's fp32 init; the GPU reads their bf16 copies) give the same loss, the
+// same parameter gradients and the same captured attention weights within bf16 noise.
+#if SINKLAB_WITH_CUDA
+
+#include <google/protobuf/text_format.h>
+
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "layers/model.h"
+#include "tests/layers/cuda_test_util.h"
+
+namespace sinklab {
+namespace {
+
+constexpr int kBatch = 2, kSeqLen = 37;
+// Gradients pass through two layers of bf16 activations.
+constexpr double kGradRelTol = 6e-2;
+
+ModelConfig VariantConfig(const std::string& variant) {
+  ModelConfig config;
+  config.set_vocab_size(96);
+  config.set_d_model(128);
+  config.set_n_layers(2);
+  config.set_n_heads(2);
+  config.set_n_kv_heads(1);
+  config.set_ffn_hidden(192);
+  config.set_init_std(0.1f);
+  EXPECT_TRUE(google::protobuf::TextFormat::MergeFromString(variant, &config)) << variant;
+  return config;
+}
+
+std::vector<float> HostF32(const Tensor& t) {
+  std::vector<float> out(t.numel());
+  if (t.dtype() == DType::kBF16) {
+    std::vector<BF16> bits(t.numel());
+    CopyTensorToHost(bits.data(), t);
+    for (int64_t i = 0; i < t.numel(); ++i) out[i] = BF16ToFloat(bits[i]);
+  } else {
+    CopyTensorToHost(out.data(), t);
+  }
+  return out;
+}
+
+class CudaModelTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(CudaModelTest, LossGradientsAndAttentionMatchTheCpu) {
+  SL_SKIP_WITHOUT_CUDA();
+  const ModelConfig config = VariantConfig(GetParam());
+  CpuBackend cpu;
+  CudaBackend gpu;
+  Arena cpu_arena(Device::kCpu), gpu_arena(Device::kCuda);
+  Model cpu_model(config, kBatch, kSeqLen, &cpu, &cpu_arena);
+  Model gpu_model(config, kBatch, kSeqLen, &gpu, &gpu_arena);
+  cpu_model.InitParameters(3);
+  gpu_model.InitParameters(3);
+
+  std::vector<int32_t> tokens(kBatch * kSeqLen), targets(kBatch * kSeqLen);
+  Rng rng(11, 0);
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    tokens[i] = static_cast<int32_t>(rng.Below(96));
+    targets[i] = i % 7 == 3 ? -1 : static_cast<int32_t>(rng.Below(96));
+  }
+  const Tensor cpu_tokens(tokens.data(), DType::kI32, Device::kCpu, {kBatch, kSeqLen});
+  const Tensor cpu_targets(targets.data(), DType::kI32, Device::kCpu, {kBatch, kSeqLen});
+  const Tensor gpu_tokens = gpu_arena.Allocate(DType::kI32, {kBatch, kSeqLen});
+  const Tensor gpu_targets = gpu_arena.Allocate(DType::kI32, {kBatch, kSeqLen});
+  CopyTensorFromHost(gpu_tokens, tokens.data());
+  CopyTensorFromHost(gpu_targets, targets.data());
+
+  gpu_model.set_capture_attention(true);
+  const float cpu_loss = cpu_model.Forward(cpu_tokens, cpu_targets);
+  const float gpu_loss = gpu_model.Forward(gpu_tokens, gpu_targets);
+  EXPECT_NEAR(gpu_loss, cpu_loss, 1e-2 * cpu_loss);
+  const ModelCapture cpu_capture = cpu_model.Capture(), gpu_capture = gpu_model.Capture();
+  for (size_t l = 0; l < cpu_capture.layers.size(); ++l) {
+    const Tensor& want = cpu_capture.layers[l].attention.probs;
+    EXPECT_LT(GpuTest::RelError(HostF32(gpu_capture.layers[l].attention.probs), want), 2e-2)
+        << "probs of layer " << l;
+    EXPECT_LT(GpuTest::RelError(HostF32(gpu_capture.layers[l].output),
+                                cpu_capture.layers[l].output), 2e-2)
+        << "h of layer " << l;
+  }
+
+  for (const Model* m : {&cpu_model, &gpu_model}) {
+    for (const Parameter* p : m->parameters()) {
+      if (p->grad.device() == Device::kCpu) {
+        std::fill(p->grad.f32(), p->grad.f32() + p->grad.numel(), 0.0f);
+      } else {
+        gpu.Fill(p->grad, 0.0f);
+      }
+    }
+  }
+  cpu_model.Backward(1.0f);
+  gpu_model.Backward(1.0f);
+  ASSERT_EQ(cpu_model.parameters().size(), gpu_model.parameters().size());
+  for (size_t i = 0; i < cpu_model.parameters().size(); ++i) {
+    const Parameter& c = *cpu_model.parameters()[i];
+    const Parameter& g = *gpu_model.parameters()[i];
+    ASSERT_EQ(c.name, g.name);
+    EXPECT_LT(GpuTest::RelError(HostF32(g.grad), c.grad), kGradRelTol) << c.name;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Variants, CudaModelTest,
+    ::testing::Values("", "attention { normalizer: SOFTMAX1 }",
+                      "attention { normalizer: SINK_LOGIT sink_logit_init: 0.5 }",
+                      "attention { normalizer: SOFTPICK }", "attention { normalizer: SIGMOID }",
+                      "attention { normalizer: CLIPPED_SOFTMAX }", "attention { kv_bias: true }",
+                      "attention { gate { position: SDPA_OUTPUT } }",
+                      "attention { gate { position: VALUE granularity: HEADWISE } }",
+                      "attention { qk_norm: true }", "prefix_tokens: 3",
+                      "tie_embeddings: true n_kv_heads: 2"));
+
+}  // namespace
+}  // namespace sinklab
+
+#endif  // SINKLAB_WITH_CUDA
