@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <memory>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -12,17 +13,19 @@
 #include "core/arena.h"
 #include "core/device.h"
 #include "core/log.h"
+#include "core/safetensors.h"
 #include "data/loader.h"
 #include "data/prepare.h"
 #include "data/token_source.h"
 #include "data/vocab_check.h"
 #include "launch/backend_factory.h"
+#include "launch/batch_io.h"
 #include "launch/evaluate.h"
 #include "launch/export.h"
-#include "core/safetensors.h"
-#include "launch/stats_on_weights.h"
-#include "absl/strings/escaping.h"
 #include "launch/model_io.h"
+#include "launch/stats_on_weights.h"
+#include "launch/sweep.h"
+#include "launch/sweep_runner.h"
 #include "launch/trainer.h"
 
 namespace sinklab {
@@ -31,18 +34,27 @@ namespace {
 // Forward of eval batch 0, then its first sequence's tokens and data-position logits.
 absl::Status WriteFirstSequenceLogits(Model& model, const Loader& val, Tensor inputs,
                                       Tensor targets, const std::string& path) {
-  val.GetEvalBatch(0, model.batch(), inputs.i32(), targets.i32());
+  LoadEvalBatch(val, 0, inputs, targets);
   model.Forward(inputs, targets);
   const ModelCapture capture = model.Capture();
-  const Tensor& logits = capture.logits;  // [B, S, V], S = P + T
+  const Tensor& logits = capture.logits;  // [B, S, V], S = P + T; f32 or bf16, any device
   const int64_t seq_len = model.seq_len(), vocab = logits.dim(2);
   const int64_t first = capture.prefix_tokens;
+  // Sequence 0, data positions: rows [first, first + seq_len) of the first sequence.
+  const Tensor rows =
+      logits.Reshaped({logits.dim(0) * logits.dim(1), vocab}).Slice0(first, first + seq_len);
+  std::vector<char> staging;
+  const void* bytes = HostBytes(rows, &staging);
   std::vector<float> host(static_cast<size_t>(seq_len * vocab));
-  const float* row0 = logits.f32() + first * vocab;  // sequence 0, data position 0
-  std::copy(row0, row0 + host.size(), host.begin());
+  for (size_t i = 0; i < host.size(); ++i) {
+    host[i] = rows.dtype() == DType::kF32 ? static_cast<const float*>(bytes)[i]
+                                          : BF16ToFloat(static_cast<const BF16*>(bytes)[i]);
+  }
+  std::vector<int32_t> tokens(static_cast<size_t>(seq_len));
+  CopyTensorToHost(tokens.data(), inputs.Slice0(0, 1));
   return WriteSafetensors(
       path,
-      {{"tokens", DType::kI32, {seq_len}, inputs.i32(), static_cast<size_t>(seq_len) * 4},
+      {{"tokens", DType::kI32, {seq_len}, tokens.data(), static_cast<size_t>(seq_len) * 4},
        {"logits", DType::kF32, {seq_len, vocab}, host.data(), host.size() * sizeof(float)}},
       {{"format", "pt"}});
 }
@@ -53,15 +65,8 @@ absl::Status NoPositional(const std::vector<std::string>& args, const char* verb
       absl::StrCat(verb, ": unexpected argument(s) ", absl::StrJoin(args, " ")));
 }
 
-// --device, with `auto` falling back to the CPU while the CUDA backend does not exist.
-absl::StatusOr<Device> PickDevice(const std::string& flag) {
-  SL_ASSIGN_OR_RETURN(const Device device, ResolveDevice(flag));
-  if (device == Device::kCuda && flag == "auto" && !MakeBackend(Device::kCuda).ok()) {
-    LogInfo("--device=auto: this build has no CUDA backend yet, running on the CPU");
-    return Device::kCpu;
-  }
-  return device;
-}
+// --device: cpu, cuda (an error without a GPU) or auto (core/device.h).
+absl::StatusOr<Device> PickDevice(const std::string& flag) { return ResolveDevice(flag); }
 
 }  // namespace
 
@@ -85,11 +90,40 @@ absl::Status RunTrain(const TrainCommand& command) {
   options.stop_at_step = command.stop_at_step;
   SL_ASSIGN_OR_RETURN(options.device, PickDevice(command.device));
   options.print_progress = !command.quiet;
+  options.comm = command.comm;
   SL_ASSIGN_OR_RETURN(const TrainResult result, Train(*config, options));
   if (!result.step_losses.empty()) {
     LogInfo(absl::StrFormat("final training loss %.4f, held-out loss %.4f (%s)",
                             result.step_losses.back(), result.final_val_loss, result.run_dir));
   }
+  return absl::OkStatus();
+}
+
+absl::Status RunSweep(const SweepCommand& command) {
+  if (command.args.size() != 1) {
+    return absl::InvalidArgumentError(
+        "sweep: expected one sweep file, e.g. experiments/sweeps/tiny_mitigations.textproto");
+  }
+  SL_ASSIGN_OR_RETURN(const SweepFile file, LoadSweep(command.args[0]));
+  SL_ASSIGN_OR_RETURN(const std::vector<SweepRun> runs, ExpandSweep(file, command.overrides));
+  std::unique_ptr<Communicator> single;
+  Communicator* world = command.comm;
+  if (world == nullptr) {
+    single = MakeSingleProcessCommunicator();
+    world = single.get();
+  }
+  TrainOptions options;
+  SL_ASSIGN_OR_RETURN(options.device, PickDevice(command.device));
+  options.print_progress = !command.quiet;
+  LogInfo(absl::StrFormat("sweep %s: %d runs, %d rank(s) per run", file.path, runs.size(),
+                          command.ranks_per_run));
+  // Every group's rank 0 logs (its runs' setup and progress); the other ranks stay quiet.
+  if (command.ranks_per_run >= 1) SetLogQuiet(world->rank() % command.ranks_per_run != 0);
+  SL_ASSIGN_OR_RETURN(const SweepSummary summary,
+                      RunSweepRuns(runs, command.ranks_per_run, *world, options));
+  SetLogQuiet(world->rank() != 0);
+  LogInfo(absl::StrFormat("sweep %s: %d trained, %d resumed, %d already finished", file.path,
+                          summary.trained, summary.resumed, summary.skipped));
   return absl::OkStatus();
 }
 

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "core/comm.h"
 
 namespace sinklab {
 
@@ -18,6 +19,16 @@ struct TrainCommand {
   bool quiet = false;
   std::string resume;        // RUN_DIR to continue (its config.textproto, + overrides)
   int64_t stop_at_step = 0;  // stop (with a checkpoint) after this many steps; 0: never
+  Communicator* comm = nullptr;  // the job's ranks (data parallel); null: this process alone
+};
+
+struct SweepCommand {
+  std::vector<std::string> args;       // [SWEEP.textproto]
+  std::vector<std::string> overrides;  // --set fragments, merged over every run last
+  int ranks_per_run = 1;               // data-parallel ranks per run (must divide the world)
+  std::string device = "auto";
+  bool quiet = false;
+  Communicator* comm = nullptr;  // the job's ranks; null: this process alone
 };
 
 struct EvalCommand {
@@ -59,6 +70,8 @@ struct StatsCommand {
 };
 
 absl::Status RunTrain(const TrainCommand& command);
+// Trains every run of a sweep (launch/sweep.h, launch/sweep_runner.h).
+absl::Status RunSweep(const SweepCommand& command);
 absl::Status RunStats(const StatsCommand& command);
 absl::Status RunExport(const ExportCommand& command);
 absl::Status RunEval(const EvalCommand& command);

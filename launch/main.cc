@@ -2,9 +2,14 @@
 //   sinklab train [CONFIG] [--set FRAGMENT]... [--device cpu|cuda|auto]
 //   sinklab eval --weights RUN_DIR/model.safetensors [--set FRAGMENT]... [--batches N]
 //   sinklab prepare --input a.txt,b.txt --out DIR [--shard_tokens N] [--bos] ...
-// Flags are Abseil flags (`sinklab --help`); only this file defines them.
+//   [mpirun -np N] sinklab sweep SWEEP.textproto [--ranks_per_run K]
+// Flags are Abseil flags (`sinklab --help`); only this file defines them. Under mpirun every
+// rank runs this main: MPI is initialized first (core/comm.h: only when started by an MPI
+// launcher), only rank 0 logs, and an error on any rank ends the whole job with that rank's
+// message (Communicator::Abort), so a rank that fails alone never leaves the others waiting.
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -12,6 +17,8 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "core/comm.h"
+#include "core/log.h"
 #include "launch/cli_args.h"
 #include "launch/commands.h"
 
@@ -45,6 +52,9 @@ ABSL_FLAG(bool, bos, true, "prepare: insert BOS (id 256) at each document start.
 ABSL_FLAG(std::string, doc_separator, "\n\n\n",
           "prepare: separator between documents in a text file (empty: one file = one document).");
 ABSL_FLAG(double, val_fraction, 0.05, "prepare: fraction of tokens written to the val shard.");
+ABSL_FLAG(int32_t, ranks_per_run, 1,
+          "sweep: MPI ranks training each run together (data parallel); must divide the "
+          "number of ranks (mpirun -np).");
 
 namespace {
 
@@ -64,6 +74,12 @@ Usage:
       Hugging Face Llama folder (model.safetensors + config.json) or our native weights.
   sinklab prepare --input a.txt,b.txt --out DIR [--prefix P] [--shard_tokens N] [--bos]
       Byte-level token shards (llm.c format) from text files.
+  sinklab sweep SWEEP.textproto [--ranks_per_run K] [--set FRAGMENT]... [--quiet]
+      Trains every run of a sweep (a base config x axes of named overrides) into
+      runs/<sweep>/<label>_<label>/; finished runs are skipped when started again.
+  mpirun -np N sinklab train|sweep ...
+      Data parallel on N ranks (global batch fixed by the config); a sweep splits the N
+      ranks into groups of --ranks_per_run, each training one run at a time.
 
 Run `sinklab --help` for every flag.)";
 
@@ -79,6 +95,11 @@ int main(int argc, char** argv) {
   // (other builds, other ranks); passive waiting costs nothing measurable when they are not.
   // Must be set before the first parallel region; a user's own setting wins.
   setenv("OMP_WAIT_POLICY", "PASSIVE", /*overwrite=*/0);
+  absl::StatusOr<std::unique_ptr<sinklab::Communicator>> world =
+      sinklab::InitWorldCommunicator(&argc, &argv);
+  if (!world.ok()) return Fail(world.status());
+  sinklab::Communicator* comm = world->get();
+  if (comm->rank() != 0) sinklab::SetLogQuiet(true);
   absl::SetProgramUsageMessage(kUsage);
   absl::StatusOr<sinklab::SplitArgs> split = sinklab::ExtractSetOverrides(argc, argv);
   if (!split.ok()) return Fail(split.status());
@@ -93,14 +114,23 @@ int main(int argc, char** argv) {
   const std::string verb = positional[1];
   std::vector<std::string> args(positional.begin() + 2, positional.end());
   absl::Status status;
-  if (verb == "train") {
+  if (comm->world_size() > 1 && verb != "train" && verb != "sweep") {
+    // Every rank would do the same work and write the same files.
+    status = absl::InvalidArgumentError(
+        absl::StrCat(verb, " runs in one process: start it without mpirun"));
+  } else if (verb == "train") {
     sinklab::TrainCommand command{args,
                                   split->overrides,
                                   absl::GetFlag(FLAGS_device),
                                   absl::GetFlag(FLAGS_quiet),
                                   absl::GetFlag(FLAGS_resume),
-                                  absl::GetFlag(FLAGS_stop_at_step)};
+                                  absl::GetFlag(FLAGS_stop_at_step),
+                                  comm};
     status = sinklab::RunTrain(command);
+  } else if (verb == "sweep") {
+    status = sinklab::RunSweep(sinklab::SweepCommand{
+        args, split->overrides, absl::GetFlag(FLAGS_ranks_per_run), absl::GetFlag(FLAGS_device),
+        absl::GetFlag(FLAGS_quiet), comm});
   } else if (verb == "eval") {
     sinklab::EvalCommand command{args,
                                  split->overrides,
@@ -132,7 +162,9 @@ int main(int argc, char** argv) {
     status = sinklab::RunPrepare(command);
   } else {
     status = absl::InvalidArgumentError(
-        absl::StrCat("unknown verb '", verb, "' (expected train, eval, stats, export or prepare)\n", kUsage));
+        absl::StrCat("unknown verb '", verb,
+                     "' (expected train, sweep, eval, stats, export or prepare)\n", kUsage));
   }
+  if (!status.ok() && comm->world_size() > 1) comm->Abort(std::string(status.message()));
   return status.ok() ? 0 : Fail(status);
 }

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <map>
 #include <optional>
 #include <utility>
 
@@ -19,8 +20,9 @@
 #include "data/token_source.h"
 #include "data/vocab_check.h"
 #include "launch/backend_factory.h"
-#include "launch/checkpoint.h"
-#include "launch/evaluate.h"
+#include "launch/batch_io.h"
+#include "launch/distributed.h"
+#include "launch/distributed_optimizer.h"
 #include "launch/model_io.h"
 #include "launch/progress.h"
 #include "launch/run_dir.h"
@@ -28,7 +30,6 @@
 #include "launch/stats_writer.h"
 #include "core/tensorboard_writer.h"
 #include "layers/model.h"
-#include "optim/optimizer_set.h"
 #include "optim/clip.h"
 #include "optim/param_groups.h"
 #include "optim/schedule.h"
@@ -51,13 +52,18 @@ struct Run {
   std::unique_ptr<Backend> backend;
   std::unique_ptr<Arena> arena;
   std::unique_ptr<Model> model;
-  std::unique_ptr<OptimizerSet> optimizer;
+  Communicator* comm = nullptr;                // options.comm or own_comm
+  std::unique_ptr<Communicator> own_comm;      // single process when options.comm is null
+  bool writer = true;                          // rank 0: run directory, logs, checkpoints
+  int micro_batch = 0, accum = 0;              // per rank (config_util.h, world-aware)
+  std::unique_ptr<DistributedOptimizer> optimizer;
   std::unique_ptr<Loader> train_loader;
   std::unique_ptr<Loader> val_loader;
   Tensor inputs, targets;  // [micro_batch, seq_len] int32
   JsonlWriter metrics;
   std::unique_ptr<TensorBoardWriter> tensorboard;  // when logging.tensorboard
-  std::unique_ptr<StatsRunner> stats;              // when stats.every > 0
+  std::unique_ptr<StatsRunner> stats;              // rank 0, when stats_enabled
+  bool stats_enabled = false;                      // stats.every > 0 and held-out data
   StatsWriter stats_writer;
   int64_t start_step = 0;  // steps already done (from a checkpoint)
 };
@@ -73,13 +79,16 @@ absl::Status LoadData(Run& run) {
         "data.val_fraction > 0)");
   }
   const int seq_len = config.data().seq_len();
+  // Each rank reads its disjoint slice of every global batch (data/loader.h).
   run.train_loader = std::make_unique<Loader>(&run.tokens.train, seq_len,
                                               config.train().batch_size(), config.seed(),
-                                              /*rank=*/0, /*world_size=*/1);
+                                              run.comm->rank(), run.comm->world_size());
   if (!run.tokens.val.empty()) {
-    run.val_loader = std::make_unique<Loader>(&run.tokens.val, seq_len,
-                                              MicroBatchSize(config.train()), config.seed(), 0, 1);
+    // Held-out batches are numbered as on one rank; EvaluateLossAcrossRanks splits them.
+    run.val_loader = std::make_unique<Loader>(&run.tokens.val, seq_len, run.micro_batch,
+                                              config.seed(), 0, 1);
   }
+  run.stats_enabled = config.stats().every() > 0 && run.val_loader != nullptr;
   return absl::OkStatus();
 }
 
@@ -88,18 +97,18 @@ absl::Status LoadData(Run& run) {
 absl::Status BuildModel(Run& run) {
   const Config& config = run.config;
   const int seq_len = config.data().seq_len();
-  const int micro_batch = MicroBatchSize(config.train());
+  const int micro_batch = run.micro_batch;
   SL_ASSIGN_OR_RETURN(run.backend, MakeBackend(run.options.device));
   run.arena = std::make_unique<Arena>(run.options.device);
   run.model = std::make_unique<Model>(config.model(), micro_batch, seq_len, run.backend.get(),
                                       run.arena.get());
   run.model->InitParameters(config.seed());
-  SL_ASSIGN_OR_RETURN(run.optimizer, OptimizerSet::Create(config.optim(),
-                                                          run.model->parameters(),
-                                                          run.arena.get()));
+  SL_ASSIGN_OR_RETURN(run.optimizer,
+                      DistributedOptimizer::Create(config, run.model->parameters(), run.comm,
+                                                   run.arena.get()));
   run.inputs = run.arena->Allocate(DType::kI32, {micro_batch, seq_len});
   run.targets = run.arena->Allocate(DType::kI32, {micro_batch, seq_len});
-  if (config.stats().every() > 0 && run.val_loader != nullptr) {
+  if (run.stats_enabled && run.writer) {
     run.stats = std::make_unique<StatsRunner>(config.stats(), *run.model, run.backend.get(),
                                               run.arena.get());
   }
@@ -107,14 +116,20 @@ absl::Status BuildModel(Run& run) {
   return absl::OkStatus();
 }
 
-// The run directory (new, or the one resumed) with the resolved config and the log writers.
+// The run directory (new, given, or the one resumed) with the resolved config and the log
+// writers; rank 0 makes it and tells the others its path.
 absl::Status OpenRunDirectory(Run& run) {
   const Config& config = run.config;
-  if (run.options.resume_dir.empty()) {
-    SL_ASSIGN_OR_RETURN(run.run_dir, CreateRunDir(config.train().run_root(), config.name()));
-  } else {
+  if (!run.options.resume_dir.empty()) {
     run.run_dir = run.options.resume_dir;
+  } else if (!run.options.run_dir.empty()) {
+    run.run_dir = run.options.run_dir;
+    if (run.writer) SL_RETURN_IF_ERROR(MakeDirs(run.run_dir));
+  } else if (run.writer) {
+    SL_ASSIGN_OR_RETURN(run.run_dir, CreateRunDir(config.train().run_root(), config.name()));
   }
+  run.run_dir = BroadcastString(*run.comm, run.run_dir, 0);
+  if (!run.writer) return absl::OkStatus();
   SL_RETURN_IF_ERROR(
       WriteFileAtomically(run.run_dir + "/config.textproto", ConfigToText(config)));
   if (config.logging().jsonl()) {
@@ -130,18 +145,29 @@ absl::Status OpenRunDirectory(Run& run) {
 // Everything before the first step; a bad config or data fails before the run directory
 // exists.
 absl::Status Setup(Run& run) {
+  if (run.options.comm == nullptr) run.own_comm = MakeSingleProcessCommunicator();
+  run.comm = run.options.comm != nullptr ? run.options.comm : run.own_comm.get();
+  run.writer = run.comm->rank() == 0;
+  const int world = run.comm->world_size();
+  SL_RETURN_IF_ERROR(ValidateForWorldSize(run.config, world));
+  run.micro_batch = MicroBatchSize(run.config.train(), world);
+  run.accum = GradAccumSteps(run.config.train(), world);
   SL_RETURN_IF_ERROR(LoadData(run));
   SL_RETURN_IF_ERROR(BuildModel(run));
   SL_RETURN_IF_ERROR(OpenRunDirectory(run));
   if (!run.options.resume_dir.empty()) {
     SL_ASSIGN_OR_RETURN(run.start_step,
-                        LoadLatestCheckpoint(run.run_dir, run.model.get(), run.optimizer.get()));
+                        run.optimizer->LoadLatestCheckpoint(run.run_dir, run.model.get()));
     LogInfo(absl::StrFormat("resuming %s at step %d", run.run_dir, run.start_step));
   }
   LogInfo(absl::StrFormat(
       "run directory %s; %d parameters; %d train tokens (%s), %d val tokens (%s)", run.run_dir,
       run.model->NumParameters(), run.tokens.train.size(), run.tokens.train_source,
       run.tokens.val.size(), run.tokens.val_source));
+  if (world > 1) {
+    LogInfo(absl::StrFormat("%d ranks x micro-batch %d x %d accumulation steps = global batch %d",
+                            world, run.micro_batch, run.accum, run.config.train().batch_size()));
+  }
   for (const std::string& line : run.optimizer->Describe()) LogInfo(line);
   return absl::OkStatus();
 }
@@ -150,18 +176,21 @@ absl::Status Setup(Run& run) {
 // loss and sets *grad_norm (before clipping).
 absl::StatusOr<float> TrainStep(Run& run, int64_t step, float* grad_norm) {
   const Config& config = run.config;
-  const std::vector<Parameter*>& params = run.model->parameters();
-  const int accum = GradAccumSteps(config.train());
-  const int micro_batch = MicroBatchSize(config.train());
-  ZeroGrads(params);
+  SL_RETURN_IF_ERROR(PlantedFailureForTests(run.comm->rank(), step + 1));
+  const int accum = run.accum, world = run.comm->world_size();
+  ZeroGrads(run.model->parameters());
   double loss_sum = 0;
   for (int micro = 0; micro < accum; ++micro) {
-    run.train_loader->GetBatch(step, micro, micro_batch, run.inputs.i32(), run.targets.i32());
+    LoadTrainBatch(*run.train_loader, step, micro, run.inputs, run.targets);
     loss_sum += run.model->Forward(run.inputs, run.targets);
-    run.model->Backward(1.0f / accum);  // grads of the mean over the whole global batch
+    // This rank's share of the grads of the mean over the whole global batch; the sum
+    // over ranks (ReduceAndClipGradients) is the mean.
+    run.model->Backward(1.0f / (accum * world));
   }
-  const float loss = static_cast<float>(loss_sum / accum);
-  *grad_norm = ClipGradNorm(params, config.optim().grad_clip());
+  double mean_loss = loss_sum / accum;
+  run.comm->AllReduceSum(&mean_loss, 1);
+  const float loss = static_cast<float>(mean_loss / world);
+  *grad_norm = run.optimizer->ReduceAndClipGradients();
   if (!std::isfinite(loss) || !std::isfinite(*grad_norm)) {
     return absl::InternalError(absl::StrFormat(
         "training diverged at step %d: loss %g, gradient norm %g (try a lower optim.lr)", step,
@@ -183,7 +212,7 @@ absl::Status LogStep(Run& run, int64_t step, float loss, float grad_norm, double
     std::string line =
         FormatProgress(ProgressInfo{step, total, loss, lr, grad_norm, tokens_per_s, eta_s});
     if (!std::isnan(val_loss)) absl::StrAppend(&line, absl::StrFormat(" | val %.4f", val_loss));
-    std::printf("%s\n", line.c_str());
+    std::printf("%s%s\n", run.options.progress_prefix.c_str(), line.c_str());
     std::fflush(stdout);
   }
   std::vector<std::pair<std::string, double>> scalars = {
@@ -211,6 +240,7 @@ absl::StatusOr<TrainResult> Train(const Config& config, const TrainOptions& opti
   run.config = config;
   run.options = options;
   SL_RETURN_IF_ERROR(Setup(run));
+  run.options.print_progress = options.print_progress && run.writer;
 
   const TrainConfig& train = config.train();
   const int64_t end_step = options.stop_at_step > 0
@@ -229,8 +259,7 @@ absl::StatusOr<TrainResult> Train(const Config& config, const TrainOptions& opti
   for (int64_t step = run.start_step; step < end_step; ++step) {
     const int64_t done = step + 1;
     const bool last = done == train.steps();
-    const bool stats_now =
-        run.stats != nullptr && (last || done % config.stats().every() == 0);
+    const bool stats_now = run.stats_enabled && (last || done % config.stats().every() == 0);
     run.optimizer->set_record_stats(stats_now);
     float grad_norm = 0;
     SL_ASSIGN_OR_RETURN(const float loss, TrainStep(run, step, &grad_norm));
@@ -239,23 +268,27 @@ absl::StatusOr<TrainResult> Train(const Config& config, const TrainOptions& opti
     const bool eval_now = last || (train.eval_every() > 0 && done % train.eval_every() == 0);
     float val_loss = NAN;
     if (eval_now && train.eval_batches() > 0) {
-      val_loss = EvaluateLoss(*run.model, *run.val_loader, train.eval_batches(), run.inputs,
-                              run.targets);
+      val_loss = EvaluateLossAcrossRanks(*run.model, *run.val_loader, train.eval_batches(),
+                                         run.inputs, run.targets, *run.comm);
       result.final_val_loss = val_loss;
     }
     std::vector<std::pair<std::string, double>> stats_scalars;
     if (stats_now) {
-      SL_ASSIGN_OR_RETURN(const StatsReport stats, run.stats->Compute(*run.model, *run.val_loader));
-      SL_RETURN_IF_ERROR(run.stats_writer.Append(done, stats));
-      if (options.print_progress) {
-        std::printf("stats @ %d | %s\n", static_cast<int>(done), FormatStatsSummary(stats).c_str());
-      }
-      stats_scalars = StatsScalars(stats);
-      for (const auto& [key, value] : run.optimizer->LastUpdateStats()) {
-        stats_scalars.emplace_back(key, value);
+      // Collective (every rank); the sink statistics run on rank 0 alone.
+      const std::map<std::string, double> update_stats = run.optimizer->LastUpdateStats();
+      if (run.writer) {
+        SL_ASSIGN_OR_RETURN(const StatsReport stats,
+                            run.stats->Compute(*run.model, *run.val_loader));
+        SL_RETURN_IF_ERROR(run.stats_writer.Append(done, stats));
+        if (run.options.print_progress) {
+          std::printf("%sstats @ %d | %s\n", options.progress_prefix.c_str(),
+                      static_cast<int>(done), FormatStatsSummary(stats).c_str());
+        }
+        stats_scalars = StatsScalars(stats);
+        for (const auto& [key, value] : update_stats) stats_scalars.emplace_back(key, value);
       }
     }
-    if (last || eval_now || stats_now || done % train.log_every() == 0) {
+    if (run.writer && (last || eval_now || stats_now || done % train.log_every() == 0)) {
       const double elapsed = SecondsSince(start);
       SL_RETURN_IF_ERROR(LogStep(run, step, loss, grad_norm, interval_steps * tokens_per_step,
                                  SecondsSince(interval_start), elapsed,
@@ -265,11 +298,10 @@ absl::StatusOr<TrainResult> Train(const Config& config, const TrainOptions& opti
       interval_steps = 0;
     }
     if (done == end_step || (ckpt_every > 0 && done % ckpt_every == 0)) {
-      SL_RETURN_IF_ERROR(SaveCheckpoint(run.run_dir, done, *run.model, *run.optimizer, config,
-                                        config.checkpoint().keep()));
+      SL_RETURN_IF_ERROR(run.optimizer->SaveCheckpoint(run.run_dir, done, *run.model, config));
     }
   }
-  if (end_step == train.steps()) {
+  if (end_step == train.steps() && run.writer) {
     SL_RETURN_IF_ERROR(SaveModelWeights(*run.model, config, run.run_dir + "/model.safetensors"));
   }
   LogInfo(absl::StrFormat("%s at step %d after %s; run directory %s",

@@ -1,6 +1,7 @@
 // Trainer: owns everything of one training run (data, backend, model, optimizer, run
 // directory) and runs the loop: accumulate micro-batch gradients, clip, schedule, AdamW; log
-// progress and metrics.jsonl; evaluate the held-out loss; save the final weights.
+// progress and metrics.jsonl; evaluate the held-out loss; save the final weights. Alone, or
+// as one rank of a data-parallel group (TrainOptions::comm; launch/distributed_optimizer.h).
 #ifndef SINKLAB_LAUNCH_TRAINER_H_
 #define SINKLAB_LAUNCH_TRAINER_H_
 
@@ -10,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "configs/sinklab.pb.h"
+#include "core/comm.h"
 #include "core/device.h"
 
 namespace sinklab {
@@ -22,12 +24,23 @@ struct TrainOptions {
   std::string resume_dir;
   // Stop (with a checkpoint) once this many steps are done in total; 0: run to train.steps.
   int64_t stop_at_step = 0;
+  // The data-parallel group training this run (not owned; DESIGN.md section 8); null: this
+  // process alone. Every rank calls Train with the same config and options; rank 0 alone
+  // writes the run directory, logs, statistics and checkpoints, and every rank reads the
+  // checkpoint it resumes from (so resume_dir must be visible to all of them).
+  Communicator* comm = nullptr;
+  // Train into exactly this directory (created when missing; a sweep names it after its
+  // labels) instead of a new <train.run_root>/<name>[_k]. Ignored when resume_dir is set.
+  std::string run_dir;
+  // Put before every progress line (e.g. a sweep run's label).
+  std::string progress_prefix;
 };
 
 struct TrainResult {
   std::string run_dir;
   int64_t first_step = 0;          // 0, or the checkpoint's step when resuming
-  std::vector<float> step_losses;  // mean training loss of every step this call ran
+  std::vector<float> step_losses;  // mean training loss of every step this call ran (over
+                                   // the global batch: the same on every rank)
   float final_val_loss = 0;        // of the last evaluation (NaN if none ran)
 };
 

@@ -1,0 +1,300 @@
+#include "launch/distributed_optimizer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "core/status.h"
+#include "launch/checkpoint.h"
+#include "optim/clip.h"
+#include "optim/matrix_ops.h"
+
+namespace sinklab {
+
+struct DistributedOptimizer::FullState {
+  std::unique_ptr<OptimizerSet> set;
+  std::vector<Tensor> adamw_m, adamw_v;  // per adamw_params_
+  std::vector<Tensor> muon_m;            // per muon_params_
+};
+
+absl::StatusOr<std::unique_ptr<DistributedOptimizer>> DistributedOptimizer::Create(
+    const Config& config, const std::vector<Parameter*>& params, Communicator* comm,
+    Arena* arena) {
+  SL_CHECK(comm != nullptr && arena != nullptr);
+  std::unique_ptr<DistributedOptimizer> opt(new DistributedOptimizer());
+  opt->comm_ = comm;
+  opt->optim_ = config.optim();
+  opt->params_ = params;
+  if (comm->world_size() == 1 && !config.distributed().zero1()) {
+    SL_ASSIGN_OR_RETURN(opt->set_, OptimizerSet::Create(config.optim(), params, arena));
+    return opt;
+  }
+  for (const Parameter* param : params) {
+    if (param->master.device() != Device::kCpu) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "data-parallel training (", comm->world_size(), " ranks",
+          config.distributed().zero1() ? ", distributed.zero1" : "",
+          ") runs on the CPU only so far (--device cpu); ", param->name, " is on ",
+          DeviceName(param->master.device())));
+    }
+  }
+  SL_ASSIGN_OR_RETURN(opt->groups_, RouteParamGroups(params, config.optim()));
+  opt->adamw_lr_ = config.optim().lr();
+  opt->muon_lr_ = MuonLearningRate(config.optim());
+  std::vector<float> adamw_decays, muon_decays;
+  for (const ParamGroup& group : opt->groups_) {
+    const bool muon = group.optimizer == MUON;
+    for (Parameter* param : group.params) {
+      (muon ? opt->muon_params_ : opt->adamw_params_).push_back(param);
+      (muon ? muon_decays : adamw_decays).push_back(group.weight_decay);
+    }
+  }
+  const int world = comm->world_size();
+  const int64_t bucket_elements = std::max<int64_t>(
+      1, static_cast<int64_t>(config.distributed().bucket_mb() * (1 << 20) / sizeof(float)));
+  const bool zero1 = config.distributed().zero1();
+  if (zero1 && !opt->adamw_params_.empty()) {
+    opt->sharded_ = std::make_unique<ShardedAdamW>(
+        config.optim(), opt->adamw_params_, std::move(adamw_decays), comm,
+        std::max<int64_t>(1, bucket_elements / world), arena);
+  } else if (!opt->adamw_params_.empty()) {
+    opt->adamw_ = std::make_unique<AdamW>(config.optim(), opt->adamw_params_,
+                                          std::move(adamw_decays), arena);
+  }
+  if (!opt->muon_params_.empty()) {
+    opt->muon_ = std::make_unique<DistributedMuon>(config.optim().muon(), opt->muon_params_,
+                                                   std::move(muon_decays), comm, arena);
+  }
+  // All-reduced: every gradient, or under ZeRO-1 the Muon ones only; reverse model order.
+  std::vector<Tensor> grads;
+  for (auto it = params.rbegin(); it != params.rend(); ++it) {
+    const bool is_muon = std::find(opt->muon_params_.begin(), opt->muon_params_.end(), *it) !=
+                         opt->muon_params_.end();
+    if (!zero1 || is_muon) grads.push_back((*it)->grad);
+  }
+  opt->all_reduced_grads_ = FlatView(std::move(grads));
+  const int64_t bucket = std::min(bucket_elements, opt->all_reduced_grads_.size());
+  opt->bucket_ = arena->Allocate(DType::kF32, {std::max<int64_t>(1, bucket)});
+  return opt;
+}
+
+void DistributedOptimizer::AllReduceBuckets() {
+  const int64_t total = all_reduced_grads_.size();
+  const int64_t bucket = bucket_.numel();
+  for (int64_t begin = 0; begin < total; begin += bucket) {
+    const int64_t count = std::min(bucket, total - begin);
+    all_reduced_grads_.CopyOut(begin, count, bucket_.f32());
+    comm_->AllReduceSum(bucket_.f32(), count);
+    all_reduced_grads_.CopyIn(begin, count, bucket_.f32());
+  }
+}
+
+float DistributedOptimizer::ReduceAndClipGradients() {
+  const float max_norm = optim_.grad_clip();
+  if (single_process()) return ClipGradNorm(params_, max_norm);
+  if (comm_->world_size() > 1) AllReduceBuckets();
+  float norm = 0.0f;
+  if (sharded_ == nullptr) {
+    norm = GlobalGradNorm(params_);  // every rank holds every averaged gradient
+  } else {
+    sharded_->ReduceScatterGrads();
+    double sum = SumOfSquaresCpu(sharded_->shard_grad(), sharded_->shard_size());
+    for (size_t i = 0; i < muon_params_.size(); ++i) {
+      if (!muon_->owns(i)) continue;
+      sum += SumOfSquaresCpu(muon_params_[i]->grad.f32(), muon_params_[i]->grad.numel());
+    }
+    comm_->AllReduceSum(&sum, 1);
+    norm = static_cast<float>(std::sqrt(sum));
+  }
+  if (max_norm > 0.0f && std::isfinite(norm) && norm > max_norm) {
+    // torch.nn.utils.clip_grad_norm_: clip_coef = max_norm / (total_norm + 1e-6).
+    const float factor = static_cast<float>(static_cast<double>(max_norm) / (norm + 1e-6));
+    if (sharded_ == nullptr) {
+      ScaleGrads(params_, factor);
+    } else {
+      float* grad = sharded_->shard_grad();
+      for (int64_t i = 0; i < sharded_->shard_size(); ++i) grad[i] *= factor;
+      ScaleGrads(muon_params_, factor);
+    }
+  }
+  return norm;
+}
+
+void DistributedOptimizer::Step(float schedule_factor, int64_t step) {
+  if (single_process()) {
+    set_->Step(schedule_factor, step);
+    return;
+  }
+  if (adamw_ != nullptr) adamw_->Step(adamw_lr_ * schedule_factor, step);
+  if (sharded_ != nullptr) {
+    sharded_->Step(adamw_lr_ * schedule_factor, step);
+    sharded_->AllGatherParams();
+  }
+  if (muon_ != nullptr) muon_->Step(muon_lr_ * schedule_factor, step);
+  step_ = step;
+  last_step_recorded_ = record_stats_;
+}
+
+void DistributedOptimizer::set_record_stats(bool record) {
+  if (single_process()) {
+    set_->set_record_stats(record);
+    return;
+  }
+  record_stats_ = record;
+  if (adamw_ != nullptr) adamw_->set_record_stats(record);
+  if (sharded_ != nullptr) sharded_->set_record_stats(record);
+  if (muon_ != nullptr) muon_->set_record_stats(record);
+}
+
+std::map<std::string, double> DistributedOptimizer::LastUpdateStats() {
+  if (single_process()) return set_->LastUpdateStats();
+  std::map<std::string, double> stats;
+  if (!last_step_recorded_) return stats;
+  // One all-reduce of [sharded AdamW sums | Muon sums | Muon sigma_max]: each rank adds what
+  // it updated (zeros elsewhere). Replicated AdamW sums are already whole on every rank.
+  const size_t na = sharded_ != nullptr ? adamw_params_.size() : 0, nm = muon_params_.size();
+  std::vector<double> sums(na + 2 * nm, 0.0);
+  if (sharded_ != nullptr) {
+    std::vector<double> part(na, 0.0);
+    sharded_->AddUpdateSumSquares(&part);
+    std::copy(part.begin(), part.end(), sums.begin());
+  }
+  std::vector<double> muon_sums(nm, 0.0), sigma(nm, 0.0);
+  if (muon_ != nullptr) muon_->AddUpdateStats(&muon_sums, &sigma);
+  std::copy(muon_sums.begin(), muon_sums.end(), sums.begin() + na);
+  std::copy(sigma.begin(), sigma.end(), sums.begin() + na + nm);
+  comm_->AllReduceSum(sums.data(), static_cast<int64_t>(sums.size()));
+  std::map<const Parameter*, double> per_param;
+  for (size_t i = 0; i < adamw_params_.size(); ++i) {
+    per_param[adamw_params_[i]] =
+        sharded_ != nullptr ? sums[i] : adamw_->last_update_sum_squares()[i];
+  }
+  for (size_t i = 0; i < nm; ++i) {
+    per_param[muon_params_[i]] = sums[na + i];
+    stats[absl::StrCat("muon_sigma_max/", muon_params_[i]->name)] = sums[na + nm + i];
+  }
+  for (const ParamGroup& group : groups_) {
+    double sum = 0.0;
+    int64_t count = 0;
+    for (const Parameter* param : group.params) {
+      sum += per_param[param];
+      count += param->master.numel();
+    }
+    stats[absl::StrCat("update_rms/", group.name)] =
+        count > 0 ? std::sqrt(sum / static_cast<double>(count)) : 0.0;
+  }
+  return stats;
+}
+
+std::vector<std::string> DistributedOptimizer::Describe() const {
+  if (single_process()) return set_->Describe();
+  std::vector<std::string> lines = DescribeParamGroups(groups_);
+  const int world = comm_->world_size();
+  lines.push_back(absl::StrFormat(
+      "data parallel over %d rank(s): gradients summed in buckets of %d values (%d in all)",
+      world, bucket_.numel(), all_reduced_grads_.size()));
+  if (sharded_ != nullptr) {
+    lines.push_back(absl::StrFormat(
+        "ZeRO-1: %d AdamW values in %d shards of %d (reduce-scatter gradients, all-gather "
+        "parameters); this rank owns [%d, %d)",
+        sharded_->total(), world, sharded_->shard_size(), sharded_->shard_begin(),
+        std::min(sharded_->total(), sharded_->shard_begin() + sharded_->shard_size())));
+  }
+  if (muon_ != nullptr) {
+    lines.push_back(absl::StrFormat(
+        "distributed Muon: %d matrices owned by ranks balanced by size; this rank "
+        "orthogonalizes %d",
+        muon_params_.size(), muon_->owned_count()));
+  }
+  return lines;
+}
+
+absl::StatusOr<std::unique_ptr<DistributedOptimizer::FullState>>
+DistributedOptimizer::MakeFullState(Arena* arena) const {
+  auto full = std::make_unique<FullState>();
+  SL_ASSIGN_OR_RETURN(full->set, OptimizerSet::Create(optim_, params_, arena));
+  std::map<std::string, Tensor> by_name;
+  for (const StateTensor& state : full->set->StateTensors()) by_name[state.name] = state.tensor;
+  const auto find = [&by_name](const std::string& name) {
+    const auto it = by_name.find(name);
+    SL_CHECK_MSG(it != by_name.end(), absl::StrCat("no optimizer state named ", name));
+    return it->second;
+  };
+  for (const Parameter* param : adamw_params_) {
+    full->adamw_m.push_back(find(absl::StrCat("adamw.m.", param->name)));
+    full->adamw_v.push_back(find(absl::StrCat("adamw.v.", param->name)));
+  }
+  for (const Parameter* param : muon_params_) {
+    full->muon_m.push_back(find(absl::StrCat("muon.m.", param->name)));
+  }
+  return full;
+}
+
+absl::Status DistributedOptimizer::SaveCheckpoint(const std::string& run_dir, int64_t step,
+                                                  const Model& model, const Config& config) {
+  const int keep = config.checkpoint().keep();
+  if (single_process()) return sinklab::SaveCheckpoint(run_dir, step, model, *set_, config, keep);
+  const bool writer = comm_->rank() == 0;
+  Arena arena(Device::kCpu);
+  std::unique_ptr<FullState> full;
+  if (writer) {
+    SL_ASSIGN_OR_RETURN(full, MakeFullState(&arena));
+  }
+  const std::vector<Tensor> none;
+  if (sharded_ != nullptr) {
+    sharded_->GatherState(writer ? full->adamw_m : none, writer ? full->adamw_v : none);
+  }
+  if (adamw_ != nullptr && writer) {  // replicated: rank 0 has all of it
+    const std::vector<StateTensor> state = adamw_->StateTensors();  // m, v per parameter
+    for (size_t i = 0; i < adamw_params_.size(); ++i) {
+      std::memcpy(full->adamw_m[i].data(), state[2 * i].tensor.data(), full->adamw_m[i].nbytes());
+      std::memcpy(full->adamw_v[i].data(), state[2 * i + 1].tensor.data(),
+                  full->adamw_v[i].nbytes());
+    }
+  }
+  if (muon_ != nullptr) muon_->GatherMomentum(writer ? full->muon_m : none);
+  if (!writer) return absl::OkStatus();
+  full->set->set_step(step_);
+  return sinklab::SaveCheckpoint(run_dir, step, model, *full->set, config, keep);
+}
+
+absl::StatusOr<int64_t> DistributedOptimizer::LoadLatestCheckpoint(const std::string& run_dir,
+                                                                   Model* model) {
+  if (single_process()) return sinklab::LoadLatestCheckpoint(run_dir, model, set_.get());
+  Arena arena(Device::kCpu);
+  SL_ASSIGN_OR_RETURN(const std::unique_ptr<FullState> full, MakeFullState(&arena));
+  SL_ASSIGN_OR_RETURN(const int64_t step,
+                      sinklab::LoadLatestCheckpoint(run_dir, model, full->set.get()));
+  int64_t rank0_step = step;
+  comm_->Broadcast(&rank0_step, sizeof(rank0_step), 0);
+  if (rank0_step != step) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s: rank %d loaded the checkpoint of step %d, rank 0 that of step %d (do all ranks "
+        "see the same run directory?)",
+        run_dir, comm_->rank(), step, rank0_step));
+  }
+  if (sharded_ != nullptr) sharded_->ScatterState(full->adamw_m, full->adamw_v);
+  if (adamw_ != nullptr) {
+    const std::vector<StateTensor> state = adamw_->StateTensors();
+    for (size_t i = 0; i < adamw_params_.size(); ++i) {
+      std::memcpy(state[2 * i].tensor.data(), full->adamw_m[i].data(), full->adamw_m[i].nbytes());
+      std::memcpy(state[2 * i + 1].tensor.data(), full->adamw_v[i].data(),
+                  full->adamw_v[i].nbytes());
+    }
+  }
+  if (muon_ != nullptr) muon_->ScatterMomentum(full->muon_m);
+  set_step(full->set->step());
+  return step;
+}
+
+void DistributedOptimizer::set_step(int64_t step) {
+  step_ = step;
+  if (adamw_ != nullptr) adamw_->set_step(step);
+  if (sharded_ != nullptr) sharded_->set_step(step);
+  if (muon_ != nullptr) muon_->set_step(step);
+}
+
+}  // namespace sinklab

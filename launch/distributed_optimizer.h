@@ -1,0 +1,107 @@
+// DistributedOptimizer: what the trainer drives after the backward passes of a step, on any
+// number of data-parallel ranks (DESIGN.md section 8): average the gradients across ranks,
+// clip them by the global norm, update, and leave every rank with the same parameters.
+//
+// One rank without ZeRO-1: exactly the single-process path (OptimizerSet, ClipGradNorm).
+// Otherwise, with the parameters routed as OptimizerSet routes them (optim/param_groups.h):
+//  - gradients: each rank's grads hold its share of the global-batch mean (Backward with
+//    loss scale 1 / (world x accumulation)), so a sum across ranks is the mean. They are
+//    summed by all-reduce in buckets of distributed.bucket_mb, packed in reverse parameter
+//    order (the order the backward pass finishes them, which is what a GPU implementation
+//    overlapping the reduction with the backward pass needs; on the CPU a bucket is reduced
+//    after the last micro-batch's backward, with no overlap). Under ZeRO-1 the AdamW
+//    parameters' gradients are reduce-scattered instead (optim/sharded_adamw.h).
+//  - global norm: computed on every rank from the full averaged gradients, or under ZeRO-1
+//    as a sum over ranks of the squares each owns (its AdamW shard, its Muon matrices).
+//  - update: AdamW on every rank (replicated), or on each rank's shard under ZeRO-1; Muon
+//    matrices each by their owner rank, shared by all-gather (optim/distributed_muon.h).
+//  - checkpoints hold the full state, as a single-process run writes it (launch/checkpoint.h,
+//    so a run can resume on another number of ranks): the shards and the Muon momenta are
+//    gathered to rank 0, which writes; on resume every rank reads the checkpoint and keeps
+//    its part. The gather and the read use a temporary full-size OptimizerSet.
+#ifndef SINKLAB_LAUNCH_DISTRIBUTED_OPTIMIZER_H_
+#define SINKLAB_LAUNCH_DISTRIBUTED_OPTIMIZER_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "configs/sinklab.pb.h"
+#include "core/arena.h"
+#include "core/comm.h"
+#include "layers/model.h"
+#include "optim/adamw.h"
+#include "optim/distributed_muon.h"
+#include "optim/flat_view.h"
+#include "optim/optimizer_set.h"
+#include "optim/param_groups.h"
+#include "optim/sharded_adamw.h"
+
+namespace sinklab {
+
+class DistributedOptimizer {
+ public:
+  // `params` are the model's (every rank's model is built from the same config and seed);
+  // `comm` (not owned) the data-parallel group. State and scratch come from `arena` (before
+  // it is sealed). InvalidArgument from routing, as OptimizerSet::Create.
+  static absl::StatusOr<std::unique_ptr<DistributedOptimizer>> Create(
+      const Config& config, const std::vector<Parameter*>& params, Communicator* comm,
+      Arena* arena);
+
+  // Collective: gradients summed across ranks, then clipped to optim.grad_clip by the global
+  // norm (torch.nn.utils.clip_grad_norm_'s rule, optim/clip.h). Returns the norm before
+  // clipping (the same on every rank); a non-finite norm leaves the gradients alone.
+  float ReduceAndClipGradients();
+
+  // Collective: one update; `schedule_factor` = LrMultiplier(...), `step` 1-based.
+  void Step(float schedule_factor, int64_t step);
+
+  // Statistics for the following Steps (OptimizerSet's names and meaning). LastUpdateStats
+  // is collective after a recorded Step: call it on every rank.
+  void set_record_stats(bool record);
+  std::map<std::string, double> LastUpdateStats();
+
+  // Parameter groups, and how the work is split across ranks.
+  std::vector<std::string> Describe() const;
+
+  // Collective: the checkpoint of `step` (launch/checkpoint.h's format), written by rank 0.
+  absl::Status SaveCheckpoint(const std::string& run_dir, int64_t step, const Model& model,
+                              const Config& config);
+  // Every rank loads the newest loadable checkpoint of `run_dir` (into `model` and this
+  // optimizer) and returns its step; InvalidArgument when ranks found different steps.
+  absl::StatusOr<int64_t> LoadLatestCheckpoint(const std::string& run_dir, Model* model);
+
+ private:
+  DistributedOptimizer() = default;
+
+  bool single_process() const { return set_ != nullptr; }
+  // The temporary full-size optimizer that checkpoints read and write, and its state
+  // tensors per parameter in this optimizer's order.
+  struct FullState;
+  absl::StatusOr<std::unique_ptr<FullState>> MakeFullState(Arena* arena) const;
+  void AllReduceBuckets();
+  void set_step(int64_t step);
+
+  std::unique_ptr<OptimizerSet> set_;  // one rank without ZeRO-1; null otherwise
+
+  Communicator* comm_ = nullptr;
+  OptimConfig optim_;
+  std::vector<Parameter*> params_;  // the model's, in model order
+  std::vector<ParamGroup> groups_;
+  std::vector<Parameter*> adamw_params_, muon_params_;  // OptimizerSet's order
+  float adamw_lr_ = 0.0f, muon_lr_ = 0.0f;
+  std::unique_ptr<AdamW> adamw_;            // replicated AdamW (no ZeRO-1)
+  std::unique_ptr<ShardedAdamW> sharded_;   // ZeRO-1
+  std::unique_ptr<DistributedMuon> muon_;
+  FlatView all_reduced_grads_;  // what the all-reduce sums, reverse parameter order
+  Tensor bucket_;               // [bucket elements] fp32
+  int64_t step_ = 0;
+  bool record_stats_ = false, last_step_recorded_ = false;
+};
+
+}  // namespace sinklab
+
+#endif  // SINKLAB_LAUNCH_DISTRIBUTED_OPTIMIZER_H_
