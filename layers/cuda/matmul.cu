@@ -1,18 +1,34 @@
 // Linear layers without bias through cuBLASLt (layers/cuda/gemm_lt.h): bf16 operands, fp32
-// accumulation; activations bf16, weight gradients accumulated in fp32 (beta = 1).
+// accumulation; activations bf16, weight gradients accumulated in fp32 (beta = 1). The
+// weight [OC, C] fixes the 2-D view of the activations: [numel / C, C] in, [.., OC] out
+// (so q [B, T, H, d] is [N, H d], as backend.h lays it out).
+#include "absl/strings/str_cat.h"
 #include "layers/cuda/cuda_backend.h"
 #include "layers/cuda/gemm_lt.h"
 
 namespace sinklab {
+namespace {
+
+Tensor Rows(const Tensor& t, int64_t cols) {
+  SL_CHECK_MSG(t.numel() % cols == 0,
+               absl::StrCat("matmul operand ", t.ShapeString(), " is not [N, ", cols, "]"));
+  return t.Reshaped({t.numel() / cols, cols});
+}
+
+}  // namespace
 
 void CudaBackend::MatmulForward(const Tensor& out, const Tensor& inp, const Tensor& weight) {
-  gemm_->RowMajor(out, inp, /*trans_a=*/false, weight, /*trans_b=*/true, 1.0f, 0.0f);
+  const int64_t oc = weight.dim(0), c = weight.dim(1);
+  gemm_->RowMajor(Rows(out, oc), Rows(inp, c), /*trans_a=*/false, weight, /*trans_b=*/true,
+                  1.0f, 0.0f);
 }
 
 void CudaBackend::MatmulBackward(const Tensor& dinp, const Tensor& dweight, const Tensor& dout,
                                  const Tensor& inp, const Tensor& weight) {
-  if (!dinp.empty()) gemm_->RowMajor(dinp, dout, false, weight, false, 1.0f, 1.0f);
-  if (!dweight.empty()) gemm_->RowMajor(dweight, dout, true, inp, false, 1.0f, 1.0f);
+  const int64_t oc = weight.dim(0), c = weight.dim(1);
+  const Tensor dout2 = Rows(dout, oc);
+  if (!dinp.empty()) gemm_->RowMajor(Rows(dinp, c), dout2, false, weight, false, 1.0f, 1.0f);
+  if (!dweight.empty()) gemm_->RowMajor(dweight, dout2, true, Rows(inp, c), false, 1.0f, 1.0f);
 }
 
 }  // namespace sinklab

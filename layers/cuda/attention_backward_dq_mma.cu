@@ -1,0 +1,128 @@
+// Tensor-core attention backward, dq (attention_backward_mma.cuh): bf16, head dims 64 and 128.
+//
+// Tiling plan: one block of 4 warps per (64-query tile, b * h); warp w owns queries
+// [16 w, 16 w + 16). The query and dout tiles are staged once; 64-key tiles of k and v stream
+// through two buffers (cp.async, swizzled; attention_mma.cuh). Per key tile: S = Q K^T and
+// dP = dO V^T (16 x 64 per warp, fp32), ds from the row's lse and D_i (registers: the quad of
+// the row computes D_i = dout_i . out_i once), then dQ += dS K with dS rounded to bf16 A
+// fragments. Query tiles are issued longest first (causal balance).
+#include "layers/cuda/attention_backward_mma.cuh"
+
+namespace sinklab {
+namespace cuda {
+namespace {
+
+template <int kD, AttentionNormalizer kKind>
+__global__ void __launch_bounds__(kBwdThreads)
+    MmaDqKernel(AttentionParams p, bf16* dq, const bf16* dout, const bf16* q, const bf16* k,
+                const bf16* v, const bf16* out, const float* lse) {
+  constexpr int kKeyTiles = kBwdRows / 8;
+  NormalizerArgs n = p.norm;
+  n.kind = kKind;
+  const AttentionDims& dims = p.dims;
+  const int bias = dims.bias_keys();
+  const int b = blockIdx.y / dims.heads, h = blockIdx.y % dims.heads;
+  const int i0 = (gridDim.x - 1 - blockIdx.x) * kBwdRows;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x & 31, g = lane / 4, t = lane & 3;
+  const int warp_row0 = i0 + 16 * warp;
+  const HeadView q_head = QueryHead(dims, b, h), kv_head = KeyHead(dims, b, h / dims.group());
+
+  extern __shared__ __align__(16) unsigned char smem_bytes[];
+  bf16* q_tile = reinterpret_cast<bf16*>(smem_bytes);
+  bf16* dout_tile = q_tile + kBwdRows * kD;
+  bf16* k_tiles = dout_tile + kBwdRows * kD;  // [2][64][kD]
+  bf16* v_tiles = k_tiles + 2 * kBwdRows * kD;  // [2][64][kD]
+  LoadTileAsync<kBwdRows, kD, kBwdThreads>(q_tile, q, q_head, i0, dims.seq);
+  LoadTileAsync<kBwdRows, kD, kBwdThreads>(dout_tile, dout, q_head, i0, dims.seq);
+  CopyAsyncCommit();
+  const auto issue = [&](int tile) {
+    const int buffer = tile & 1;
+    LoadTileAsync<kBwdRows, kD, kBwdThreads>(k_tiles + buffer * kBwdRows * kD, k, kv_head,
+                                  tile * kBwdRows, dims.keys);
+    LoadTileAsync<kBwdRows, kD, kBwdThreads>(v_tiles + buffer * kBwdRows * kD, v, kv_head,
+                                  tile * kBwdRows, dims.keys);
+    CopyAsyncCommit();
+  };
+  const int key_end = min(dims.keys, i0 + kBwdRows + bias);
+  const int tiles = (key_end + kBwdRows - 1) / kBwdRows;
+  const bool clipped = kKind == AttentionNormalizer::kClippedSoftmax;
+  if (!clipped) issue(0);  // (clipped softmax first streams the keys for its row sums)
+
+  float row_lse[2], row_dot[2];  // rows g and g + 8
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int row = warp_row0 + g + 8 * r;
+    row_lse[r] = row < dims.seq ? lse[RowIndex(dims, b, h, row)] : 0.0f;
+    const float partial = UsesOutputDot(n)
+                              ? PartialOutputDot<kD>(dout, out, q_head, row, dims.seq, t, 4)
+                              : 0.0f;
+    row_dot[r] = QuadSum(partial);
+  }
+  if (clipped) {
+    CopyAsyncWait<0>();  // the query and dout tiles
+    ClippedRowDots<kD, kBwdThreads>(n, dims, /*active=*/true, q_tile, dout_tile, warp, i0,
+                                    key_end, k_tiles, v_tiles, k, v, kv_head, row_lse, row_dot);
+    issue(0);
+  }
+
+  float acc[kD / 8][4] = {};
+  for (int tile = 0; tile < tiles; ++tile) {
+    if (tile + 1 < tiles) {
+      issue(tile + 1);
+      CopyAsyncWait<1>();
+    } else {
+      CopyAsyncWait<0>();
+    }
+    __syncthreads();
+    const int j0 = tile * kBwdRows;
+    if (j0 <= warp_row0 + 15 + bias) {
+      const bf16* k_tile = k_tiles + (tile & 1) * kBwdRows * kD;
+      const bf16* v_tile = v_tiles + (tile & 1) * kBwdRows * kD;
+      float s[kKeyTiles][4] = {}, ds[kKeyTiles][4] = {};
+      RowBlockTimesRowsT<kD>(s, q_tile, k_tile, warp);
+      RowBlockTimesRowsT<kD>(ds, dout_tile, v_tile, warp);  // dp, then ds in place
+#pragma unroll
+      for (int nt = 0; nt < kKeyTiles; ++nt) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          ds[nt][e] = WeightGradOf(n, n.scale * s[nt][e], row_lse[e / 2], ds[nt][e],
+                                   row_dot[e / 2]).ds;
+        }
+      }
+      if (j0 + kBwdRows - 1 > warp_row0 + bias || j0 + kBwdRows > dims.keys) {
+#pragma unroll
+        for (int nt = 0; nt < kKeyTiles; ++nt) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int row = warp_row0 + g + 8 * (e / 2), key = j0 + 8 * nt + 2 * t + (e & 1);
+            if (key > row + bias || key >= dims.keys) ds[nt][e] = 0.0f;
+          }
+        }
+      }
+      FragmentsTimesRows<kD>(acc, ds, k_tile);
+    }
+    __syncthreads();
+  }
+  AccumulateFragments<kD>(dq, q_head, warp_row0, dims.seq, acc, n.scale);
+}
+
+}  // namespace
+
+void LaunchMmaDq(cudaStream_t stream, const AttentionParams& p, const Tensor& dq,
+                 const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
+                 const Tensor& out, const Tensor& lse) {
+  DispatchMmaKernel(p, [&](auto head_dim, auto kind) {
+    constexpr int kD = decltype(head_dim)::value;
+    auto kernel = MmaDqKernel<kD, decltype(kind)::value>;
+    const size_t smem = sizeof(bf16) * kBwdRows * kD * 6;
+    AllowSharedMemory(kernel, smem);
+    const dim3 grid((p.dims.seq + kBwdRows - 1) / kBwdRows, p.dims.batch * p.dims.heads);
+    kernel<<<grid, kBwdThreads, smem, stream>>>(p, Ptr<bf16>(dq), Ptr<bf16>(dout), Ptr<bf16>(q),
+                                            Ptr<bf16>(k), Ptr<bf16>(v), Ptr<bf16>(out),
+                                            lse.f32());
+    SL_CUDA_LAUNCH_CHECK();
+  });
+}
+
+}  // namespace cuda
+}  // namespace sinklab

@@ -1,0 +1,205 @@
+// Device-side math of the attention normalizers (layers/backend.h, AttentionNormalizer), shared
+// by the fused forward (online, one pass over the keys), the probs kernel and the backward
+// (weights recomputed from the stored lse). The CPU reference is layers/cpu/
+// attention_normalizer.cc; the formulas here are the same, rearranged for a running max.
+//
+// Layout convention of every caller: the 4 lanes 4r..4r+3 of a warp (a "quad") hold the
+// columns of one row, so a row reduction is two xor-shuffles (QuadMax / QuadSum). This is the
+// generic kernels' layout and also that of mma.sync's m16n8 accumulators.
+#ifndef SINKLAB_LAYERS_CUDA_ATTENTION_NORMALIZER_CUH_
+#define SINKLAB_LAYERS_CUDA_ATTENTION_NORMALIZER_CUH_
+
+#include <cuda_runtime.h>
+
+#include "layers/backend.h"
+#include "layers/cuda/kernel_util.cuh"  // Sigmoid
+
+namespace sinklab {
+namespace cuda {
+
+// AttentionSpec as kernel arguments.
+struct NormalizerArgs {
+  AttentionNormalizer kind;
+  float scale;         // s_ij = scale * q_i . k_j
+  float softpick_eps;  // kSoftpick
+  float sigmoid_bias;  // kSigmoid: b
+  float clip_gamma;    // kClippedSoftmax
+  float clip_zeta;     // kClippedSoftmax
+};
+
+inline NormalizerArgs NormalizerArgsOf(const AttentionSpec& spec) {
+  return NormalizerArgs{spec.normalizer,   spec.scale,     spec.softpick_eps,
+                        spec.sigmoid_bias, spec.clip_gamma, spec.clip_zeta};
+}
+
+__device__ __forceinline__ float QuadMax(float v) {
+  v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+  return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+}
+__device__ __forceinline__ float QuadSum(float v) {
+  v += __shfl_xor_sync(0xffffffffu, v, 1);
+  return v + __shfl_xor_sync(0xffffffffu, v, 2);
+}
+
+// ---- Forward: online normalization (Milakov & Gimelshein 2018; Dao et al. 2022) ----------
+// One query row's running state: every exp is taken relative to the running max m, so the
+// row's normalizer so far is l e^m and its output numerator O e^m (O kept by the caller).
+struct OnlineRow {
+  float m;
+  float l;
+};
+
+// The state before any key: the virtual term of softmax1 (logit 0) and of the sink logit
+// (logit b_h) is already in l, with m covering it (as the reference's max includes it);
+// softpick starts at m = 0 (its reference max is max(0, max_k s_k), so e^-m <= 1); sigmoid
+// never shifts (its weights are in (0, 1)).
+__device__ __forceinline__ OnlineRow StartRow(const NormalizerArgs& n, float sink_logit) {
+  switch (n.kind) {
+    case AttentionNormalizer::kSoftmax1:
+      return {0.0f, 1.0f};
+    case AttentionNormalizer::kSinkLogit:
+      return {sink_logit, 1.0f};
+    case AttentionNormalizer::kSoftpick:
+    case AttentionNormalizer::kSigmoid:
+      return {0.0f, 0.0f};
+    default:  // softmax, and the first (softmax) pass of clipped softmax
+      return {-INFINITY, 0.0f};
+  }
+}
+
+// Raises m to cover a tile whose largest visible score is tile_max (already QuadMax'ed;
+// -inf when the tile has none) and rescales l; returns alpha = e^(m_old - m_new), the factor
+// the caller applies to O.
+__device__ __forceinline__ float RaiseMax(const NormalizerArgs& n, OnlineRow& row,
+                                          float tile_max) {
+  if (n.kind == AttentionNormalizer::kSigmoid) return 1.0f;
+  const float m_new = fmaxf(row.m, tile_max);
+  if (m_new == -INFINITY) return 1.0f;  // softmax before its first visible key
+  const float alpha = __expf(row.m - m_new);  // 0 when m_old = -inf
+  row.m = m_new;
+  row.l *= alpha;
+  return alpha;
+}
+
+// One visible key's terms relative to e^m (after RaiseMax): `weight` multiplies v_j in O,
+// `mass` is its term of l. e_neg_m = e^-m (read by softpick only).
+struct OnlineTerm {
+  float weight;
+  float mass;
+};
+__device__ __forceinline__ OnlineTerm OnlineTermOf(const NormalizerArgs& n, float m, float e_neg_m,
+                                                   float s) {
+  switch (n.kind) {
+    case AttentionNormalizer::kSoftpick: {
+      // softpick (Zuhri et al. 2025, eq. 3): |e^s - 1| e^-m = |e^(s-m) - e^-m|; the
+      // numerator relu(.) is exactly 0 for s <= 0 (as the reference).
+      const float a = __expf(s - m) - e_neg_m;
+      return {s > 0.0f ? fmaxf(a, 0.0f) : 0.0f, fabsf(a)};
+    }
+    case AttentionNormalizer::kSigmoid: {
+      const float p = Sigmoid(s + n.sigmoid_bias);  // Ramapuram et al. 2024
+      return {p, p};
+    }
+    default: {
+      const float e = __expf(s - m);
+      return {e, e};
+    }
+  }
+}
+
+// After the last key: writes the row's lse (backend.h) and returns the factor of O (1 / the
+// normalizer; 1 for sigmoid). Not for clipped softmax's output pass (its weights are final).
+__device__ __forceinline__ float FinishRow(const NormalizerArgs& n, const OnlineRow& row,
+                                           float* lse) {
+  switch (n.kind) {
+    case AttentionNormalizer::kSoftpick: {
+      const float denom = row.l + n.softpick_eps * __expf(-row.m);  // (sum|e^s - 1| + eps) e^-m
+      *lse = row.m + logf(denom);
+      return 1.0f / denom;
+    }
+    case AttentionNormalizer::kSigmoid:
+      *lse = logf(row.l);  // log of the row's total mass
+      return 1.0f;
+    default:
+      *lse = row.m + logf(row.l);
+      return 1.0f / row.l;
+  }
+}
+
+// ---- Weights recomputed from the stored lse (probs, clipped softmax's output, backward) ----
+// p_ij of a visible key, exactly as backend.h writes it for each normalizer.
+__device__ __forceinline__ float WeightFromLse(const NormalizerArgs& n, float s, float lse) {
+  switch (n.kind) {
+    case AttentionNormalizer::kSoftpick:
+      return s > 0.0f ? fmaxf(__expf(s - lse) - __expf(-lse), 0.0f) : 0.0f;
+    case AttentionNormalizer::kSigmoid:
+      return Sigmoid(s + n.sigmoid_bias);
+    case AttentionNormalizer::kClippedSoftmax: {
+      // Bondarenko et al. 2023, eq. 4: clip((zeta - gamma) softmax + gamma, 0, 1).
+      const float y = (n.clip_zeta - n.clip_gamma) * __expf(s - lse) + n.clip_gamma;
+      return fminf(1.0f, fmaxf(0.0f, y));
+    }
+    default:
+      return __expf(s - lse);
+  }
+}
+
+// ---- Backward ------------------------------------------------------------------------------
+// Whether ds needs the row sum D_i = sum_j p_ij dp_ij = dout_i . out_i (every variant but
+// sigmoid, which needs none, and clipped softmax, whose row sum is ClippedRowTerm's).
+__device__ __forceinline__ bool UsesOutputDot(const NormalizerArgs& n) {
+  return n.kind != AttentionNormalizer::kSigmoid && n.kind != AttentionNormalizer::kClippedSoftmax;
+}
+
+// Clipped softmax: sm_j dsm_j of one visible key, the terms of its row sum sum_k sm_k dsm_k,
+// with sm = e^(s - lse) the softmax and dsm = (zeta - gamma) dp [0 < p < 1] (zero gradient
+// where clipped, as the reference).
+__device__ __forceinline__ float ClippedRowTerm(const NormalizerArgs& n, float s, float lse,
+                                                float dp) {
+  const float stretch = n.clip_zeta - n.clip_gamma;
+  const float sm = __expf(s - lse);
+  const float y = stretch * sm + n.clip_gamma;
+  return (y > 0.0f && y < 1.0f) ? sm * stretch * dp : 0.0f;
+}
+
+// The weight p and dL/ds of one visible key from its score s, the row's lse, dp = dout_i . v_j
+// and the row sum `row_dot` (UsesOutputDot: dout_i . out_i; clipped softmax: sum of
+// ClippedRowTerm; sigmoid: unused). The derivations are layers/cpu/attention_normalizer.cc's.
+struct WeightGrad {
+  float p;
+  float ds;
+};
+__device__ __forceinline__ WeightGrad WeightGradOf(const NormalizerArgs& n, float s, float lse,
+                                                   float dp, float row_dot) {
+  switch (n.kind) {
+    case AttentionNormalizer::kSoftpick: {
+      // ds = e^(s - lse) ([s > 0] dp - sign(s) D); derivative 0 at s = 0.
+      const float e = __expf(s - lse);
+      const float p = s > 0.0f ? fmaxf(e - __expf(-lse), 0.0f) : 0.0f;
+      const float sign = s > 0.0f ? 1.0f : (s < 0.0f ? -1.0f : 0.0f);
+      return {p, e * ((s > 0.0f ? dp : 0.0f) - sign * row_dot)};
+    }
+    case AttentionNormalizer::kSigmoid: {
+      const float p = Sigmoid(s + n.sigmoid_bias);
+      return {p, dp * p * (1.0f - p)};
+    }
+    case AttentionNormalizer::kClippedSoftmax: {
+      // ds = sm (dsm - sum_k sm_k dsm_k).
+      const float stretch = n.clip_zeta - n.clip_gamma;
+      const float sm = __expf(s - lse);
+      const float y = stretch * sm + n.clip_gamma;
+      const bool inside = y > 0.0f && y < 1.0f;
+      return {fminf(1.0f, fmaxf(0.0f, y)), sm * ((inside ? stretch * dp : 0.0f) - row_dot)};
+    }
+    default: {
+      // softmax, softmax1, sink logit: ds = p (dp - D) (the virtual term has no dp).
+      const float p = __expf(s - lse);
+      return {p, p * (dp - row_dot)};
+    }
+  }
+}
+
+}  // namespace cuda
+}  // namespace sinklab
+
+#endif  // SINKLAB_LAYERS_CUDA_ATTENTION_NORMALIZER_CUH_

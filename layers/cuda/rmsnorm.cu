@@ -1,0 +1,228 @@
+// CUDA RMSNorm (Zhang & Sennrich 2019; reference: layers/cpu/rmsnorm.cc):
+// y = x * rstd * w, rstd = 1 / sqrt(mean_j x_j^2 + eps). Per row with r = rstd:
+//   dx_j += r w_j dy_j - x_j r^3 / D * sum_k dy_k w_k x_k,    dw_j += sum_rows dy_j x_j r.
+//
+// Tiling plan:
+// - Forward and dinp: one warp per row; lanes take packets of W channels (16-byte loads of
+//   bf16 when the row allows), a warp sum gives the row's statistic, then a second pass over
+//   the row (L1/L2-resident) writes. rstd is fp32, one per row.
+// - dweight, deterministic without atomics: block (32 channels) x (kRowLanes row lanes);
+//   a block owns 32 channels of a contiguous split of the rows, each thread sums its rows in
+//   order, and a fixed shared-memory tree adds the row lanes. With one split the block adds
+//   into dweight directly; with several (to fill the GPU when D is small, e.g. QK-norm with
+//   D = d_h) the splits write partials to the backend's scratch and a second kernel adds
+//   them in split order.
+#include <algorithm>
+
+#include "layers/cuda/cuda_backend.h"
+#include "layers/cuda/kernel_util.cuh"
+
+namespace sinklab {
+namespace cuda {
+namespace {
+
+constexpr int kRowLanes = 16;        // dweight: row lanes per block (x 32 channels)
+constexpr int kWeightGradBlocks = 528;  // dweight: ~4 blocks of 512 threads per SM
+
+template <int W, typename T, typename TW>
+__global__ void RmsNormForwardKernel(T* out, float* rstd, const T* inp, const TW* weight,
+                                     int64_t rows, int64_t dim, float eps) {
+  const int lane = threadIdx.x & 31;
+  const int64_t warps = int64_t{gridDim.x} * blockDim.x / 32;
+  for (int64_t row = (blockIdx.x * int64_t{blockDim.x} + threadIdx.x) / 32; row < rows;
+       row += warps) {
+    const T* x = inp + row * dim;
+    float sum_sq = 0.0f;
+    for (int64_t col = lane * W; col < dim; col += 32 * W) {
+      float v[W];
+      LoadF<W>(x + col, v);
+#pragma unroll
+      for (int k = 0; k < W; ++k) sum_sq += v[k] * v[k];
+    }
+    const float r = rsqrtf(WarpSum(sum_sq) / static_cast<float>(dim) + eps);
+    if (lane == 0) rstd[row] = r;
+    for (int64_t col = lane * W; col < dim; col += 32 * W) {
+      float v[W], w[W];
+      LoadF<W>(x + col, v);
+      LoadF<W>(weight + col, w);
+#pragma unroll
+      for (int k = 0; k < W; ++k) v[k] = v[k] * r * w[k];
+      StoreF<W>(out + row * dim + col, v);
+    }
+  }
+}
+
+template <int W, typename T, typename TW>
+__global__ void RmsNormInputGradKernel(T* dinp, const T* dout, const T* inp, const TW* weight,
+                                       const float* rstd, int64_t rows, int64_t dim) {
+  const int lane = threadIdx.x & 31;
+  const int64_t warps = int64_t{gridDim.x} * blockDim.x / 32;
+  for (int64_t row = (blockIdx.x * int64_t{blockDim.x} + threadIdx.x) / 32; row < rows;
+       row += warps) {
+    const T* x = inp + row * dim;
+    const T* dy = dout + row * dim;
+    float dot = 0.0f;  // sum_k dy_k w_k x_k
+    for (int64_t col = lane * W; col < dim; col += 32 * W) {
+      float xv[W], gv[W], wv[W];
+      LoadF<W>(x + col, xv);
+      LoadF<W>(dy + col, gv);
+      LoadF<W>(weight + col, wv);
+#pragma unroll
+      for (int k = 0; k < W; ++k) dot += gv[k] * wv[k] * xv[k];
+    }
+    const float r = rstd[row];
+    const float coef = WarpSum(dot) * r * r * r / static_cast<float>(dim);
+    for (int64_t col = lane * W; col < dim; col += 32 * W) {
+      float xv[W], gv[W], wv[W], dx[W];
+      LoadF<W>(x + col, xv);
+      LoadF<W>(dy + col, gv);
+      LoadF<W>(weight + col, wv);
+      LoadF<W>(dinp + row * dim + col, dx);
+#pragma unroll
+      for (int k = 0; k < W; ++k) dx[k] += r * wv[k] * gv[k] - coef * xv[k];
+      StoreF<W>(dinp + row * dim + col, dx);
+    }
+  }
+}
+
+// Block (32, kRowLanes) sums dy x r over rows [split begin, split end) for 32 channels.
+// dst: dweight (+=) when `accumulate`, else the split's partial row dst[split, :] (=).
+template <typename T>
+__global__ void __launch_bounds__(32 * kRowLanes)
+    RmsNormWeightGradKernel(float* dst, bool accumulate, const T* dout, const T* inp,
+                            const float* rstd, int64_t rows, int64_t dim,
+                            int64_t rows_per_split) {
+  __shared__ float lanes[kRowLanes][33];
+  const int64_t col = blockIdx.x * int64_t{32} + threadIdx.x;
+  const int64_t begin = blockIdx.y * rows_per_split;
+  const int64_t end = min(begin + rows_per_split, rows);
+  float acc = 0.0f;
+  if (col < dim) {
+#pragma unroll 4
+    for (int64_t row = begin + threadIdx.y; row < end; row += kRowLanes) {
+      acc += ToF(dout[row * dim + col]) * ToF(inp[row * dim + col]) * rstd[row];
+    }
+  }
+  lanes[threadIdx.y][threadIdx.x] = acc;
+  __syncthreads();
+#pragma unroll
+  for (int half = kRowLanes / 2; half > 0; half /= 2) {
+    if (threadIdx.y < half) {
+      lanes[threadIdx.y][threadIdx.x] += lanes[threadIdx.y + half][threadIdx.x];
+    }
+    __syncthreads();
+  }
+  if (threadIdx.y == 0 && col < dim) {
+    if (accumulate) {
+      dst[col] += lanes[0][threadIdx.x];
+    } else {
+      dst[blockIdx.y * dim + col] = lanes[0][threadIdx.x];
+    }
+  }
+}
+
+// dweight[c] += sum over splits s (in order) of partials[s, c].
+__global__ void AddSplitsKernel(float* dweight, const float* partials, int splits,
+                                int64_t dim) {
+  for (int64_t col = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; col < dim;
+       col += int64_t{gridDim.x} * blockDim.x) {
+    float sum = 0.0f;
+    for (int s = 0; s < splits; ++s) sum += partials[s * dim + col];
+    dweight[col] += sum;
+  }
+}
+
+// Rows and width after checking inp [N, D] (any rank, last dim D) against weight [D].
+int64_t CheckRows(const Tensor& inp, const Tensor& weight, const Tensor& rstd,
+                  const char* what) {
+  const int64_t dim = weight.numel();
+  SL_CHECK_MSG(dim > 0 && inp.rank() >= 1 && inp.dim(-1) == dim &&
+                   rstd.numel() == inp.numel() / dim && rstd.dtype() == DType::kF32,
+               absl::StrCat(what, ": inp ", inp.ShapeString(), " weight ", weight.ShapeString(),
+                            " rstd ", rstd.ShapeString(), " ", DTypeName(rstd.dtype())));
+  CheckCuda(inp, what);
+  CheckCuda(weight, what);
+  CheckCuda(rstd, what);
+  return inp.numel() / dim;
+}
+
+}  // namespace
+}  // namespace cuda
+
+using cuda::CanVectorize;
+using cuda::DispatchFloat;
+using cuda::DispatchWidth;
+using cuda::GridFor;
+using cuda::Ptr;
+
+void CudaBackend::RmsNormForward(const Tensor& out, const Tensor& rstd, const Tensor& inp,
+                                 const Tensor& weight, float eps) {
+  const int64_t rows = cuda::CheckRows(inp, weight, rstd, "RmsNormForward");
+  cuda::CheckLike(out, inp, "RmsNormForward out");
+  const int64_t dim = weight.numel();
+  DispatchFloat(inp.dtype(), [&](auto t) {
+    using T = decltype(t);
+    DispatchFloat(weight.dtype(), [&](auto tw) {
+      using TW = decltype(tw);
+      DispatchWidth(CanVectorize(dim, out, inp, weight), [&](auto width) {
+        constexpr int W = decltype(width)::value;
+        cuda::RmsNormForwardKernel<W, T, TW><<<GridFor(rows * 32), cuda::kBlock, 0, stream_>>>(
+            Ptr<T>(out), rstd.f32(), Ptr<T>(inp), Ptr<TW>(weight), rows, dim, eps);
+      });
+    });
+  });
+  SL_CUDA_LAUNCH_CHECK();
+}
+
+void CudaBackend::RmsNormBackward(const Tensor& dinp, const Tensor& dweight, const Tensor& dout,
+                                  const Tensor& inp, const Tensor& weight, const Tensor& rstd) {
+  const int64_t rows = cuda::CheckRows(inp, weight, rstd, "RmsNormBackward");
+  cuda::CheckLike(dout, inp, "RmsNormBackward dout");
+  const int64_t dim = weight.numel();
+  if (rows == 0) return;
+  DispatchFloat(inp.dtype(), [&](auto t) {
+    using T = decltype(t);
+    if (!dinp.empty()) {
+      cuda::CheckLike(dinp, inp, "RmsNormBackward dinp");
+      DispatchFloat(weight.dtype(), [&](auto tw) {
+        using TW = decltype(tw);
+        DispatchWidth(CanVectorize(dim, dinp, dout, inp, weight), [&](auto width) {
+          constexpr int W = decltype(width)::value;
+          cuda::RmsNormInputGradKernel<W, T, TW>
+              <<<GridFor(rows * 32), cuda::kBlock, 0, stream_>>>(
+                  Ptr<T>(dinp), Ptr<T>(dout), Ptr<T>(inp), Ptr<TW>(weight), rstd.f32(), rows,
+                  dim);
+        });
+      });
+      SL_CUDA_LAUNCH_CHECK();
+    }
+    if (!dweight.empty()) {
+      SL_CHECK_MSG(dweight.numel() == dim && dweight.dtype() == DType::kF32,
+                   absl::StrCat("RmsNormBackward: dweight ", dweight.ShapeString(), " ",
+                                DTypeName(dweight.dtype()), ", want [", dim, "] f32"));
+      cuda::CheckCuda(dweight, "RmsNormBackward dweight");
+      // Splits: enough blocks to fill the GPU, at least 64 rows each, partials fitting the
+      // scratch (2 floats per double).
+      const int64_t tiles = (dim + 31) / 32;
+      const int64_t capacity = 2 * int64_t{kScratchDoubles} / dim;
+      const int64_t splits = std::max<int64_t>(
+          1, std::min({(cuda::kWeightGradBlocks + tiles - 1) / tiles, capacity,
+                       (rows + 63) / 64}));
+      const int64_t rows_per_split = (rows + splits - 1) / splits;
+      const bool direct = splits == 1;
+      float* partials = reinterpret_cast<float*>(scratch_);
+      const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(splits));
+      cuda::RmsNormWeightGradKernel<T><<<grid, dim3(32, cuda::kRowLanes), 0, stream_>>>(
+          direct ? dweight.f32() : partials, direct, Ptr<T>(dout), Ptr<T>(inp), rstd.f32(),
+          rows, dim, rows_per_split);
+      SL_CUDA_LAUNCH_CHECK();
+      if (!direct) {
+        cuda::AddSplitsKernel<<<GridFor(dim), cuda::kBlock, 0, stream_>>>(
+            dweight.f32(), partials, static_cast<int>(splits), dim);
+        SL_CUDA_LAUNCH_CHECK();
+      }
+    }
+  });
+}
+
+}  // namespace sinklab

@@ -1,0 +1,261 @@
+// The fused CUDA attention (layers/cuda/attention_*.cu) against the CPU reference, for every
+// normalizer: out, lse and probs of the forward; dq, dk, dv (and dsink_logit for the sink
+// logit) of the backward, added to nonzero gradients; GQA, MQA and MHA, with and without a
+// KV-bias key, head dims 8..128, sequence lengths that are no multiple of any tile, and large
+// logits that move the running max. Also: asking for probs changes neither out nor lse,
+// the backward is bitwise deterministic, and empty gradient outputs are skipped.
+#if SINKLAB_WITH_CUDA
+
+#include <cmath>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "tests/layers/cuda_test_util.h"
+
+namespace sinklab {
+namespace {
+
+struct AttentionCase {
+  const char* name;
+  int64_t batch, seq, bias_keys, heads, kv_heads, d;
+  float logit_std;  // std of the scores s_ij: q and k entries have std sqrt(logit_std)
+};
+
+const AttentionCase kCases[] = {
+    {"Gqa_S37_D16", 2, 37, 0, 4, 2, 16, 1.0f},
+    {"MhaBias_S50_D8", 2, 50, 1, 3, 3, 8, 1.0f},
+    {"GqaBias_S45_D24", 2, 45, 1, 4, 2, 24, 1.0f},
+    {"GqaBias_S130_D64", 2, 130, 1, 4, 2, 64, 1.0f},
+    {"Mha_S37_D64", 2, 37, 0, 2, 2, 64, 1.0f},
+    {"Mha_S37_D128", 2, 37, 0, 2, 2, 128, 1.0f},
+    {"MqaBias_S129_D128", 2, 129, 1, 4, 1, 128, 1.0f},
+    {"GqaBias_S130_D128", 2, 130, 1, 4, 2, 128, 1.0f},
+    {"GqaBias_S130_D64_LargeLogits", 2, 130, 1, 4, 2, 64, 3.0f},
+    {"Mha_S200_D128_LargeLogits", 2, 200, 0, 2, 2, 128, 3.0f},
+};
+
+const AttentionNormalizer kNormalizers[] = {
+    AttentionNormalizer::kSoftmax,  AttentionNormalizer::kSoftmax1,
+    AttentionNormalizer::kSinkLogit, AttentionNormalizer::kSoftpick,
+    AttentionNormalizer::kSigmoid,  AttentionNormalizer::kClippedSoftmax,
+};
+
+const char* NormalizerName(AttentionNormalizer n) {
+  switch (n) {
+    case AttentionNormalizer::kSoftmax: return "Softmax";
+    case AttentionNormalizer::kSoftmax1: return "Softmax1";
+    case AttentionNormalizer::kSinkLogit: return "SinkLogit";
+    case AttentionNormalizer::kSoftpick: return "Softpick";
+    case AttentionNormalizer::kSigmoid: return "Sigmoid";
+    case AttentionNormalizer::kClippedSoftmax: return "ClippedSoftmax";
+  }
+  return "Unknown";
+}
+
+// zeta > 1 so that both clips happen (rows whose softmax is near 1 clip at 1).
+AttentionSpec SpecFor(AttentionNormalizer normalizer, int64_t d, int64_t keys) {
+  AttentionSpec spec;
+  spec.normalizer = normalizer;
+  spec.scale = 1.0f / std::sqrt(static_cast<float>(d));
+  spec.sigmoid_bias = -std::log(static_cast<float>(keys));
+  spec.clip_gamma = -0.03f;
+  spec.clip_zeta = 1.03f;
+  return spec;
+}
+
+double Rms(const Tensor& x) {
+  double sum = 0;
+  for (int64_t i = 0; i < x.numel(); ++i) sum += double{x.f32()[i]} * x.f32()[i];
+  return std::sqrt(sum / x.numel());
+}
+
+std::vector<float> Minus(const std::vector<float>& a, const Tensor& b) {
+  std::vector<float> diff(a.size());
+  for (size_t i = 0; i < a.size(); ++i) diff[i] = a[i] - b.f32()[i];
+  return diff;
+}
+
+// The inputs of one case, on the host (bf16-rounded) and on the device (bf16), and the CPU
+// reference's forward.
+struct Problem {
+  Problem(GpuTest& t, const AttentionCase& c, AttentionNormalizer normalizer)
+      : B(c.batch), S(c.seq), K(c.seq + c.bias_keys), H(c.heads), Hkv(c.kv_heads), d(c.d),
+        spec(SpecFor(normalizer, c.d, K)) {
+    const float input_std = std::sqrt(c.logit_std);
+    q = t.HostRandom({B, S, H, d}, 1, input_std);
+    k = t.HostRandom({B, K, Hkv, d}, 2, input_std);
+    v = t.HostRandom({B, K, Hkv, d}, 3);
+    sink = t.HostRandom({H}, 4);
+    dout = t.HostRandom({B, S, H, d}, 5);
+    out = t.HostZeros(DType::kF32, {B, S, H, d});
+    probs = t.HostZeros(DType::kF32, {B, H, S, K});
+    lse = t.HostZeros(DType::kF32, {B, H, S});
+    t.cpu().AttentionForward(out, probs, lse, q, k, v, sink, spec);
+    g_q = t.ToDevice(q, DType::kBF16);
+    g_k = t.ToDevice(k, DType::kBF16);
+    g_v = t.ToDevice(v, DType::kBF16);
+    g_sink = t.ToDevice(sink, DType::kBF16);  // the parameter's compute copy
+    g_dout = t.ToDevice(dout, DType::kBF16);
+  }
+  const int64_t B, S, K, H, Hkv, d;
+  const AttentionSpec spec;
+  Tensor q, k, v, sink, dout, out, probs, lse;
+  Tensor g_q, g_k, g_v, g_sink, g_dout;
+};
+
+class CudaAttentionTest
+    : public ::testing::TestWithParam<std::tuple<AttentionNormalizer, AttentionCase>> {};
+
+TEST_P(CudaAttentionTest, ForwardAndBackwardMatchTheCpuReference) {
+  SL_SKIP_WITHOUT_CUDA();
+  const auto [normalizer, c] = GetParam();
+  GpuTest t;
+  const Problem p(t, c, normalizer);
+  const int64_t B = p.B, S = p.S, K = p.K, H = p.H, Hkv = p.Hkv, d = p.d;
+
+  // Forward, with probs.
+  const Tensor g_out = t.DeviceZeros(DType::kBF16, {B, S, H, d});
+  const Tensor g_probs = t.DeviceZeros(DType::kF32, {B, H, S, K});
+  const Tensor g_lse = t.DeviceZeros(DType::kF32, {B, H, S});
+  t.gpu().AttentionForward(g_out, g_probs, g_lse, p.g_q, p.g_k, p.g_v, p.g_sink, p.spec);
+  const std::vector<float> out = t.ToHostF32(g_out), lse = t.ToHostF32(g_lse);
+  EXPECT_TRUE(GpuTest::AllFinite(out) && GpuTest::AllFinite(lse));
+  EXPECT_LT(GpuTest::RelError(out, p.out), kBf16RelTol);
+  EXPECT_LT(GpuTest::RelError(lse, p.lse), kF32RelTol);
+  EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_probs), p.probs), kF32RelTol);
+
+  // Without probs: the same out and lse, bit for bit.
+  const Tensor g_out2 = t.DeviceZeros(DType::kBF16, {B, S, H, d});
+  const Tensor g_lse2 = t.DeviceZeros(DType::kF32, {B, H, S});
+  t.gpu().AttentionForward(g_out2, Tensor(), g_lse2, p.g_q, p.g_k, p.g_v, p.g_sink, p.spec);
+  EXPECT_EQ(t.ToHostF32(g_out2), out);
+  EXPECT_EQ(t.ToHostF32(g_lse2), lse);
+
+  // Backward. The reference's gradients from zero, then starting gradients of about their
+  // size, so that both a missing += and a wrong increment show in the increment's error.
+  const bool sink = normalizer == AttentionNormalizer::kSinkLogit;
+  Tensor dq = t.HostZeros(DType::kF32, {B, S, H, d});
+  Tensor dk = t.HostZeros(DType::kF32, {B, K, Hkv, d});
+  Tensor dv = t.HostZeros(DType::kF32, {B, K, Hkv, d});
+  Tensor dsink = t.HostZeros(DType::kF32, {H});
+  t.cpu().AttentionBackward(dq, dk, dv, dsink, p.dout, p.q, p.k, p.v, p.sink, p.out, p.probs,
+                            p.lse, p.spec);
+  const Tensor dq0 = t.HostRandom({B, S, H, d}, 6, Rms(dq));
+  const Tensor dk0 = t.HostRandom({B, K, Hkv, d}, 7, Rms(dk));
+  const Tensor dv0 = t.HostRandom({B, K, Hkv, d}, 8, Rms(dv));
+  const Tensor dsink0 = t.HostRandom({H}, 9, 1.0f, /*round_bf16=*/false);
+
+  struct Grads {
+    std::vector<float> dq, dk, dv, dsink;
+  };
+  const auto run_backward = [&] {
+    const Tensor g_dq = t.ToDevice(dq0, DType::kBF16), g_dk = t.ToDevice(dk0, DType::kBF16);
+    const Tensor g_dv = t.ToDevice(dv0, DType::kBF16);
+    const Tensor g_dsink = sink ? t.ToDevice(dsink0, DType::kF32) : Tensor();
+    t.gpu().AttentionBackward(g_dq, g_dk, g_dv, g_dsink, p.g_dout, p.g_q, p.g_k, p.g_v, p.g_sink,
+                              g_out, Tensor(), g_lse, p.spec);
+    return Grads{t.ToHostF32(g_dq), t.ToHostF32(g_dk), t.ToHostF32(g_dv),
+                 sink ? t.ToHostF32(g_dsink) : std::vector<float>()};
+  };
+  const Grads got = run_backward();
+  EXPECT_TRUE(GpuTest::AllFinite(got.dq) && GpuTest::AllFinite(got.dk) &&
+              GpuTest::AllFinite(got.dv));
+  // (got - start) vs the reference's increment; the bf16 rounding of the sums adds
+  // ~2^-9 |start + increment| / sqrt(3) ~ 0.2% of the increment.
+  EXPECT_LT(GpuTest::RelError(Minus(got.dq, dq0), dq), kBf16RelTol) << "dq";
+  EXPECT_LT(GpuTest::RelError(Minus(got.dk, dk0), dk), kBf16RelTol) << "dk";
+  EXPECT_LT(GpuTest::RelError(Minus(got.dv, dv0), dv), kBf16RelTol) << "dv";
+  if (sink) {
+    // fp32 sums of terms whose D_i = dout_i . out_i reads the bf16 out: bf16-level error.
+    EXPECT_LT(GpuTest::RelError(Minus(got.dsink, dsink0), dsink), kBf16RelTol) << "dsink";
+  }
+
+  // Deterministic: a second run from the same start is bitwise equal.
+  const Grads again = run_backward();
+  EXPECT_EQ(again.dq, got.dq);
+  EXPECT_EQ(again.dk, got.dk);
+  EXPECT_EQ(again.dv, got.dv);
+  EXPECT_EQ(again.dsink, got.dsink);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    NormalizersAndShapes, CudaAttentionTest,
+    ::testing::Combine(::testing::ValuesIn(kNormalizers), ::testing::ValuesIn(kCases)),
+    [](const ::testing::TestParamInfo<CudaAttentionTest::ParamType>& info) {
+      return absl::StrCat(NormalizerName(std::get<0>(info.param)), "_",
+                          std::get<1>(info.param).name);
+    });
+
+// fp32 tensors (as tests and optimizers may pass) take the same kernels.
+TEST(CudaAttentionF32Test, Fp32TensorsMatchTheCpuReference) {
+  SL_SKIP_WITHOUT_CUDA();
+  const AttentionCase c{"GqaBias_S70_D32", 2, 70, 1, 4, 2, 32, 1.0f};
+  for (AttentionNormalizer normalizer : kNormalizers) {
+    SCOPED_TRACE(NormalizerName(normalizer));
+    GpuTest t;
+    const Problem p(t, c, normalizer);
+    const int64_t B = p.B, S = p.S, K = p.K, H = p.H, Hkv = p.Hkv, d = p.d;
+    const Tensor g_q = t.ToDevice(p.q, DType::kF32), g_k = t.ToDevice(p.k, DType::kF32);
+    const Tensor g_v = t.ToDevice(p.v, DType::kF32), g_dout = t.ToDevice(p.dout, DType::kF32);
+    const Tensor g_sink = t.ToDevice(p.sink, DType::kF32);
+    const Tensor g_out = t.DeviceZeros(DType::kF32, {B, S, H, d});
+    const Tensor g_lse = t.DeviceZeros(DType::kF32, {B, H, S});
+    t.gpu().AttentionForward(g_out, Tensor(), g_lse, g_q, g_k, g_v, g_sink, p.spec);
+    EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_out), p.out), kF32RelTol);
+    EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_lse), p.lse), kF32RelTol);
+
+    Tensor dq = t.HostZeros(DType::kF32, {B, S, H, d});
+    Tensor dk = t.HostZeros(DType::kF32, {B, K, Hkv, d});
+    Tensor dv = t.HostZeros(DType::kF32, {B, K, Hkv, d});
+    t.cpu().AttentionBackward(dq, dk, dv, Tensor(), p.dout, p.q, p.k, p.v, p.sink, p.out,
+                              p.probs, p.lse, p.spec);
+    const Tensor g_dq = t.DeviceZeros(DType::kF32, {B, S, H, d});
+    const Tensor g_dk = t.DeviceZeros(DType::kF32, {B, K, Hkv, d});
+    const Tensor g_dv = t.DeviceZeros(DType::kF32, {B, K, Hkv, d});
+    t.gpu().Fill(g_dq, 0.0f);
+    t.gpu().Fill(g_dk, 0.0f);
+    t.gpu().Fill(g_dv, 0.0f);
+    t.gpu().AttentionBackward(g_dq, g_dk, g_dv, Tensor(), g_dout, g_q, g_k, g_v, g_sink, g_out,
+                              Tensor(), g_lse, p.spec);
+    EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_dq), dq), kF32RelTol);
+    EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_dk), dk), kF32RelTol);
+    EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_dv), dv), kF32RelTol);
+  }
+}
+
+// Empty gradient outputs are skipped; the others are what the full backward gives.
+TEST(CudaAttentionSkipTest, EmptyGradientsAreSkipped) {
+  SL_SKIP_WITHOUT_CUDA();
+  const AttentionCase c{"GqaBias_S37_D64", 2, 37, 1, 4, 2, 64, 1.0f};
+  GpuTest t;
+  const Problem p(t, c, AttentionNormalizer::kSinkLogit);
+  const int64_t B = p.B, S = p.S, K = p.K, H = p.H, Hkv = p.Hkv, d = p.d;
+  const Tensor g_out = t.DeviceZeros(DType::kBF16, {B, S, H, d});
+  const Tensor g_lse = t.DeviceZeros(DType::kF32, {B, H, S});
+  t.gpu().AttentionForward(g_out, Tensor(), g_lse, p.g_q, p.g_k, p.g_v, p.g_sink, p.spec);
+  const auto zeros = [&](std::initializer_list<int64_t> shape, DType dtype) {
+    const Tensor x = t.DeviceZeros(dtype, shape);
+    t.gpu().Fill(x, 0.0f);
+    return x;
+  };
+  const Tensor dq = zeros({B, S, H, d}, DType::kBF16), dk = zeros({B, K, Hkv, d}, DType::kBF16);
+  const Tensor dv = zeros({B, K, Hkv, d}, DType::kBF16), dsink = zeros({H}, DType::kF32);
+  t.gpu().AttentionBackward(dq, dk, dv, dsink, p.g_dout, p.g_q, p.g_k, p.g_v, p.g_sink, g_out,
+                            Tensor(), g_lse, p.spec);
+  const Tensor dq_only = zeros({B, S, H, d}, DType::kBF16);
+  t.gpu().AttentionBackward(dq_only, Tensor(), Tensor(), Tensor(), p.g_dout, p.g_q, p.g_k,
+                            p.g_v, p.g_sink, g_out, Tensor(), g_lse, p.spec);
+  const Tensor dv_only = zeros({B, K, Hkv, d}, DType::kBF16);
+  t.gpu().AttentionBackward(Tensor(), Tensor(), dv_only, Tensor(), p.g_dout, p.g_q, p.g_k,
+                            p.g_v, p.g_sink, g_out, Tensor(), g_lse, p.spec);
+  EXPECT_EQ(t.ToHostF32(dq_only), t.ToHostF32(dq));
+  EXPECT_EQ(t.ToHostF32(dv_only), t.ToHostF32(dv));
+}
+
+}  // namespace
+}  // namespace sinklab
+
+#endif  // SINKLAB_WITH_CUDA

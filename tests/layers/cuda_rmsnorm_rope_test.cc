@@ -1,0 +1,178 @@
+// The CUDA RMSNorm and RoPE kernels (layers/cuda/rmsnorm.cu, rope.cu) against the CPU
+// reference at odd shapes: forward, backward accumulation into nonzero gradients, gradient
+// outputs left empty, RoPE in place, and fp32 activations.
+#if SINKLAB_WITH_CUDA
+
+#include <cmath>
+#include <cstdint>
+#include <ostream>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "tests/layers/cuda_test_util.h"
+
+namespace sinklab {
+namespace {
+
+struct NormShape {
+  int64_t rows, dim;
+};
+void PrintTo(const NormShape& s, std::ostream* os) { *os << s.rows << " x " << s.dim; }
+
+class CudaRmsNormTest : public ::testing::TestWithParam<NormShape> {};
+
+TEST_P(CudaRmsNormTest, ForwardMatchesTheCpu) {
+  SL_SKIP_WITHOUT_CUDA();
+  const NormShape s = GetParam();
+  GpuTest t;
+  const float eps = 1e-5f;
+  const Tensor inp = t.HostRandom({s.rows, s.dim}, 1, 2.0f, true, 0.5f);
+  const Tensor weight = t.HostRandom({s.dim}, 2, 0.5f, true, 1.0f);
+  Tensor out = t.HostZeros(DType::kF32, {s.rows, s.dim});
+  Tensor rstd = t.HostZeros(DType::kF32, {s.rows});
+  t.cpu().RmsNormForward(out, rstd, inp, weight, eps);
+
+  const Tensor g_out = t.DeviceZeros(DType::kBF16, {s.rows, s.dim});
+  const Tensor g_rstd = t.DeviceZeros(DType::kF32, {s.rows});
+  t.gpu().RmsNormForward(g_out, g_rstd, t.ToDevice(inp, DType::kBF16),
+                         t.ToDevice(weight, DType::kBF16), eps);
+  EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_out), out), kBf16RelTol);
+  EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_rstd), rstd), kF32RelTol);
+}
+
+TEST_P(CudaRmsNormTest, BackwardAddsTheCpuGradients) {
+  SL_SKIP_WITHOUT_CUDA();
+  const NormShape s = GetParam();
+  GpuTest t;
+  const Tensor inp = t.HostRandom({s.rows, s.dim}, 1, 2.0f, true, 0.5f);
+  const Tensor weight = t.HostRandom({s.dim}, 2, 0.5f, true, 1.0f);
+  const Tensor dout = t.HostRandom({s.rows, s.dim}, 3);
+  Tensor out = t.HostZeros(DType::kF32, {s.rows, s.dim});
+  Tensor rstd = t.HostZeros(DType::kF32, {s.rows});
+  t.cpu().RmsNormForward(out, rstd, inp, weight, 1e-5f);
+  const Tensor dinp0 = t.HostRandom({s.rows, s.dim}, 4, 0.5f);
+  const Tensor dweight0 = t.HostRandom({s.dim}, 5, 1.0f, /*round_bf16=*/false);
+  Tensor dinp = t.HostCopy(dinp0), dweight = t.HostCopy(dweight0);
+  t.cpu().RmsNormBackward(dinp, dweight, dout, inp, weight, rstd);
+
+  const Tensor g_inp = t.ToDevice(inp, DType::kBF16), g_weight = t.ToDevice(weight, DType::kBF16);
+  const Tensor g_dout = t.ToDevice(dout, DType::kBF16), g_rstd = t.ToDevice(rstd, DType::kF32);
+  const Tensor g_dinp = t.ToDevice(dinp0, DType::kBF16);
+  const Tensor g_dweight = t.ToDevice(dweight0, DType::kF32);
+  t.gpu().RmsNormBackward(g_dinp, g_dweight, g_dout, g_inp, g_weight, g_rstd);
+  EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_dinp), dinp), kBf16RelTol);
+  EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_dweight), dweight), kF32RelTol);
+
+  // Each gradient alone (the other empty) gives the same bits as both together.
+  const Tensor g_dinp_only = t.ToDevice(dinp0, DType::kBF16);
+  t.gpu().RmsNormBackward(g_dinp_only, Tensor(), g_dout, g_inp, g_weight, g_rstd);
+  EXPECT_EQ(t.ToHostF32(g_dinp_only), t.ToHostF32(g_dinp));
+  const Tensor g_dweight_only = t.ToDevice(dweight0, DType::kF32);
+  t.gpu().RmsNormBackward(Tensor(), g_dweight_only, g_dout, g_inp, g_weight, g_rstd);
+  EXPECT_EQ(t.ToHostF32(g_dweight_only), t.ToHostF32(g_dweight));
+}
+
+// dim 96, 200: 16-byte packets; 100: scalar. 37 rows: dweight in one pass; 387 rows of 64
+// (QK-norm-like) and 2000 rows of 200: dweight over row splits plus the ordered reduction.
+INSTANTIATE_TEST_SUITE_P(Shapes, CudaRmsNormTest,
+                         ::testing::Values(NormShape{37, 96}, NormShape{37, 100},
+                                           NormShape{3 * 129, 64}, NormShape{2000, 200}));
+
+TEST(CudaRmsNormTest, Fp32ActivationsMatchTheCpu) {
+  SL_SKIP_WITHOUT_CUDA();
+  GpuTest t;
+  const int64_t rows = 41, dim = 96;
+  const Tensor inp = t.HostRandom({rows, dim}, 1, 1.0f, false);
+  const Tensor weight = t.HostRandom({dim}, 2, 0.5f, false, 1.0f);
+  const Tensor dout = t.HostRandom({rows, dim}, 3, 1.0f, false);
+  Tensor out = t.HostZeros(DType::kF32, {rows, dim});
+  Tensor rstd = t.HostZeros(DType::kF32, {rows});
+  Tensor dinp = t.HostZeros(DType::kF32, {rows, dim}), dweight = t.HostZeros(DType::kF32, {dim});
+  t.cpu().RmsNormForward(out, rstd, inp, weight, 1e-6f);
+  t.cpu().RmsNormBackward(dinp, dweight, dout, inp, weight, rstd);
+
+  const Tensor g_inp = t.ToDevice(inp, DType::kF32), g_weight = t.ToDevice(weight, DType::kF32);
+  const Tensor g_out = t.DeviceZeros(DType::kF32, {rows, dim});
+  const Tensor g_rstd = t.DeviceZeros(DType::kF32, {rows});
+  const Tensor g_dinp = t.DeviceZeros(DType::kF32, {rows, dim});
+  const Tensor g_dweight = t.DeviceZeros(DType::kF32, {dim});
+  t.gpu().RmsNormForward(g_out, g_rstd, g_inp, g_weight, 1e-6f);
+  t.gpu().RmsNormBackward(g_dinp, g_dweight, t.ToDevice(dout, DType::kF32), g_inp, g_weight,
+                          g_rstd);
+  EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_out), out), kF32RelTol);
+  EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_dinp), dinp), kF32RelTol);
+  EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_dweight), dweight), kF32RelTol);
+}
+
+// ---- RoPE --------------------------------------------------------------------------------
+
+struct RopeShape {
+  int64_t batch, seq, heads, head_dim;
+};
+void PrintTo(const RopeShape& s, std::ostream* os) {
+  *os << "[" << s.batch << ", " << s.seq << ", " << s.heads << ", " << s.head_dim << "]";
+}
+
+// cos/sin tables [max_seq, d/2] f32 as layers/rope.h builds them: angle t * base^(-2i/d).
+void RopeTables(const Tensor& cos, const Tensor& sin, int64_t head_dim) {
+  const int64_t half = head_dim / 2, max_seq = cos.numel() / half;
+  for (int64_t t = 0; t < max_seq; ++t) {
+    for (int64_t i = 0; i < half; ++i) {
+      const double angle = t * std::pow(10000.0, -2.0 * i / head_dim);
+      cos.f32()[t * half + i] = static_cast<float>(std::cos(angle));
+      sin.f32()[t * half + i] = static_cast<float>(std::sin(angle));
+    }
+  }
+}
+
+class CudaRopeTest : public ::testing::TestWithParam<RopeShape> {};
+
+TEST_P(CudaRopeTest, ForwardMatchesTheCpuAlsoInPlace) {
+  SL_SKIP_WITHOUT_CUDA();
+  const RopeShape s = GetParam();
+  GpuTest t;
+  const int64_t half = s.head_dim / 2, max_seq = s.seq + 13;  // tables longer than T
+  Tensor cos = t.HostZeros(DType::kF32, {max_seq, half});
+  Tensor sin = t.HostZeros(DType::kF32, {max_seq, half});
+  RopeTables(cos, sin, s.head_dim);
+  const Tensor inp = t.HostRandom({s.batch, s.seq, s.heads, s.head_dim}, 1);
+  Tensor out = t.HostZeros(DType::kF32, {s.batch, s.seq, s.heads, s.head_dim});
+  t.cpu().RopeForward(out, inp, cos, sin);
+
+  const Tensor g_cos = t.ToDevice(cos, DType::kF32), g_sin = t.ToDevice(sin, DType::kF32);
+  const Tensor g_inp = t.ToDevice(inp, DType::kBF16);
+  const Tensor g_out = t.DeviceZeros(DType::kBF16, {s.batch, s.seq, s.heads, s.head_dim});
+  t.gpu().RopeForward(g_out, g_inp, g_cos, g_sin);
+  EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_out), out), kBf16RelTol);
+  t.gpu().RopeForward(g_inp, g_inp, g_cos, g_sin);  // in place
+  EXPECT_EQ(t.ToHostF32(g_inp), t.ToHostF32(g_out));
+}
+
+TEST_P(CudaRopeTest, BackwardAddsTheInverseRotation) {
+  SL_SKIP_WITHOUT_CUDA();
+  const RopeShape s = GetParam();
+  GpuTest t;
+  const int64_t half = s.head_dim / 2;
+  Tensor cos = t.HostZeros(DType::kF32, {s.seq, half});
+  Tensor sin = t.HostZeros(DType::kF32, {s.seq, half});
+  RopeTables(cos, sin, s.head_dim);
+  const Tensor dout = t.HostRandom({s.batch, s.seq, s.heads, s.head_dim}, 2);
+  const Tensor dinp0 = t.HostRandom({s.batch, s.seq, s.heads, s.head_dim}, 3);
+  Tensor dinp = t.HostCopy(dinp0);
+  t.cpu().RopeBackward(dinp, dout, cos, sin);
+
+  const Tensor g_dinp = t.ToDevice(dinp0, DType::kBF16);
+  t.gpu().RopeBackward(g_dinp, t.ToDevice(dout, DType::kBF16), t.ToDevice(cos, DType::kF32),
+                       t.ToDevice(sin, DType::kF32));
+  EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_dinp), dinp), kBf16RelTol);
+}
+
+// head dims 64 and 128: 16-byte packets; 20 (half 10): scalar.
+INSTANTIATE_TEST_SUITE_P(Shapes, CudaRopeTest,
+                         ::testing::Values(RopeShape{2, 37, 3, 64}, RopeShape{1, 37, 2, 128},
+                                           RopeShape{3, 29, 2, 20}));
+
+}  // namespace
+}  // namespace sinklab
+
+#endif  // SINKLAB_WITH_CUDA
