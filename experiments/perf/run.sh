@@ -57,8 +57,10 @@ if [[ " $steps " == *" bench "* ]]; then
   bench() {  # label, extra --set fragments...
     local label=$1; shift
     local sets=(); for s in "$@"; do sets+=(--set "$s"); done
+    local t0=$(date +%s.%N)
     if $build/sinklab train configs/llama_160m.textproto "${base[@]}" "${sets[@]}" --set "name: \"$label\"" \
         > "$OUT/train_$label.log" 2>&1; then
+      python3 -c "import sys, time; print(sys.argv[1], time.time() - float(sys.argv[2]))" "$label" "$t0" >> "$OUT/wall.txt"
       python3 experiments/perf/summarize.py "$(ls -d $runs/$label*/ | head -1)" "$label" | tee -a "$OUT/bench.txt"
     else
       echo "sinklab $label FAILED: $(tail -3 "$OUT/train_$label.log")" | tee -a "$OUT/bench.txt"
@@ -77,5 +79,19 @@ if [[ " $steps " == *" bench "* ]]; then
   bench prefix_tokens 'model { prefix_tokens: 4 }'
   bench qk_norm 'model { attention { qk_norm: true } }'
   bench stats_every_5 'stats { every: 5 }'
+  # Statistics cost: the wall-time difference per stats step (steps/5 of them, plus the one
+  # at the end), as a fraction of the training time between stats steps at the preset's
+  # interval (stats.every = 500) and the baseline's step time.
+  python3 - "$OUT/wall.txt" "$OUT/bench.txt" ${BENCH_STEPS:-25} <<'PY' | tee -a "$OUT/bench.txt"
+import re, sys
+wall = dict(line.split() for line in open(sys.argv[1]))
+rates = {m.group(1): float(m.group(2).replace(",", "")) for m in
+         re.finditer(r"sinklab (\S+)\s+([\d,]+) tokens/s", open(sys.argv[2]).read())}
+steps = int(sys.argv[3])
+per_stats = (float(wall["stats_every_5"]) - float(wall["baseline"])) / (steps // 5 + 1)
+step_s = 16 * 1024 / rates["baseline"]
+print(f"stats step {per_stats:.3f} s = {100 * per_stats / (500 * step_s):.2f}% of training time "
+      f"at stats.every=500 (train step {1000 * step_s:.1f} ms)")
+PY
   python3 experiments/perf/torch_baseline.py --batch 16 --seq 1024 --steps 20 2>&1 | tail -2 | tee -a "$OUT/bench.txt"
 fi
