@@ -78,8 +78,8 @@ __device__ float ClippedRowDot(const AttentionParams& p, const float* query_row,
 
 // x[i] += scale * acc[m] for this lane's columns quad + 4m < d of one row.
 template <typename T, int kMaxD>
-__device__ __forceinline__ void AccumulateRow(T* x_row, const float (&acc)[kMaxD / 4],
-                                              float scale, int d) {
+__device__ __forceinline__ void AccumulateRow(T* x_row, const float (&acc)[kMaxD / 4], float scale,
+                                              int d) {
   const int quad = threadIdx.x & 3;
 #pragma unroll
   for (int m = 0; m < kMaxD / 4; ++m) {
@@ -137,8 +137,9 @@ __global__ void __launch_bounds__(kGenericThreads)
     }
     AccumulateRows<kMaxD>(acc, ds, k_tile, ld, d);
   }
-  if (row < dims.seq) AccumulateRow<T, kMaxD>(dq + q_head.offset + row * q_head.stride, acc,
-                                              n.scale, d);
+  if (row < dims.seq) {
+    AccumulateRow<T, kMaxD>(dq + q_head.offset + row * q_head.stride, acc, n.scale, d);
+  }
 }
 
 template <typename T, int kMaxD>
@@ -154,13 +155,13 @@ __global__ void __launch_bounds__(kGenericThreads)
   const HeadView kv_head = KeyHead(dims, b, g);
 
   extern __shared__ float smem[];
-  float* k_tile = smem;                          // [32][ld] this block's keys
-  float* v_tile = k_tile + kGenericRows * ld;    // their values
-  float* q_tile = v_tile + kGenericRows * ld;    // the current query tile
-  float* dout_tile = q_tile + kGenericRows * ld;  // its output gradients
+  float* k_tile = smem;                            // [32][ld] this block's keys
+  float* v_tile = k_tile + kGenericRows * ld;      // their values
+  float* q_tile = v_tile + kGenericRows * ld;      // the current query tile
+  float* dout_tile = q_tile + kGenericRows * ld;   // its output gradients
   float* row_lse = dout_tile + kGenericRows * ld;  // [32] its lse
-  float* row_dot = row_lse + kGenericRows;        // [32] its D_i
-  float* k_buf = row_dot + kGenericRows;          // clipped softmax: key staging for its D_i
+  float* row_dot = row_lse + kGenericRows;         // [32] its D_i
+  float* k_buf = row_dot + kGenericRows;           // clipped softmax: key staging for its D_i
   float* v_buf = k_buf + kGenericRows * ld;
   LoadTile(k_tile, ld, k, kv_head, j0, dims.keys, d);
   LoadTile(v_tile, ld, v, kv_head, j0, dims.keys, d);
@@ -201,9 +202,9 @@ __global__ void __launch_bounds__(kGenericThreads)
       for (int m = 0; m < kColsPerLane; ++m) {
         const int il = quad + 4 * m, i = i0 + il;
         const bool visible = i < dims.seq && key < dims.keys && key <= i + bias;
-        const WeightGrad wg = visible ? WeightGradOf(n, n.scale * s[m], row_lse[il], dp[m],
-                                                     row_dot[il])
-                                      : WeightGrad{0.0f, 0.0f};
+        const WeightGrad wg = visible
+                                  ? WeightGradOf(n, n.scale * s[m], row_lse[il], dp[m], row_dot[il])
+                                  : WeightGrad{0.0f, 0.0f};
         w[m] = wg.p;
         ds[m] = wg.ds;
       }
@@ -212,10 +213,12 @@ __global__ void __launch_bounds__(kGenericThreads)
     }
   }
   if (key >= dims.keys) return;
-  if (dk != nullptr) AccumulateRow<T, kMaxD>(dk + kv_head.offset + key * kv_head.stride, dk_acc,
-                                             n.scale, d);
-  if (dv != nullptr) AccumulateRow<T, kMaxD>(dv + kv_head.offset + key * kv_head.stride, dv_acc,
-                                             1.0f, d);
+  if (dk != nullptr) {
+    AccumulateRow<T, kMaxD>(dk + kv_head.offset + key * kv_head.stride, dk_acc, n.scale, d);
+  }
+  if (dv != nullptr) {
+    AccumulateRow<T, kMaxD>(dv + kv_head.offset + key * kv_head.stride, dv_acc, 1.0f, d);
+  }
 }
 
 // partials[h * chunks + c] = sum over rows [c per, (c + 1) per) of the flattened (b, i) of
@@ -229,8 +232,7 @@ __global__ void SinkLogitPartialsKernel(AttentionParams p, double* partials, con
   const int rows = dims.batch * dims.seq, per = (rows + chunks - 1) / chunks;
   const float sink = SinkLogitOf(p, h);
   float acc = 0.0f;  // the same in every lane of a warp
-  for (int row = chunk * per + warp; row < min(rows, (chunk + 1) * per);
-       row += blockDim.x >> 5) {
+  for (int row = chunk * per + warp; row < min(rows, (chunk + 1) * per); row += blockDim.x >> 5) {
     const int b = row / dims.seq, i = row - b * dims.seq;
     const int64_t at = QueryHead(dims, b, h).offset + i * int64_t{dims.heads} * dims.d;
     float dot = 0.0f;
@@ -253,9 +255,8 @@ __global__ void SinkLogitSumKernel(float* dsink, const double* partials, int hea
 
 template <typename T>
 void LaunchGenericBackward(cudaStream_t stream, const AttentionParams& p, const Tensor& dq,
-                           const Tensor& dk, const Tensor& dv, const Tensor& dout,
-                           const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
-                           const Tensor& lse) {
+                           const Tensor& dk, const Tensor& dv, const Tensor& dout, const Tensor& q,
+                           const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse) {
   const AttentionDims& dims = p.dims;
   const bool clipped = p.norm.kind == AttentionNormalizer::kClippedSoftmax;
   DispatchHeadDim(dims.d, [&](auto max_d) {
@@ -266,16 +267,14 @@ void LaunchGenericBackward(cudaStream_t stream, const AttentionParams& p, const 
       AllowSharedMemory(kernel, smem);
       const dim3 grid((dims.seq + kGenericRows - 1) / kGenericRows, dims.batch * dims.heads);
       kernel<<<grid, kGenericThreads, smem, stream>>>(p, Ptr<T>(dq), Ptr<T>(dout), Ptr<T>(q),
-                                                     Ptr<T>(k), Ptr<T>(v), Ptr<T>(out),
-                                                     lse.f32());
+                                                      Ptr<T>(k), Ptr<T>(v), Ptr<T>(out), lse.f32());
       SL_CUDA_LAUNCH_CHECK();
     }
     if (!dk.empty() || !dv.empty()) {
       auto kernel = DkvKernel<T, kMaxD>;
       const size_t smem = (clipped ? 6 : 4) * TileBytes(dims.d) + 2 * kGenericRows * sizeof(float);
       AllowSharedMemory(kernel, smem);
-      const dim3 grid((dims.keys + kGenericRows - 1) / kGenericRows,
-                      dims.batch * dims.kv_heads);
+      const dim3 grid((dims.keys + kGenericRows - 1) / kGenericRows, dims.batch * dims.kv_heads);
       kernel<<<grid, kGenericThreads, smem, stream>>>(
           p, dk.empty() ? nullptr : Ptr<T>(dk), dv.empty() ? nullptr : Ptr<T>(dv), Ptr<T>(dout),
           Ptr<T>(q), Ptr<T>(k), Ptr<T>(v), Ptr<T>(out), lse.f32());
@@ -292,14 +291,14 @@ void LaunchSinkLogitGrad(cudaStream_t stream, double* scratch, int scratch_doubl
                          const Tensor& out, const Tensor& lse) {
   CheckCuda(dsink_logit, "AttentionBackward dsink_logit");
   const int heads = p.dims.heads;
-  SL_CHECK_MSG(dsink_logit.dtype() == DType::kF32 && dsink_logit.numel() == heads,
-               absl::StrCat("AttentionBackward dsink_logit ", dsink_logit.ShapeString(),
-                            " for H=", heads));
-  SL_CHECK_MSG(heads <= scratch_doubles, absl::StrCat("AttentionBackward: H=", heads,
-                                                      " above the reduction scratch"));
+  SL_CHECK_MSG(
+      dsink_logit.dtype() == DType::kF32 && dsink_logit.numel() == heads,
+      absl::StrCat("AttentionBackward dsink_logit ", dsink_logit.ShapeString(), " for H=", heads));
+  SL_CHECK_MSG(heads <= scratch_doubles,
+               absl::StrCat("AttentionBackward: H=", heads, " above the reduction scratch"));
   const int chunks = std::min(64, scratch_doubles / heads);
-  SinkLogitPartialsKernel<T><<<dim3(chunks, heads), kBlock, 0, stream>>>(
-      p, scratch, Ptr<T>(dout), Ptr<T>(out), lse.f32());
+  SinkLogitPartialsKernel<T><<<dim3(chunks, heads), kBlock, 0, stream>>>(p, scratch, Ptr<T>(dout),
+                                                                         Ptr<T>(out), lse.f32());
   SL_CUDA_LAUNCH_CHECK();
   SinkLogitSumKernel<<<GridFor(heads, 32), 32, 0, stream>>>(dsink_logit.f32(), scratch, heads,
                                                             chunks);
@@ -310,11 +309,10 @@ void LaunchSinkLogitGrad(cudaStream_t stream, double* scratch, int scratch_doubl
 }  // namespace cuda
 
 void CudaBackend::AttentionBackward(const Tensor& dq, const Tensor& dk, const Tensor& dv,
-                                    const Tensor& dsink_logit, const Tensor& dout,
-                                    const Tensor& q, const Tensor& k, const Tensor& v,
-                                    const Tensor& sink_logit, const Tensor& out,
-                                    const Tensor& /*probs: recomputed*/, const Tensor& lse,
-                                    const AttentionSpec& spec) {
+                                    const Tensor& dsink_logit, const Tensor& dout, const Tensor& q,
+                                    const Tensor& k, const Tensor& v, const Tensor& sink_logit,
+                                    const Tensor& out, const Tensor& /*probs: recomputed*/,
+                                    const Tensor& lse, const AttentionSpec& spec) {
   const cuda::AttentionDims dims =
       cuda::CheckAttentionShapes("AttentionBackward", out, lse, q, k, v, sink_logit, spec);
   const auto same = [](const Tensor& a, const Tensor& b) {
@@ -324,17 +322,17 @@ void CudaBackend::AttentionBackward(const Tensor& dq, const Tensor& dk, const Te
     }
     return true;
   };
-  SL_CHECK_MSG(same(dout, q), absl::StrCat("AttentionBackward dout ", dout.ShapeString(),
-                                           " vs q ", q.ShapeString()));
+  SL_CHECK_MSG(same(dout, q), absl::StrCat("AttentionBackward dout ", dout.ShapeString(), " vs q ",
+                                           q.ShapeString()));
   for (const Tensor* grad : {&dq, &dk, &dv, &dout}) {
     cuda::CheckCuda(*grad, "AttentionBackward gradient");
   }
-  SL_CHECK_MSG(dq.empty() || same(dq, q), absl::StrCat("AttentionBackward dq ", dq.ShapeString(),
-                                                       " vs q ", q.ShapeString()));
-  SL_CHECK_MSG(dk.empty() || same(dk, k), absl::StrCat("AttentionBackward dk ", dk.ShapeString(),
-                                                       " vs k ", k.ShapeString()));
-  SL_CHECK_MSG(dv.empty() || same(dv, v), absl::StrCat("AttentionBackward dv ", dv.ShapeString(),
-                                                       " vs v ", v.ShapeString()));
+  SL_CHECK_MSG(dq.empty() || same(dq, q),
+               absl::StrCat("AttentionBackward dq ", dq.ShapeString(), " vs q ", q.ShapeString()));
+  SL_CHECK_MSG(dk.empty() || same(dk, k),
+               absl::StrCat("AttentionBackward dk ", dk.ShapeString(), " vs k ", k.ShapeString()));
+  SL_CHECK_MSG(dv.empty() || same(dv, v),
+               absl::StrCat("AttentionBackward dv ", dv.ShapeString(), " vs v ", v.ShapeString()));
   if (q.numel() == 0) return;
   const cuda::AttentionParams params = cuda::ParamsOf(dims, spec, sink_logit);
   cuda::DispatchFloat(q.dtype(), [&](auto t) {

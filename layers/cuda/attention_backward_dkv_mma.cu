@@ -51,7 +51,7 @@ __global__ void __launch_bounds__(kDkvThreads, 1)
   float* lse_rows = reinterpret_cast<float*>(staged + 2 * kDkvGroups * 3 * kTile);  // [2][2][kQ]
   float* dot_rows = lse_rows + 2 * kDkvGroups * kQ;                                 // [2][2][kQ]
   bf16* k_buf = reinterpret_cast<bf16*>(dot_rows + 2 * kDkvGroups * kQ);  // clipped: [64][kD]
-  bf16* v_buf = k_buf + kBwdRows * kD;                                  // clipped: [64][kD]
+  bf16* v_buf = k_buf + kBwdRows * kD;                                    // clipped: [64][kD]
   const auto tile_of = [&](int stage, int grp, int tensor) {
     return staged + ((stage * kDkvGroups + grp) * 3 + tensor) * kTile;
   };
@@ -144,10 +144,9 @@ __global__ void __launch_bounds__(kDkvThreads, 1)
       const float* tile_lse = rows_of(lse_rows, stage, stage_grp) + 16 * block + g;
       const float row_lse[2] = {tile_lse[0], tile_lse[8]};
       float row_dot[2];
-      ClippedRowDots<kD, kDkvThreads>(n, dims, active, tile_of(stage, stage_grp, 0),
-                                      tile_of(stage, stage_grp, 1), block,
-                                      active ? item_row0(item) : 0, key_end, k_buf, v_buf, k, v,
-                                      kv_head, row_lse, row_dot);
+      ClippedRowDots<kD, kDkvThreads>(
+          n, dims, active, tile_of(stage, stage_grp, 0), tile_of(stage, stage_grp, 1), block,
+          active ? item_row0(item) : 0, key_end, k_buf, v_buf, k, v, kv_head, row_lse, row_dot);
       if (active && t == 0) {
         float* dots = rows_of(dot_rows, stage, grp) + 16 * block + g;
         dots[0] = row_dot[0];
@@ -170,8 +169,8 @@ __global__ void __launch_bounds__(kDkvThreads, 1)
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           const int local = 8 * nt + 2 * t + (e & 1);
-          const WeightGrad wg = WeightGradOf(n, n.scale * w[nt][e], tile_lse[local], ds[nt][e],
-                                             tile_dot[local]);
+          const WeightGrad wg =
+              WeightGradOf(n, n.scale * w[nt][e], tile_lse[local], ds[nt][e], tile_dot[local]);
           w[nt][e] = wg.p;
           ds[nt][e] = wg.ds;
         }
@@ -224,17 +223,16 @@ __global__ void __launch_bounds__(kDkvThreads, 1)
 }
 }  // namespace
 
-void LaunchMmaDkv(cudaStream_t stream, const AttentionParams& p, const Tensor& dk,
-                  const Tensor& dv, const Tensor& dout, const Tensor& q, const Tensor& k,
-                  const Tensor& v, const Tensor& out, const Tensor& lse) {
+void LaunchMmaDkv(cudaStream_t stream, const AttentionParams& p, const Tensor& dk, const Tensor& dv,
+                  const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
+                  const Tensor& out, const Tensor& lse) {
   DispatchMmaKernel(p, [&](auto head_dim, auto kind) {
     constexpr int kD = decltype(head_dim)::value;
     constexpr AttentionNormalizer kKind = decltype(kind)::value;
     auto kernel = MmaDkvKernel<kD, kKind>;
     const size_t smem = DkvSmem<kD>(kKind == AttentionNormalizer::kClippedSoftmax);
     AllowSharedMemory(kernel, smem);
-    const dim3 grid((p.dims.keys + kBwdRows - 1) / kBwdRows,
-                    p.dims.batch * p.dims.kv_heads);
+    const dim3 grid((p.dims.keys + kBwdRows - 1) / kBwdRows, p.dims.batch * p.dims.kv_heads);
     kernel<<<grid, kDkvThreads, smem, stream>>>(
         p, dk.empty() ? nullptr : Ptr<bf16>(dk), dv.empty() ? nullptr : Ptr<bf16>(dv),
         Ptr<bf16>(dout), Ptr<bf16>(q), Ptr<bf16>(k), Ptr<bf16>(v), Ptr<bf16>(out), lse.f32());

@@ -30,7 +30,7 @@ __global__ void __launch_bounds__(kBwdThreads)
   extern __shared__ __align__(16) unsigned char smem_bytes[];
   bf16* q_tile = reinterpret_cast<bf16*>(smem_bytes);
   bf16* dout_tile = q_tile + kBwdRows * kD;
-  bf16* k_tiles = dout_tile + kBwdRows * kD;  // [2][64][kD]
+  bf16* k_tiles = dout_tile + kBwdRows * kD;    // [2][64][kD]
   bf16* v_tiles = k_tiles + 2 * kBwdRows * kD;  // [2][64][kD]
   LoadTileAsync<kBwdRows, kD, kBwdThreads>(q_tile, q, q_head, i0, dims.seq);
   LoadTileAsync<kBwdRows, kD, kBwdThreads>(dout_tile, dout, q_head, i0, dims.seq);
@@ -38,9 +38,9 @@ __global__ void __launch_bounds__(kBwdThreads)
   const auto issue = [&](int tile) {
     const int buffer = tile & 1;
     LoadTileAsync<kBwdRows, kD, kBwdThreads>(k_tiles + buffer * kBwdRows * kD, k, kv_head,
-                                  tile * kBwdRows, dims.keys);
+                                             tile * kBwdRows, dims.keys);
     LoadTileAsync<kBwdRows, kD, kBwdThreads>(v_tiles + buffer * kBwdRows * kD, v, kv_head,
-                                  tile * kBwdRows, dims.keys);
+                                             tile * kBwdRows, dims.keys);
     CopyAsyncCommit();
   };
   const int key_end = min(dims.keys, i0 + kBwdRows + bias);
@@ -53,15 +53,14 @@ __global__ void __launch_bounds__(kBwdThreads)
   for (int r = 0; r < 2; ++r) {
     const int row = warp_row0 + g + 8 * r;
     row_lse[r] = row < dims.seq ? lse[RowIndex(dims, b, h, row)] : 0.0f;
-    const float partial = UsesOutputDot(n)
-                              ? PartialOutputDot<kD>(dout, out, q_head, row, dims.seq, t, 4)
-                              : 0.0f;
+    const float partial =
+        UsesOutputDot(n) ? PartialOutputDot<kD>(dout, out, q_head, row, dims.seq, t, 4) : 0.0f;
     row_dot[r] = QuadSum(partial);
   }
   if (clipped) {
     CopyAsyncWait<0>();  // the query and dout tiles
-    ClippedRowDots<kD, kBwdThreads>(n, dims, /*active=*/true, q_tile, dout_tile, warp, i0,
-                                    key_end, k_tiles, v_tiles, k, v, kv_head, row_lse, row_dot);
+    ClippedRowDots<kD, kBwdThreads>(n, dims, /*active=*/true, q_tile, dout_tile, warp, i0, key_end,
+                                    k_tiles, v_tiles, k, v, kv_head, row_lse, row_dot);
     issue(0);
   }
 
@@ -85,8 +84,8 @@ __global__ void __launch_bounds__(kBwdThreads)
       for (int nt = 0; nt < kKeyTiles; ++nt) {
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-          ds[nt][e] = WeightGradOf(n, n.scale * s[nt][e], row_lse[e / 2], ds[nt][e],
-                                   row_dot[e / 2]).ds;
+          ds[nt][e] =
+              WeightGradOf(n, n.scale * s[nt][e], row_lse[e / 2], ds[nt][e], row_dot[e / 2]).ds;
         }
       }
       if (j0 + kBwdRows - 1 > warp_row0 + bias || j0 + kBwdRows > dims.keys) {
@@ -118,8 +117,8 @@ void LaunchMmaDq(cudaStream_t stream, const AttentionParams& p, const Tensor& dq
     AllowSharedMemory(kernel, smem);
     const dim3 grid((p.dims.seq + kBwdRows - 1) / kBwdRows, p.dims.batch * p.dims.heads);
     kernel<<<grid, kBwdThreads, smem, stream>>>(p, Ptr<bf16>(dq), Ptr<bf16>(dout), Ptr<bf16>(q),
-                                            Ptr<bf16>(k), Ptr<bf16>(v), Ptr<bf16>(out),
-                                            lse.f32());
+                                                Ptr<bf16>(k), Ptr<bf16>(v), Ptr<bf16>(out),
+                                                lse.f32());
     SL_CUDA_LAUNCH_CHECK();
   });
 }

@@ -17,8 +17,8 @@
 namespace sinklab {
 namespace cuda {
 
-constexpr int kBwdRows = 64;  // a block's own queries (dq) or keys (dk, dv): 16 per warp
-constexpr int kBwdThreads = 128;   // 4 warps (MmaDkvKernel: 2 groups of them)
+constexpr int kBwdRows = 64;      // a block's own queries (dq) or keys (dk, dv): 16 per warp
+constexpr int kBwdThreads = 128;  // 4 warps (MmaDkvKernel: 2 groups of them)
 
 template <int kD>
 constexpr int kDkvQueryTile = kD == 64 ? 64 : 32;
@@ -38,8 +38,8 @@ __device__ __forceinline__ void AccumulateFragments(bf16* x, HeadView view, int 
 #pragma unroll
     for (int dt = 0; dt < kD / 8; ++dt) {
       const float2 old = __bfloat1622float2(pairs[4 * dt]);
-      pairs[4 * dt] = __floats2bfloat162_rn(old.x + scale * acc[dt][2 * r],
-                                            old.y + scale * acc[dt][2 * r + 1]);
+      pairs[4 * dt] =
+          __floats2bfloat162_rn(old.x + scale * acc[dt][2 * r], old.y + scale * acc[dt][2 * r + 1]);
     }
   }
 }
@@ -111,9 +111,8 @@ __device__ __forceinline__ void FragmentsTimesRows(float (&acc)[kD / 8][4],
 template <int kD, int kBlockThreads>
 __device__ void ClippedRowDots(const NormalizerArgs& n, const AttentionDims& dims, bool active,
                                const bf16* q_tile, const bf16* dout_tile, int block, int row0,
-                               int key_end, bf16* k_buf, bf16* v_buf, const bf16* k,
-                               const bf16* v, HeadView kv_head, const float (&row_lse)[2],
-                               float (&row_dot)[2]) {
+                               int key_end, bf16* k_buf, bf16* v_buf, const bf16* k, const bf16* v,
+                               HeadView kv_head, const float (&row_lse)[2], float (&row_dot)[2]) {
   constexpr int kKeyTiles = kBwdRows / 8;
   const int lane = threadIdx.x & 31, g = lane / 4, t = lane & 3;
   const int bias = dims.bias_keys(), warp_row0 = row0 + 16 * block;

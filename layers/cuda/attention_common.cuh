@@ -46,8 +46,8 @@ inline AttentionDims CheckAttentionShapes(const char* what, const Tensor& out, c
                                           const Tensor& q, const Tensor& k, const Tensor& v,
                                           const Tensor& sink_logit, const AttentionSpec& spec) {
   const std::string shapes =
-      absl::StrCat(what, ": q ", q.ShapeString(), " k ", k.ShapeString(), " v ",
-                   v.ShapeString(), " out ", out.ShapeString(), " lse ", lse.ShapeString());
+      absl::StrCat(what, ": q ", q.ShapeString(), " k ", k.ShapeString(), " v ", v.ShapeString(),
+                   " out ", out.ShapeString(), " lse ", lse.ShapeString());
   for (const Tensor* t : {&out, &lse, &q, &k, &v}) CheckCuda(*t, what);
   SL_CHECK_MSG(q.rank() == 4 && k.rank() == 4 && v.rank() == 4 && out.rank() == 4, shapes);
   const AttentionDims dims{static_cast<int>(q.dim(0)), static_cast<int>(q.dim(1)),
@@ -61,9 +61,9 @@ inline AttentionDims CheckAttentionShapes(const char* what, const Tensor& out, c
   }
   SL_CHECK_MSG(q.dtype() == k.dtype() && q.dtype() == v.dtype() && q.dtype() == out.dtype(),
                absl::StrCat(shapes, ": q, k, v and out need one dtype"));
-  SL_CHECK_MSG(lse.dtype() == DType::kF32 &&
-                   lse.numel() == int64_t{dims.batch} * dims.heads * dims.seq,
-               shapes);
+  SL_CHECK_MSG(
+      lse.dtype() == DType::kF32 && lse.numel() == int64_t{dims.batch} * dims.heads * dims.seq,
+      shapes);
   if (spec.normalizer == AttentionNormalizer::kSinkLogit) {
     CheckCuda(sink_logit, what);
     SL_CHECK_MSG(sink_logit.numel() == dims.heads &&
@@ -192,9 +192,9 @@ void LaunchMmaForward(cudaStream_t stream, const AttentionParams& p, const Tenso
 void LaunchMmaDq(cudaStream_t stream, const AttentionParams& p, const Tensor& dq,
                  const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
                  const Tensor& out, const Tensor& lse);
-void LaunchMmaDkv(cudaStream_t stream, const AttentionParams& p, const Tensor& dk,
-                  const Tensor& dv, const Tensor& dout, const Tensor& q, const Tensor& k,
-                  const Tensor& v, const Tensor& out, const Tensor& lse);
+void LaunchMmaDkv(cudaStream_t stream, const AttentionParams& p, const Tensor& dk, const Tensor& dv,
+                  const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
+                  const Tensor& out, const Tensor& lse);
 
 }  // namespace cuda
 }  // namespace sinklab

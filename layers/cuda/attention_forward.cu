@@ -106,8 +106,8 @@ void LaunchGenericForward(cudaStream_t stream, const AttentionParams& p, const T
     const size_t smem = 3 * TileBytes(p.dims.d);
     AllowSharedMemory(kernel, smem);
     const dim3 grid((p.dims.seq + kGenericRows - 1) / kGenericRows, p.dims.batch * p.dims.heads);
-    kernel<<<grid, kGenericThreads, smem, stream>>>(p, Ptr<T>(out), lse.f32(), Ptr<T>(q),
-                                                   Ptr<T>(k), Ptr<T>(v));
+    kernel<<<grid, kGenericThreads, smem, stream>>>(p, Ptr<T>(out), lse.f32(), Ptr<T>(q), Ptr<T>(k),
+                                                    Ptr<T>(v));
     SL_CUDA_LAUNCH_CHECK();
   });
 }

@@ -17,7 +17,7 @@ namespace sinklab {
 namespace cuda {
 namespace {
 
-constexpr int kMmaRows = 64;    // queries per block and keys per tile
+constexpr int kMmaRows = 64;  // queries per block and keys per tile
 constexpr int kMmaThreads = 128;
 
 template <int kD>
@@ -29,7 +29,7 @@ template <int kD, AttentionNormalizer kKind>
 __global__ void __launch_bounds__(kMmaThreads)
     MmaForwardKernel(AttentionParams p, bf16* out, float* lse, const bf16* q, const bf16* k,
                      const bf16* v) {
-  constexpr int kSteps = kD / 16;      // k-steps of Q K^T, and pairs of n-tiles of P V
+  constexpr int kSteps = kD / 16;          // k-steps of Q K^T, and pairs of n-tiles of P V
   constexpr int kKeyTiles = kMmaRows / 8;  // n-tiles of S
   NormalizerArgs n = p.norm;
   n.kind = kKind;  // compile-time: the normalizer switches fold away
@@ -43,7 +43,7 @@ __global__ void __launch_bounds__(kMmaThreads)
 
   extern __shared__ __align__(16) unsigned char smem_bytes[];
   bf16* q_tile = reinterpret_cast<bf16*>(smem_bytes);
-  bf16* k_tiles = q_tile + kMmaRows * kD;    // [2][64][kD]
+  bf16* k_tiles = q_tile + kMmaRows * kD;       // [2][64][kD]
   bf16* v_tiles = k_tiles + 2 * kMmaRows * kD;  // [2][64][kD]
   LoadTileAsync<kMmaRows, kD, kMmaThreads>(q_tile, q, q_head, i0, dims.seq);
   CopyAsyncCommit();
@@ -145,8 +145,8 @@ __global__ void __launch_bounds__(kMmaThreads)
               // except for softpick's mass |e^(s-m) - e^-m|. m is finite: every row sees key 0.
               const int r = e / 2;
               const bool zero = kKind == AttentionNormalizer::kSoftpick && s[nt][e] == -INFINITY;
-              const OnlineTerm term = zero ? OnlineTerm{0.0f, 0.0f}
-                                           : OnlineTermOf(n, state[r].m, e_neg_m[r], s[nt][e]);
+              const OnlineTerm term =
+                  zero ? OnlineTerm{0.0f, 0.0f} : OnlineTermOf(n, state[r].m, e_neg_m[r], s[nt][e]);
               s[nt][e] = term.weight;
               mass[r] += term.mass;
             }
@@ -203,8 +203,8 @@ __global__ void __launch_bounds__(kMmaThreads)
 bool MmaAttentionSupports(const AttentionDims& dims, std::initializer_list<const Tensor*> tensors) {
   if (dims.d != 64 && dims.d != 128) return false;
   for (const Tensor* t : tensors) {
-    if (!t->empty() && (t->dtype() != DType::kBF16 ||
-                        reinterpret_cast<uintptr_t>(t->data()) % 16 != 0)) {
+    if (!t->empty() &&
+        (t->dtype() != DType::kBF16 || reinterpret_cast<uintptr_t>(t->data()) % 16 != 0)) {
       return false;
     }
   }
@@ -220,7 +220,7 @@ void LaunchMmaForward(cudaStream_t stream, const AttentionParams& p, const Tenso
     AllowSharedMemory(kernel, smem);
     const dim3 grid((p.dims.seq + kMmaRows - 1) / kMmaRows, p.dims.batch * p.dims.heads);
     kernel<<<grid, kMmaThreads, smem, stream>>>(p, Ptr<bf16>(out), lse.f32(), Ptr<bf16>(q),
-                                               Ptr<bf16>(k), Ptr<bf16>(v));
+                                                Ptr<bf16>(k), Ptr<bf16>(v));
     SL_CUDA_LAUNCH_CHECK();
   });
 }

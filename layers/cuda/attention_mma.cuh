@@ -37,8 +37,8 @@ __device__ __forceinline__ void CopyAsync16(void* dst, const void* src, bool val
 }
 // 4 bytes (an fp32), zero-filled when !valid.
 __device__ __forceinline__ void CopyAsync4(void* dst, const void* src, bool valid) {
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(SharedAddress(dst)),
-               "l"(src), "r"(valid ? 4 : 0));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(SharedAddress(dst)), "l"(src),
+               "r"(valid ? 4 : 0));
 }
 __device__ __forceinline__ void CopyAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::); }
 // Waits until at most `kPending` of this thread's committed groups are still in flight.
@@ -179,12 +179,18 @@ void DispatchMmaKernel(const AttentionParams& p, F&& f) {
   };
   using N = AttentionNormalizer;
   switch (p.norm.kind) {
-    case N::kSoftmax: return with_dim(std::integral_constant<N, N::kSoftmax>{});
-    case N::kSoftmax1: return with_dim(std::integral_constant<N, N::kSoftmax1>{});
-    case N::kSinkLogit: return with_dim(std::integral_constant<N, N::kSinkLogit>{});
-    case N::kSoftpick: return with_dim(std::integral_constant<N, N::kSoftpick>{});
-    case N::kSigmoid: return with_dim(std::integral_constant<N, N::kSigmoid>{});
-    case N::kClippedSoftmax: return with_dim(std::integral_constant<N, N::kClippedSoftmax>{});
+    case N::kSoftmax:
+      return with_dim(std::integral_constant<N, N::kSoftmax>{});
+    case N::kSoftmax1:
+      return with_dim(std::integral_constant<N, N::kSoftmax1>{});
+    case N::kSinkLogit:
+      return with_dim(std::integral_constant<N, N::kSinkLogit>{});
+    case N::kSoftpick:
+      return with_dim(std::integral_constant<N, N::kSoftpick>{});
+    case N::kSigmoid:
+      return with_dim(std::integral_constant<N, N::kSigmoid>{});
+    case N::kClippedSoftmax:
+      return with_dim(std::integral_constant<N, N::kClippedSoftmax>{});
   }
   SL_CHECK_MSG(false, "unknown attention normalizer");
 }

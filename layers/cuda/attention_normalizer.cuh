@@ -28,7 +28,7 @@ struct NormalizerArgs {
 };
 
 inline NormalizerArgs NormalizerArgsOf(const AttentionSpec& spec) {
-  return NormalizerArgs{spec.normalizer,   spec.scale,     spec.softpick_eps,
+  return NormalizerArgs{spec.normalizer,   spec.scale,      spec.softpick_eps,
                         spec.sigmoid_bias, spec.clip_gamma, spec.clip_zeta};
 }
 
@@ -70,11 +70,10 @@ __device__ __forceinline__ OnlineRow StartRow(const NormalizerArgs& n, float sin
 // Raises m to cover a tile whose largest visible score is tile_max (already QuadMax'ed;
 // -inf when the tile has none) and rescales l; returns alpha = e^(m_old - m_new), the factor
 // the caller applies to O.
-__device__ __forceinline__ float RaiseMax(const NormalizerArgs& n, OnlineRow& row,
-                                          float tile_max) {
+__device__ __forceinline__ float RaiseMax(const NormalizerArgs& n, OnlineRow& row, float tile_max) {
   if (n.kind == AttentionNormalizer::kSigmoid) return 1.0f;
   const float m_new = fmaxf(row.m, tile_max);
-  if (m_new == -INFINITY) return 1.0f;  // softmax before its first visible key
+  if (m_new == -INFINITY) return 1.0f;        // softmax before its first visible key
   const float alpha = __expf(row.m - m_new);  // 0 when m_old = -inf
   row.m = m_new;
   row.l *= alpha;

@@ -57,7 +57,7 @@ void LaunchAttentionProbs(cudaStream_t stream, const AttentionParams& p, const T
     const dim3 grid((dims.seq + kGenericRows - 1) / kGenericRows,
                     (dims.keys + kGenericRows - 1) / kGenericRows, dims.batch * dims.heads);
     kernel<<<grid, kGenericThreads, smem, stream>>>(p, probs.f32(), lse.f32(), Ptr<T>(q),
-                                                   Ptr<T>(k));
+                                                    Ptr<T>(k));
     SL_CUDA_LAUNCH_CHECK();
   });
 }
