@@ -80,22 +80,7 @@ AdamW::AdamW(const OptimConfig& config, std::vector<Parameter*> params,
   SL_CHECK_MSG(eps_ > 0.0f, absl::StrCat("optim.eps=", eps_));
   std::set<std::string> names;
   for (Parameter* param : params_) {
-    SL_CHECK(param != nullptr);
-    SL_CHECK_MSG(names.insert(param->name).second,
-                 absl::StrCat("parameter '", param->name, "' given to AdamW twice"));
-    SL_CHECK_MSG(param->master.dtype() == DType::kF32 && param->grad.dtype() == DType::kF32,
-                 absl::StrCat(param->name, ": master and grad must be fp32"));
-    SL_CHECK_MSG(param->master.numel() == param->grad.numel(),
-                 absl::StrCat(param->name, ": master ", param->master.ShapeString(), " grad ",
-                              param->grad.ShapeString()));
-    SL_CHECK_MSG(param->master.device() == state_arena->device(),
-                 absl::StrCat(param->name, " is on ", DeviceName(param->master.device()),
-                              ", the state arena on ", DeviceName(state_arena->device())));
-    // The update writes master only: on the CPU compute aliases it; on a GPU the caller
-    // refreshes the bf16 compute copy (OptimizerSet::Step does).
-    SL_CHECK_MSG(param->master.device() == Device::kCuda || param->compute.empty() ||
-                     param->compute.data() == param->master.data(),
-                 absl::StrCat(param->name, ": on the CPU compute must alias master"));
+    CheckOptimizerParameter(param, *state_arena, "AdamW", &names);
     m_.push_back(AllocateLike(param->master, state_arena));
     v_.push_back(AllocateLike(param->master, state_arena));
   }

@@ -47,23 +47,10 @@ Muon::Muon(const MuonConfig& config, std::vector<Parameter*> params,
   std::set<std::string> names;
   int64_t max_numel = 1, max_small_dim = 1, max_rows = 1, max_cols = 1;
   for (Parameter* param : params_) {
-    SL_CHECK(param != nullptr);
-    SL_CHECK_MSG(names.insert(param->name).second,
-                 absl::StrCat("parameter '", param->name, "' given to Muon twice"));
+    CheckOptimizerParameter(param, *state_arena, "Muon", &names);
     SL_CHECK_MSG(param->master.rank() == 2,
                  absl::StrCat(param->name, " ", param->master.ShapeString(),
                               ": Muon updates 2-D matrices only"));
-    SL_CHECK_MSG(param->master.dtype() == DType::kF32 && param->grad.dtype() == DType::kF32,
-                 absl::StrCat(param->name, ": master and grad must be fp32"));
-    SL_CHECK_MSG(param->grad.numel() == param->master.numel(),
-                 absl::StrCat(param->name, ": master ", param->master.ShapeString(), " grad ",
-                              param->grad.ShapeString()));
-    SL_CHECK_MSG(param->master.device() == state_arena->device(),
-                 absl::StrCat(param->name, " is on ", DeviceName(param->master.device()),
-                              ", the state arena on ", DeviceName(state_arena->device())));
-    SL_CHECK_MSG(param->master.device() == Device::kCuda || param->compute.empty() ||
-                     param->compute.data() == param->master.data(),
-                 absl::StrCat(param->name, ": on the CPU compute must alias master"));
     const int64_t rows = param->master.dim(0), cols = param->master.dim(1);
     scales_.push_back(MuonScale(config.scaling(), rows, cols));
     m_.push_back(state_arena->Allocate(DType::kF32, {rows, cols}));

@@ -8,10 +8,13 @@
 #define SINKLAB_OPTIM_OPTIMIZER_H_
 
 #include <cstdint>
+#include <set>
 #include <string>
 #include <vector>
 
+#include "core/arena.h"
 #include "core/tensor.h"
+#include "layers/parameter.h"
 
 namespace sinklab {
 
@@ -21,6 +24,13 @@ struct StateTensor {
   std::string name;
   Tensor tensor;
 };
+
+// CHECKs what every optimizer's constructor needs of a parameter: not null, a name not in
+// `names` (then added), fp32 master and grad of one numel on the state arena's device, and
+// compute aliasing master on the CPU (on a GPU the caller refreshes the bf16 copy:
+// OptimizerSet::Step). `optimizer` names the optimizer in the messages.
+void CheckOptimizerParameter(const Parameter* param, const Arena& state_arena,
+                             const char* optimizer, std::set<std::string>* names);
 
 class Optimizer {
  public:
