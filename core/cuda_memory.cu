@@ -1,6 +1,8 @@
-// Device memory for Arena and the CUDA-availability probe (built only with SINKLAB_CUDA).
+// Device memory for Arena, the CUDA-availability probe and the profiler bracket (built only with SINKLAB_CUDA).
 #include <cstdlib>
 #include <cstring>
+
+#include <cuda_profiler_api.h>
 
 #include "absl/strings/str_cat.h"
 #include "core/arena.h"
@@ -12,6 +14,11 @@ namespace sinklab {
 bool CudaAvailable() {
   int count = 0;
   return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
+}
+
+void SetGpuProfilerActive(bool active) {
+  SL_CUDA_CHECK(cudaDeviceSynchronize());
+  SL_CUDA_CHECK(active ? cudaProfilerStart() : cudaProfilerStop());
 }
 
 void* DeviceMalloc(Device device, size_t nbytes) {

@@ -7,6 +7,7 @@ namespace sinklab {
 
 #ifndef SINKLAB_WITH_CUDA
 bool CudaAvailable() { return false; }
+void SetGpuProfilerActive(bool) {}
 #endif
 
 absl::StatusOr<Device> ResolveDevice(const std::string& flag_value) {

@@ -15,6 +15,10 @@ inline const char* DeviceName(Device device) { return device == Device::kCpu ? "
 // True when this binary was built with CUDA and a GPU is visible.
 bool CudaAvailable();
 
+// Brackets a profiled region for an external profiler started with profiling off
+// (`ncu --profile-from-start off`): cudaProfilerStart/Stop; a no-op without CUDA.
+void SetGpuProfilerActive(bool active);
+
 // Resolves the --device flag: "cpu", "cuda" (error without a GPU) or "auto" (cuda when
 // available, else cpu with one log line saying so).
 absl::StatusOr<Device> ResolveDevice(const std::string& flag_value);

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <optional>
 #include <utility>
@@ -13,6 +14,7 @@
 #include "configs/config_util.h"
 #include "configs/config_writer.h"
 #include "core/arena.h"
+#include "core/device.h"
 #include "core/file_util.h"
 #include "core/log.h"
 #include "core/metrics_jsonl.h"
@@ -200,6 +202,13 @@ absl::StatusOr<float> TrainStep(Run& run, int64_t step, float* grad_norm) {
   return loss;
 }
 
+// SINKLAB_PROFILE_STEP=n (1-based): step n alone runs inside the GPU profiler bracket, for
+// `ncu --profile-from-start off` (experiments/perf/run.sh profile). 0 when unset.
+int64_t ProfiledStep() {
+  const char* env = std::getenv("SINKLAB_PROFILE_STEP");
+  return env == nullptr ? 0 : std::atoll(env);
+}
+
 // `extra`: statistics scalars of a stats step (sink/outlier statistics, optimizer updates).
 absl::Status LogStep(Run& run, int64_t step, float loss, float grad_norm, double interval_tokens,
                      double interval_s, double elapsed_s, double eta_s, float val_loss,
@@ -256,13 +265,16 @@ absl::StatusOr<TrainResult> Train(const Config& config, const TrainOptions& opti
   const Clock::time_point start = Clock::now();
   Clock::time_point interval_start = start;
   int64_t interval_steps = 0;
+  const int64_t profiled_step = ProfiledStep();
   for (int64_t step = run.start_step; step < end_step; ++step) {
     const int64_t done = step + 1;
     const bool last = done == train.steps();
     const bool stats_now = run.stats_enabled && (last || done % config.stats().every() == 0);
     run.optimizer->set_record_stats(stats_now);
     float grad_norm = 0;
+    if (done == profiled_step) SetGpuProfilerActive(true);
     SL_ASSIGN_OR_RETURN(const float loss, TrainStep(run, step, &grad_norm));
+    if (done == profiled_step) SetGpuProfilerActive(false);
     result.step_losses.push_back(loss);
     ++interval_steps;
     const bool eval_now = last || (train.eval_every() > 0 && done % train.eval_every() == 0);

@@ -4,10 +4,13 @@
 # build:   CMake + Ninja for $CUDA_ARCHS (default "80;90"; Abseil unpacked from .device/debs);
 # gputest: the GPU tests only (every test named Cuda*), with their failures in full;
 # test:    every ctest test (the GPU ones run here; they skip on machines without a GPU);
+# profile: GPU time per kernel of one baseline training step (ncu; PROFILE_OPTIM adds optim
+#          fields, e.g. 'matrix_optimizer: MUON');
 # bench: attention kernel TFLOP/s (ours, cuDNN's and FlashAttention's through PyTorch),
 #        sinklab training tokens/s + MFU on configs/llama_160m.textproto (16 x 1024, bundled
 #        corpus) for the baseline and every mitigation, Muon, a stats-heavy run, and the
 #        PyTorch baseline (torch.compile, bf16 autocast, fused AdamW, SDPA) of the same model.
+#        BENCH_RUNS="baseline muon torch ..." limits it to the runs named.
 # Logs and results go to $OUT (or /tmp/perf_out).
 set -uo pipefail
 OUT=${OUT:-/tmp/perf_out}
@@ -44,6 +47,18 @@ if [[ " $steps " == *" gputest "* ]]; then
   grep -E "Failure|Expected|Which is|CHECK failed|rel|  Actual" "$OUT/gputest.log" | head -${GPU_LOG_LINES:-60}
 fi
 
+if [[ " $steps " == *" profile "* ]]; then
+  # GPU time per kernel of one baseline training step (step 4: after warm-up and plan caching).
+  SINKLAB_PROFILE_STEP=4 ncu --profile-from-start off --clock-control none --csv --print-units base \
+    --metrics gpu__time_duration.sum --log-file "$OUT/ncu.csv" $build/sinklab train \
+    configs/llama_160m.textproto --device cuda \
+    --set 'data { train_shards: "" val_shards: "" text_corpus: "data/corpus/kjv.txt" }' \
+    --set 'train { steps: 4 batch_size: 16 micro_batch_size: 16 eval_every: 0 run_root: "/tmp/prof_runs" }' \
+    --set "optim { ${PROFILE_OPTIM:-} } stats { every: 0 } checkpoint { every: 0 } logging { tensorboard: false }" \
+    > "$OUT/profile_train.log" 2>&1 || tail -5 "$OUT/profile_train.log"
+  python3 experiments/perf/profile_summary.py "$OUT/ncu.csv" 45 | tee "$OUT/profile.txt"
+fi
+
 if [[ -n "${EXTRA:-}" ]]; then eval "$EXTRA"; fi
 
 if [[ " $steps " == *" bench "* ]]; then
@@ -56,6 +71,7 @@ if [[ " $steps " == *" bench "* ]]; then
     --set 'optim { warmup_steps: 5 } stats { every: 0 } checkpoint { every: 0 } logging { tensorboard: false }')
   bench() {  # label, extra --set fragments...
     local label=$1; shift
+    if [[ -n "${BENCH_RUNS:-}" && " $BENCH_RUNS " != *" $label "* ]]; then return; fi
     local sets=(); for s in "$@"; do sets+=(--set "$s"); done
     local t0=$(date +%s.%N)
     if $build/sinklab train configs/llama_160m.textproto "${base[@]}" "${sets[@]}" --set "name: \"$label\"" \
@@ -82,6 +98,7 @@ if [[ " $steps " == *" bench "* ]]; then
   # Statistics cost: the wall-time difference per stats step (steps/5 of them, plus the one
   # at the end), as a fraction of the training time between stats steps at the preset's
   # interval (stats.every = 500) and the baseline's step time.
+  [[ -z "${BENCH_RUNS:-}" || " $BENCH_RUNS " == *" stats_every_5 "* ]] &&
   python3 - "$OUT/wall.txt" "$OUT/bench.txt" ${BENCH_STEPS:-25} <<'PY' | tee -a "$OUT/bench.txt"
 import re, sys
 wall = dict(line.split() for line in open(sys.argv[1]))
@@ -93,5 +110,6 @@ step_s = 16 * 1024 / rates["baseline"]
 print(f"stats step {per_stats:.3f} s = {100 * per_stats / (500 * step_s):.2f}% of training time "
       f"at stats.every=500 (train step {1000 * step_s:.1f} ms)")
 PY
+  [[ -z "${BENCH_RUNS:-}" || " $BENCH_RUNS " == *" torch "* ]] &&
   python3 experiments/perf/torch_baseline.py --batch 16 --seq 1024 --steps 20 2>&1 | tail -2 | tee -a "$OUT/bench.txt"
 fi
