@@ -9,7 +9,7 @@
 #include "optim/matrix_ops.h"
 #include "optim/param_groups.h"
 #if SINKLAB_WITH_CUDA
-#include "optim/cuda/optim_kernels.h"
+#include "optim/cuda/multi_tensor_gpu.h"
 #endif
 
 namespace sinklab {
@@ -87,7 +87,8 @@ AdamW::AdamW(const OptimConfig& config, std::vector<Parameter*> params,
   update_sum_squares_.assign(params_.size(), 0.0);
   if (state_arena->device() == Device::kCuda) {
 #if SINKLAB_WITH_CUDA
-    device_sums_ = std::make_shared<cuda_optim::DeviceSums>(static_cast<int>(params_.size()));
+    multi_tensor_ = std::make_shared<cuda_optim::MultiTensorAdamW>(params_, m_, v_,
+                                                                   weight_decays_, state_arena);
 #else
     SL_CHECK_MSG(false, "AdamW: CUDA parameters in a build without CUDA");
 #endif
@@ -100,26 +101,24 @@ void AdamW::Step(float lr, int64_t step) {
   const double bias_correction2 = 1.0 - std::pow(static_cast<double>(beta2_), step);
   const float step_size = static_cast<float>(lr / bias_correction1);
   const float bias_correction2_sqrt = static_cast<float>(std::sqrt(bias_correction2));
+  if (multi_tensor_ != nullptr) {
+#if SINKLAB_WITH_CUDA
+    multi_tensor_->Step(beta1_, beta2_, eps_, lr, step_size, bias_correction2_sqrt, grad_scale_,
+                        record_stats_);
+    if (record_stats_) multi_tensor_->CopyUpdateSumSquares(&update_sum_squares_);
+#endif
+    step_ = step;
+    return;
+  }
+  SL_CHECK_MSG(grad_scale_ == nullptr, "AdamW: a device grad scale for CPU parameters");
   for (size_t i = 0; i < params_.size(); ++i) {
     Parameter& param = *params_[i];
     const float decay_factor = 1.0f - lr * weight_decays_[i];
-    if (device_sums_ != nullptr) {
-#if SINKLAB_WITH_CUDA
-      cuda_optim::AdamWUpdate(param.master, param.grad, m_[i], v_[i], beta1_, beta2_, eps_,
-                              step_size, bias_correction2_sqrt, decay_factor,
-                              record_stats_ ? device_sums_.get() : nullptr,
-                              static_cast<int>(i));
-#endif
-      continue;
-    }
     update_sum_squares_[i] =
         AdamWUpdateCpu(param.master.f32(), param.grad.f32(), m_[i].f32(), v_[i].f32(),
                        param.master.numel(), beta1_, beta2_, eps_, step_size,
                        bias_correction2_sqrt, decay_factor, record_stats_);
   }
-#if SINKLAB_WITH_CUDA
-  if (device_sums_ != nullptr && record_stats_) update_sum_squares_ = device_sums_->ToHost();
-#endif
   step_ = step;
 }
 

@@ -13,8 +13,9 @@
 // wd is config.weight_decay() or 0 per parameter kind (optim/param_groups.h).
 //
 // CPU fp32 reference: elementwise, parallel over elements with OpenMP (deterministic: no
-// reductions). A fused multi-tensor CUDA AdamW comes later behind the same interface;
-// see optim/optimizer.h for the `compute` copy a device backend must refresh.
+// reductions). CUDA parameters take the multi-tensor kernel of optim/cuda/multi_tensor_gpu.h:
+// one launch for every parameter, the clip factor read on the device (set_grad_scale) and
+// the bf16 compute copies written by the same kernel (writes_compute_copies).
 #ifndef SINKLAB_OPTIM_ADAMW_H_
 #define SINKLAB_OPTIM_ADAMW_H_
 
@@ -30,7 +31,7 @@
 
 namespace sinklab {
 namespace cuda_optim {
-class DeviceSums;
+class MultiTensorAdamW;
 }  // namespace cuda_optim
 
 class AdamW : public Optimizer {
@@ -54,6 +55,8 @@ class AdamW : public Optimizer {
   // "adamw.m.<param name>" and "adamw.v.<param name>", per parameter in order, m before v.
   std::vector<StateTensor> StateTensors() const override;
 
+  bool writes_compute_copies() const override { return multi_tensor_ != nullptr; }
+
   const std::vector<Parameter*>& params() const { return params_; }
   // Decoupled decay coefficient of params()[i].
   float weight_decay(size_t i) const { return weight_decays_[i]; }
@@ -63,9 +66,9 @@ class AdamW : public Optimizer {
   std::vector<Parameter*> params_;
   std::vector<float> weight_decays_;  // per parameter
   std::vector<Tensor> m_, v_;         // per parameter, fp32, shape of the parameter
-  // CUDA parameters: the update runs on the device (optim/cuda/optim_kernels.h), with
-  // these reduction slots (one per parameter) for the statistics; null on the CPU.
-  std::shared_ptr<cuda_optim::DeviceSums> device_sums_;
+  // CUDA parameters: the multi-tensor update (optim/cuda/multi_tensor_gpu.h); null on the
+  // CPU.
+  std::shared_ptr<cuda_optim::MultiTensorAdamW> multi_tensor_;
 };
 
 }  // namespace sinklab

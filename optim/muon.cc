@@ -10,9 +10,7 @@
 #include "core/status.h"
 #include "optim/matrix_ops.h"
 #if SINKLAB_WITH_CUDA
-#include "core/cuda_check.h"
-#include "optim/cuda/newton_schulz_gpu.h"
-#include "optim/cuda/optim_kernels.h"
+#include "optim/cuda/multi_tensor_gpu.h"
 #endif
 
 namespace sinklab {
@@ -62,13 +60,8 @@ Muon::Muon(const MuonConfig& config, std::vector<Parameter*> params,
   update_sum_squares_.assign(params_.size(), 0.0);
   if (state_arena->device() == Device::kCuda) {
 #if SINKLAB_WITH_CUDA
-    update_ = state_arena->Allocate(DType::kBF16, {max_numel});
-    newton_schulz_gpu_ =
-        std::make_shared<NewtonSchulzGpu>(max_numel, max_small_dim, state_arena);
-    device_sums_ =
-        std::make_shared<cuda_optim::DeviceSums>(static_cast<int>(params_.size()) + 1);
-    host_update_.resize(max_numel);
-    host_bits_.resize(max_numel);
+    multi_tensor_ = std::make_shared<cuda_optim::MultiTensorMuon>(
+        params_, m_, weight_decays_, scales_, beta_, nesterov_, ns_steps_, state_arena);
 #else
     SL_CHECK_MSG(false, "Muon: CUDA parameters in a build without CUDA");
 #endif
@@ -83,11 +76,21 @@ Muon::Muon(const MuonConfig& config, std::vector<Parameter*> params,
 
 void Muon::Step(float lr, int64_t step) {
   SL_CHECK_MSG(step >= 1, absl::StrCat("Muon steps are 1-based, got ", step));
-  if (device_sums_ != nullptr) {
-    StepCuda(lr);
+  if (multi_tensor_ != nullptr) {
+#if SINKLAB_WITH_CUDA
+    const cuda_optim::MultiTensorMuon::MatrixStats stats = [this](int k, double sum,
+                                                                   const float* x) {
+      update_sum_squares_[k] = sum;
+      sigma_max_[k] = LargestSingularValueEstimate(
+          x, params_[k]->master.dim(0), params_[k]->master.dim(1), kSigmaMaxIterations,
+          power_u_.data(), power_v_.data());
+    };
+    multi_tensor_->Step(lr, grad_scale_, record_stats_ ? &stats : nullptr);
+#endif
     step_ = step;
     return;
   }
+  SL_CHECK_MSG(grad_scale_ == nullptr, "Muon: a device grad scale for CPU parameters");
   const float beta = beta_;
   const float one_minus_beta = 1.0f - beta_;
   const bool nesterov = nesterov_;
@@ -132,36 +135,6 @@ void Muon::Step(float lr, int64_t step) {
     }
   }
   step_ = step;
-}
-
-void Muon::StepCuda(float lr) {
-#if SINKLAB_WITH_CUDA
-  const int norm_slot = static_cast<int>(params_.size());
-  for (size_t k = 0; k < params_.size(); ++k) {
-    Parameter& param = *params_[k];
-    const int64_t rows = param.master.dim(0), cols = param.master.dim(1);
-    const Tensor u(update_.data(), DType::kBF16, Device::kCuda, {rows, cols});
-    cuda_optim::MuonMomentum(param.grad, m_[k], u, beta_, nesterov_);
-    newton_schulz_gpu_->Run(u, ns_steps_, *device_sums_, norm_slot);
-    cuda_optim::ApplyUpdate(param.master, u, 1.0f - lr * weight_decays_[k], lr * scales_[k],
-                            record_stats_ ? device_sums_.get() : nullptr, static_cast<int>(k));
-    if (record_stats_) {  // statistics steps only: X to the host for the power iteration
-      SL_CUDA_CHECK(cudaMemcpy(host_bits_.data(), u.data(), u.nbytes(), cudaMemcpyDeviceToHost));
-      for (int64_t i = 0; i < rows * cols; ++i) {
-        host_update_[i] = BF16ToFloat(BF16{host_bits_[i]});
-      }
-      sigma_max_[k] = LargestSingularValueEstimate(host_update_.data(), rows, cols,
-                                                   kSigmaMaxIterations, power_u_.data(),
-                                                   power_v_.data());
-    }
-  }
-  if (record_stats_) {
-    const std::vector<double> sums = device_sums_->ToHost();
-    std::copy(sums.begin(), sums.begin() + norm_slot, update_sum_squares_.begin());
-  }
-#else
-  SL_CHECK_MSG(false, "Muon: CUDA parameters in a build without CUDA");
-#endif
 }
 
 std::vector<StateTensor> Muon::StateTensors() const {

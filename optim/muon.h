@@ -18,6 +18,9 @@
 //
 // CPU fp32 reference; the scratch (u, the Newton-Schulz workspace) and the momentum come
 // from the state arena at construction; Step allocates nothing (statistics included).
+// CUDA parameters take optim/cuda/multi_tensor_gpu.h: the matrices grouped by wide shape,
+// each group's momentum, normalization and bf16 Newton-Schulz run batched, the clip factor
+// read on the device (set_grad_scale), the bf16 compute copies written by the update.
 #ifndef SINKLAB_OPTIM_MUON_H_
 #define SINKLAB_OPTIM_MUON_H_
 
@@ -34,9 +37,8 @@
 
 namespace sinklab {
 namespace cuda_optim {
-class DeviceSums;
+class MultiTensorMuon;
 }  // namespace cuda_optim
-class NewtonSchulzGpu;
 
 // The update scale of a [rows, cols] matrix under `scaling` (formulas above).
 float MuonScale(MuonConfig::Scaling scaling, int64_t rows, int64_t cols);
@@ -58,6 +60,8 @@ class Muon : public Optimizer {
   // "muon.m.<param name>" per parameter, in order.
   std::vector<StateTensor> StateTensors() const override;
 
+  bool writes_compute_copies() const override { return multi_tensor_ != nullptr; }
+
   const std::vector<Parameter*>& params() const { return params_; }
   float weight_decay(size_t i) const { return weight_decays_[i]; }
   float scale(size_t i) const { return scales_[i]; }
@@ -76,18 +80,12 @@ class Muon : public Optimizer {
   std::vector<float> weight_decays_;  // per parameter
   std::vector<float> scales_;         // per parameter
   std::vector<Tensor> m_;             // per parameter, fp32, shape of the parameter
-  Tensor update_;                     // scratch [largest numel]: u, then X in place
-  NewtonSchulzWorkspace workspace_;
+  Tensor update_;                     // CPU scratch [largest numel]: u, then X in place
+  NewtonSchulzWorkspace workspace_;   // CPU only
   std::vector<double> sigma_max_;     // per parameter
   std::vector<double> power_u_, power_v_;  // power-iteration scratch [largest rows/cols]
-  // CUDA parameters (null on the CPU): update_ is bf16 and orthogonalized on the device in
-  // bf16 (optim/cuda/newton_schulz_gpu.h); slots 0..P-1 of device_sums_ hold the update
-  // statistics, slot P the Frobenius norm; host_update_ stages X for sigma_max.
-  std::shared_ptr<NewtonSchulzGpu> newton_schulz_gpu_;
-  std::shared_ptr<cuda_optim::DeviceSums> device_sums_;
-  std::vector<float> host_update_;
-  std::vector<uint16_t> host_bits_;
-  void StepCuda(float lr);
+  // CUDA parameters: the grouped multi-tensor update (its own bf16 scratch); null on the CPU.
+  std::shared_ptr<cuda_optim::MultiTensorMuon> multi_tensor_;
 };
 
 }  // namespace sinklab

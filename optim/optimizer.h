@@ -56,9 +56,19 @@ class Optimizer {
   // (p_new - p_old)^2 of the last Step, which must have run with record_stats on.
   const std::vector<double>& last_update_sum_squares() const { return update_sum_squares_; }
 
+  // GPU optimizers only: a device float that every gradient is multiplied by as the
+  // following Steps read it (the clip factor OptimizerSet::ClipGradients leaves on the
+  // device: the CPU's grad *= factor, folded into the update); null (the default) for none.
+  // A CPU optimizer CHECKs that it is null.
+  void set_grad_scale(const float* device_scale) { grad_scale_ = device_scale; }
+  // True when Step also writes every parameter's separate (bf16) compute copy, so the
+  // caller need not refresh it (the GPU AdamW and Muon).
+  virtual bool writes_compute_copies() const { return false; }
+
  protected:
   int64_t step_ = 0;
   bool record_stats_ = false;
+  const float* grad_scale_ = nullptr;
   std::vector<double> update_sum_squares_;  // sized by the derived constructor
 };
 

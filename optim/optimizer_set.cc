@@ -5,7 +5,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
+#include "optim/clip.h"
 #if SINKLAB_WITH_CUDA
+#include "optim/cuda/multi_tensor_gpu.h"
 #include "optim/cuda/optim_kernels.h"
 #endif
 
@@ -16,6 +18,7 @@ absl::StatusOr<std::unique_ptr<OptimizerSet>> OptimizerSet::Create(
   SL_CHECK(state_arena != nullptr);
   std::unique_ptr<OptimizerSet> set(new OptimizerSet());
   SL_ASSIGN_OR_RETURN(set->groups_, RouteParamGroups(params, config));
+  set->params_ = params;
   set->adamw_lr_ = config.lr();
   set->muon_lr_ = MuonLearningRate(config);
   // One parameter list per rule, groups concatenated in order.
@@ -44,19 +47,56 @@ absl::StatusOr<std::unique_ptr<OptimizerSet>> OptimizerSet::Create(
     set->muon_ = std::make_unique<Muon>(config.muon(), std::move(muon_params),
                                         std::move(muon_decays), state_arena);
   }
+  if (state_arena->device() == Device::kCuda && !params.empty()) {
+#if SINKLAB_WITH_CUDA
+    set->grad_norm_ = std::make_shared<cuda_optim::MultiTensorGradNorm>(params, state_arena);
+#else
+    SL_CHECK_MSG(false, "OptimizerSet: CUDA parameters in a build without CUDA");
+#endif
+  }
   return set;
 }
 
+float OptimizerSet::ClipGradients(float max_norm) {
+  if (grad_norm_ == nullptr) return ClipGradNorm(params_, max_norm);
+#if SINKLAB_WITH_CUDA
+  const float norm = grad_norm_->Compute(max_norm);
+  clip_pending_ = true;
+  return norm;
+#else
+  return 0.0f;
+#endif
+}
+
 void OptimizerSet::Step(float schedule_factor, int64_t step) {
+  const float* grad_scale = nullptr;
+#if SINKLAB_WITH_CUDA
+  if (clip_pending_) grad_scale = grad_norm_->clip_factor();
+#endif
+  for (Optimizer* optimizer : {static_cast<Optimizer*>(adamw_.get()),
+                               static_cast<Optimizer*>(muon_.get())}) {
+    if (optimizer != nullptr) optimizer->set_grad_scale(grad_scale);
+  }
   if (adamw_ != nullptr) adamw_->Step(adamw_lr_ * schedule_factor, step);
   if (muon_ != nullptr) muon_->Step(muon_lr_ * schedule_factor, step);
-  RefreshComputeCopies();
+  for (Optimizer* optimizer : {static_cast<Optimizer*>(adamw_.get()),
+                               static_cast<Optimizer*>(muon_.get())}) {
+    if (optimizer != nullptr) optimizer->set_grad_scale(nullptr);
+  }
+  clip_pending_ = false;
+  RefreshCopies(/*all=*/false);
   step_ = step;
   last_step_recorded_ = record_stats_;
 }
 
-void OptimizerSet::RefreshComputeCopies() {
+void OptimizerSet::RefreshComputeCopies() { RefreshCopies(/*all=*/true); }
+
+void OptimizerSet::RefreshCopies(bool all) {
   for (const ParamGroup& group : groups_) {
+    const Optimizer* optimizer = group.optimizer == MUON
+                                     ? static_cast<const Optimizer*>(muon_.get())
+                                     : static_cast<const Optimizer*>(adamw_.get());
+    if (!all && optimizer != nullptr && optimizer->writes_compute_copies()) continue;
     for (Parameter* param : group.params) {
       if (param->compute.empty() || param->compute.data() == param->master.data()) continue;
 #if SINKLAB_WITH_CUDA

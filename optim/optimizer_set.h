@@ -31,6 +31,9 @@
 #include "optim/param_groups.h"
 
 namespace sinklab {
+namespace cuda_optim {
+class MultiTensorGradNorm;
+}  // namespace cuda_optim
 
 class OptimizerSet {
  public:
@@ -40,8 +43,17 @@ class OptimizerSet {
   static absl::StatusOr<std::unique_ptr<OptimizerSet>> Create(
       const OptimConfig& config, const std::vector<Parameter*>& params, Arena* state_arena);
 
+  // Global-norm clipping of every parameter's gradient to max_norm (ClipGradNorm's rule,
+  // optim/clip.h); returns the norm before clipping. On the CPU this is ClipGradNorm over
+  // the parameters in Create's order. On a GPU the norm is one multi-tensor reduction (the
+  // one host read) and the clip factor stays on the device: the grads are left as they are
+  // and the next Step multiplies them by the factor as it reads them (the same arithmetic
+  // as scaling them first), so nothing but that Step may read the grads in between.
+  float ClipGradients(float max_norm);
+
   // One update of every parameter; `schedule_factor` = LrMultiplier(...) of this step,
-  // `step` 1-based. Allocates nothing.
+  // `step` 1-based; applies (then forgets) a clip factor from ClipGradients. Allocates
+  // nothing.
   void Step(float schedule_factor, int64_t step);
 
   // AdamW's state tensors ("adamw.m.*", "adamw.v.*"), then Muon's ("muon.m.*").
@@ -54,9 +66,9 @@ class OptimizerSet {
   int64_t step() const { return step_; }
   void set_step(int64_t step);
 
-  // After the updates: every parameter whose `compute` is a separate copy (bf16 on a GPU)
-  // gets it refreshed from the new master. Step calls it; so may anything that rewrites
-  // masters (resume).
+  // Every parameter whose `compute` is a separate copy (bf16 on a GPU) gets it refreshed
+  // from its master. Anything that rewrites masters calls it (resume); Step refreshes only
+  // the copies its optimizers did not write themselves (writes_compute_copies).
   void RefreshComputeCopies();
 
   // Turns statistics on or off for the following Steps (e.g. on for stats steps only).
@@ -77,6 +89,11 @@ class OptimizerSet {
     size_t begin = 0, end = 0;
   };
 
+  // Refreshes the compute copies of the groups whose optimizer does not write them
+  // (every group with `all`).
+  void RefreshCopies(bool all);
+
+  std::vector<Parameter*> params_;  // Create's, in its order
   std::vector<ParamGroup> groups_;
   std::vector<GroupSpan> spans_;  // per group
   float adamw_lr_ = 0.0f, muon_lr_ = 0.0f;  // peak lrs
@@ -85,6 +102,10 @@ class OptimizerSet {
   int64_t step_ = 0;
   bool record_stats_ = false;
   bool last_step_recorded_ = false;
+  // GPU parameters: the multi-tensor norm and its device clip factor (null on the CPU);
+  // clip_pending_ while a ClipGradients factor awaits its Step.
+  std::shared_ptr<cuda_optim::MultiTensorGradNorm> grad_norm_;
+  bool clip_pending_ = false;
 };
 
 }  // namespace sinklab

@@ -5,6 +5,9 @@
 
 #include <cublasLt.h>
 
+#include <algorithm>
+#include <cstdint>
+
 #include "absl/strings/str_cat.h"
 #include "core/cuda_check.h"
 #include "core/status.h"
@@ -34,6 +37,23 @@ int Alignment(const void* p) {
 }
 
 int64_t Rows(const Tensor& t) { return t.numel() / t.dim(-1); }
+
+// Alignment of every matrix of a strided batch: the base's and the stride's (in bytes).
+int BatchAlignment(const Tensor& t) {
+  const int64_t stride_bytes = t.dim(1) * t.dim(2) * static_cast<int64_t>(DTypeSize(t.dtype()));
+  int align = Alignment(t.data());
+  while (align > 1 && stride_bytes % align != 0) align >>= 1;
+  return align;
+}
+
+// Sets a layout's batch count and the element stride between its matrices.
+void SetBatch(cublasLtMatrixLayout_t layout, int64_t batch, int64_t stride) {
+  const int32_t count = static_cast<int32_t>(batch);
+  SL_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT,
+                                                   &count, sizeof(count)));
+  SL_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(
+      layout, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof(stride)));
+}
 
 }  // namespace
 
@@ -66,7 +86,7 @@ GemmLt::~GemmLt() {
 const GemmLt::Plan& GemmLt::PlanFor(const Key& key) {
   auto it = plans_.find(key);
   if (it != plans_.end()) return *it->second;
-  const auto [m, n, k, trans_a, trans_b, in_type, out_type, has_beta, align] = key;
+  const auto [m, n, k, trans_a, trans_b, in_type, out_type, has_beta, align, batch] = key;
   auto plan = std::make_unique<Plan>();
   const cudaDataType_t in = static_cast<cudaDataType_t>(in_type);
   const cudaDataType_t out = static_cast<cudaDataType_t>(out_type);
@@ -84,6 +104,11 @@ const GemmLt::Plan& GemmLt::PlanFor(const Key& key) {
   SL_CUBLAS_CHECK(trans_a ? cublasLtMatrixLayoutCreate(&plan->b, in, m, k, m)
                           : cublasLtMatrixLayoutCreate(&plan->b, in, k, m, k));
   SL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->c, out, n, m, n));
+  if (batch > 1) {  // dense strides: cuBLASLt's A is our b [k, n], its B our a [m, k]
+    SetBatch(plan->a, batch, k * n);
+    SetBatch(plan->b, batch, m * k);
+    SetBatch(plan->c, batch, m * n);
+  }
 
   cublasLtMatmulPreference_t pref;
   SL_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
@@ -105,7 +130,7 @@ const GemmLt::Plan& GemmLt::PlanFor(const Key& key) {
                                                  plan->c, pref, 1, &result, &found));
   cublasLtMatmulPreferenceDestroy(pref);
   SL_CHECK_MSG(found > 0, absl::StrCat("cuBLASLt found no algorithm for m=", m, " n=", n,
-                                       " k=", k, " beta=", has_beta));
+                                       " k=", k, " beta=", has_beta, " batch=", batch));
   plan->algo = result.algo;
   return *(plans_[key] = std::move(plan));
 }
@@ -123,11 +148,43 @@ void GemmLt::RowMajor(const Tensor& c, const Tensor& a, bool trans_a, const Tens
                             trans_b ? "^T" : "", ")"));
   const int align = std::min({Alignment(a.data()), Alignment(b.data()), Alignment(c.data())});
   const Key key{m, n, k, trans_a, trans_b, CudaType(a.dtype()), CudaType(c.dtype()),
-                beta != 0.0f, align};
+                beta != 0.0f, align, /*batch=*/1};
   const Plan& plan = PlanFor(key);
   SL_CUBLAS_CHECK(cublasLtMatmul(static_cast<cublasLtHandle_t>(handle_), plan.op, &alpha,
                                  b.data(), plan.a, a.data(), plan.b, &beta, c.data(), plan.c,
                                  c.data(), plan.c, &plan.algo, workspace_, workspace_bytes_,
+                                 stream_));
+}
+
+void GemmLt::RowMajorBatched(const Tensor& d, const Tensor& a, bool trans_a, const Tensor& b,
+                             bool trans_b, float alpha, float beta, const Tensor& c) {
+  SL_CHECK_MSG(a.dtype() == b.dtype(), "GemmLt: a and b must share a dtype");
+  SL_CHECK_MSG(a.rank() == 3 && b.rank() == 3 && c.rank() == 3 && d.rank() == 3,
+               absl::StrCat("GemmLt batched: rank-3 operands expected, got d ", d.ShapeString(),
+                            " a ", a.ShapeString(), " b ", b.ShapeString(), " c ",
+                            c.ShapeString()));
+  const int64_t batch = d.dim(0);
+  SL_CHECK_MSG(batch >= 1 && batch <= int64_t{INT32_MAX} && a.dim(0) == batch && b.dim(0) == batch &&
+                   c.dim(0) == batch,
+               absl::StrCat("GemmLt batched: batch counts d ", d.ShapeString(), " a ",
+                            a.ShapeString(), " b ", b.ShapeString(), " c ", c.ShapeString()));
+  SL_CHECK_MSG(c.dtype() == d.dtype() && c.dim(1) == d.dim(1) && c.dim(2) == d.dim(2),
+               absl::StrCat("GemmLt batched: c ", c.ShapeString(), " must match d ",
+                            d.ShapeString()));
+  const int64_t m = trans_a ? a.dim(2) : a.dim(1), k = trans_a ? a.dim(1) : a.dim(2);
+  const int64_t kb = trans_b ? b.dim(2) : b.dim(1), n = trans_b ? b.dim(1) : b.dim(2);
+  SL_CHECK_MSG(k == kb && d.dim(1) == m && d.dim(2) == n,
+               absl::StrCat("GemmLt batched: d ", d.ShapeString(), " = op(a ", a.ShapeString(),
+                            trans_a ? "^T" : "", ") op(b ", b.ShapeString(),
+                            trans_b ? "^T" : "", ")"));
+  const int align = std::min(
+      {BatchAlignment(a), BatchAlignment(b), BatchAlignment(c), BatchAlignment(d)});
+  const Key key{m, n, k, trans_a, trans_b, CudaType(a.dtype()), CudaType(d.dtype()),
+                beta != 0.0f, align, batch};
+  const Plan& plan = PlanFor(key);
+  SL_CUBLAS_CHECK(cublasLtMatmul(static_cast<cublasLtHandle_t>(handle_), plan.op, &alpha,
+                                 b.data(), plan.a, a.data(), plan.b, &beta, c.data(), plan.c,
+                                 d.data(), plan.c, &plan.algo, workspace_, workspace_bytes_,
                                  stream_));
 }
 

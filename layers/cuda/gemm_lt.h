@@ -31,10 +31,17 @@ class GemmLt {
   void RowMajor(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b,
                 float alpha, float beta);
 
+  // Strided-batched: d[i] = alpha * op(a[i]) @ op(b[i]) + beta * c[i] for i < batch, each
+  // of a, b, c, d rank 3 [batch, rows, cols], dense (matrix i at i * rows * cols), with the
+  // 2-D rules of RowMajor per matrix. c has d's shape and dtype and may be d itself (in
+  // place) or another tensor (then d = ... + beta * c with no copy). One cuBLASLt call.
+  void RowMajorBatched(const Tensor& d, const Tensor& a, bool trans_a, const Tensor& b,
+                       bool trans_b, float alpha, float beta, const Tensor& c);
+
  private:
   struct Plan;
-  // (m, n, k, trans_a, trans_b, input dtype, output dtype, beta != 0, alignment)
-  using Key = std::tuple<int64_t, int64_t, int64_t, bool, bool, int, int, bool, int>;
+  // (m, n, k, trans_a, trans_b, input dtype, output dtype, beta != 0, alignment, batch)
+  using Key = std::tuple<int64_t, int64_t, int64_t, bool, bool, int, int, bool, int, int64_t>;
   const Plan& PlanFor(const Key& key);
 
   cudaStream_t stream_;

@@ -63,4 +63,43 @@ void NewtonSchulzGpu::Run(const Tensor& x, int steps, cuda_optim::DeviceSums& su
   if (cur.data() != x.data()) CopyAsync(x, cur);
 }
 
+BatchedNewtonSchulzGpu::BatchedNewtonSchulzGpu(int64_t max_numel, int64_t max_gram_numel,
+                                               Arena* arena)
+    : max_numel_(max_numel),
+      max_gram_numel_(max_gram_numel),
+      gemm_(std::make_unique<GemmLt>(/*stream=*/nullptr)) {
+  SL_CHECK_MSG(arena->device() == Device::kCuda, "BatchedNewtonSchulzGpu needs a CUDA arena");
+  SL_CHECK_MSG(max_numel >= 1 && max_gram_numel >= 1,
+               absl::StrCat("max_numel=", max_numel, " max_gram_numel=", max_gram_numel));
+  next_ = arena->Allocate(DType::kBF16, {max_numel});
+  gram_ = arena->Allocate(DType::kBF16, {max_gram_numel});
+  poly_ = arena->Allocate(DType::kBF16, {max_gram_numel});
+}
+
+BatchedNewtonSchulzGpu::~BatchedNewtonSchulzGpu() = default;
+
+Tensor BatchedNewtonSchulzGpu::Iterate(const Tensor& x, int steps) {
+  SL_CHECK_MSG(x.rank() == 3 && x.dtype() == DType::kBF16 && x.device() == Device::kCuda,
+               absl::StrCat("BatchedNewtonSchulzGpu: x ", x.ShapeString(),
+                            " must be [B, n, m] bf16 CUDA"));
+  const int64_t batch = x.dim(0), n = x.dim(1), m = x.dim(2);
+  SL_CHECK_MSG(n <= m, absl::StrCat("BatchedNewtonSchulzGpu: x ", x.ShapeString(),
+                                    " must be wide (n <= m)"));
+  SL_CHECK_MSG(x.numel() <= max_numel_ && batch * n * n <= max_gram_numel_,
+               absl::StrCat("BatchedNewtonSchulzGpu scratch too small for ", x.ShapeString()));
+  SL_CHECK_MSG(steps >= 1, absl::StrCat("steps=", steps));
+  const Tensor gram(gram_.data(), DType::kBF16, Device::kCuda, {batch, n, n});
+  const Tensor poly(poly_.data(), DType::kBF16, Device::kCuda, {batch, n, n});
+  Tensor cur = x, next(next_.data(), DType::kBF16, Device::kCuda, {batch, n, m});
+  for (int s = 0; s < steps; ++s) {
+    gemm_->RowMajorBatched(gram, cur, false, cur, true, 1.0f, 0.0f, gram);  // A = X X^T
+    gemm_->RowMajorBatched(poly, gram, false, gram, false, kNewtonSchulzC, kNewtonSchulzB,
+                           gram);  // B = c A A + b A
+    gemm_->RowMajorBatched(next, poly, false, cur, false, 1.0f, kNewtonSchulzA,
+                           cur);  // X' = B X + a X
+    std::swap(cur, next);
+  }
+  return cur;
+}
+
 }  // namespace sinklab

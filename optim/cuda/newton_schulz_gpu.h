@@ -34,6 +34,27 @@ class NewtonSchulzGpu {
   Tensor y_, gram_, poly_;  // bf16 scratch: next iterate, A, B
 };
 
+// The same iteration for a batch of equally shaped wide matrices at once: x [B, n, m] bf16
+// (n <= m, dense, already normalized), each step three strided-batched products with the
+// additive terms taken as the products' C inputs (no copies):
+//   A = X X^T;  B = c A A + b A;  X' = B X + a X.
+class BatchedNewtonSchulzGpu {
+ public:
+  // Scratch for every batch with B * n * m <= max_numel and B * n * n <= max_gram_numel,
+  // from a CUDA arena (construction only).
+  BatchedNewtonSchulzGpu(int64_t max_numel, int64_t max_gram_numel, Arena* arena);
+  ~BatchedNewtonSchulzGpu();
+
+  // `steps` (>= 1) iterations on x; returns the [B, n, m] tensor holding the result: x
+  // itself (even steps) or this object's scratch (odd steps; valid until the next call).
+  Tensor Iterate(const Tensor& x, int steps);
+
+ private:
+  int64_t max_numel_, max_gram_numel_;
+  std::unique_ptr<GemmLt> gemm_;
+  Tensor next_, gram_, poly_;  // bf16 scratch: next iterate, A, B
+};
+
 }  // namespace sinklab
 
 #endif  // SINKLAB_OPTIM_CUDA_NEWTON_SCHULZ_GPU_H_

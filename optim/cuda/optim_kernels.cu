@@ -53,60 +53,10 @@ __global__ void ConvertKernel(TD* dst, const TS* src, int64_t n) {
   SL_GRID_STRIDE(i, n) dst[i] = FromF<TD>(ToF(src[i]));
 }
 
-template <bool kRecord>
-__global__ void AdamWKernel(float* p, const float* g, float* m, float* v, int64_t n,
-                            float beta1, float beta2, float eps, float step_size,
-                            float bc2_sqrt, float decay, double* partials) {
-  double acc = 0;
-  SL_GRID_STRIDE(i, n) {
-    const float gi = g[i];
-    const float m_new = beta1 * m[i] + (1.0f - beta1) * gi;
-    const float v_new = beta2 * v[i] + (1.0f - beta2) * gi * gi;
-    m[i] = m_new;
-    v[i] = v_new;
-    const float denom = sqrtf(v_new) / bc2_sqrt + eps;
-    const float old = p[i];
-    const float updated = old * decay - step_size * (m_new / denom);
-    p[i] = updated;
-    if (kRecord) {
-      const double d = static_cast<double>(updated) - old;
-      acc += d * d;
-    }
-  }
-  if (kRecord) WritePartial(acc, partials);
-}
-
-template <typename TU>
-__global__ void MomentumKernel(const float* g, float* m, TU* u, int64_t n, float beta,
-                               bool nesterov) {
-  SL_GRID_STRIDE(i, n) {
-    const float gi = g[i];
-    const float m_new = beta * m[i] + (1.0f - beta) * gi;
-    m[i] = m_new;
-    u[i] = FromF<TU>(nesterov ? (1.0f - beta) * gi + beta * m_new : m_new);
-  }
-}
-
 template <typename T>
 __global__ void InverseNormKernel(T* x, int64_t n, const double* sum_sq, float eps) {
   const float factor = static_cast<float>(1.0 / (sqrt(*sum_sq) + eps));
   SL_GRID_STRIDE(i, n) x[i] = FromF<T>(ToF(x[i]) * factor);
-}
-
-template <typename T, bool kRecord>
-__global__ void ApplyKernel(float* p, const T* x, int64_t n, float decay, float step_size,
-                            double* partials) {
-  double acc = 0;
-  SL_GRID_STRIDE(i, n) {
-    const float old = p[i];
-    const float updated = old * decay - step_size * ToF(x[i]);
-    p[i] = updated;
-    if (kRecord) {
-      const double d = static_cast<double>(updated) - old;
-      acc += d * d;
-    }
-  }
-  if (kRecord) WritePartial(acc, partials);
 }
 
 void Reduce(DeviceSums& sums, int slot) {
@@ -185,40 +135,6 @@ void Convert(const Tensor& dst, const Tensor& src) {
   SL_CUDA_LAUNCH_CHECK();
 }
 
-void AdamWUpdate(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v,
-                 float beta1, float beta2, float eps, float step_size,
-                 float bias_correction2_sqrt, float decay_factor, DeviceSums* sums, int slot) {
-  for (const Tensor* t : {&param, &grad, &m, &v}) CheckF32(*t, "AdamWUpdate operand");
-  const int64_t n = param.numel();
-  if (sums != nullptr) {
-    AdamWKernel<true><<<kPartials, kBlock>>>(param.f32(), grad.f32(), m.f32(), v.f32(), n,
-                                             beta1, beta2, eps, step_size,
-                                             bias_correction2_sqrt, decay_factor,
-                                             sums->partials());
-    SL_CUDA_LAUNCH_CHECK();
-    Reduce(*sums, slot);
-  } else {
-    AdamWKernel<false><<<cuda::GridFor(n), kBlock>>>(param.f32(), grad.f32(), m.f32(),
-                                                     v.f32(), n, beta1, beta2, eps, step_size,
-                                                     bias_correction2_sqrt, decay_factor,
-                                                     nullptr);
-    SL_CUDA_LAUNCH_CHECK();
-  }
-}
-
-void MuonMomentum(const Tensor& grad, const Tensor& m, const Tensor& u, float beta,
-                  bool nesterov) {
-  CheckF32(grad, "MuonMomentum grad");
-  CheckF32(m, "MuonMomentum m");
-  const int64_t n = grad.numel();
-  cuda::DispatchFloat(u.dtype(), [&](auto t) {
-    using T = decltype(t);
-    MomentumKernel<T><<<cuda::GridFor(n), kBlock>>>(grad.f32(), m.f32(), Ptr<T>(u), n, beta,
-                                                    nesterov);
-  });
-  SL_CUDA_LAUNCH_CHECK();
-}
-
 void ScaleByInverseNorm(const Tensor& x, const double* sum_sq, float eps) {
   cuda::DispatchFloat(x.dtype(), [&](auto t) {
     using T = decltype(t);
@@ -226,24 +142,6 @@ void ScaleByInverseNorm(const Tensor& x, const double* sum_sq, float eps) {
                                                                eps);
   });
   SL_CUDA_LAUNCH_CHECK();
-}
-
-void ApplyUpdate(const Tensor& param, const Tensor& x, float decay_factor, float step_size,
-                 DeviceSums* sums, int slot) {
-  CheckF32(param, "ApplyUpdate param");
-  const int64_t n = param.numel();
-  cuda::DispatchFloat(x.dtype(), [&](auto t) {
-    using T = decltype(t);
-    if (sums != nullptr) {
-      ApplyKernel<T, true><<<kPartials, kBlock>>>(param.f32(), Ptr<T>(x), n, decay_factor,
-                                                  step_size, sums->partials());
-    } else {
-      ApplyKernel<T, false><<<cuda::GridFor(n), kBlock>>>(param.f32(), Ptr<T>(x), n,
-                                                          decay_factor, step_size, nullptr);
-    }
-  });
-  SL_CUDA_LAUNCH_CHECK();
-  if (sums != nullptr) Reduce(*sums, slot);
 }
 
 }  // namespace cuda_optim

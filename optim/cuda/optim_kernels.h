@@ -1,6 +1,7 @@
-// GPU updates of the optimizers and gradient helpers (optim/adamw.h, optim/muon.h,
-// optim/clip.h) for parameters whose fp32 master/grad live on a CUDA device. Same formulas
-// as the CPU code, fp32 arithmetic.
+// Per-tensor GPU helpers for parameters whose fp32 master/grad live on a CUDA device: the
+// gradient helpers of optim/clip.h, the compute-copy refresh, the single-matrix Newton-Schulz
+// normalization. The optimizers' own updates are multi-tensor (optim/cuda/multi_tensor_gpu.h).
+// Same formulas as the CPU code, fp32 arithmetic.
 //
 // Stream: everything runs on the legacy default stream (stream 0). The CUDA backend's
 // stream is a blocking stream, so stream 0 work is ordered after every kernel the model
@@ -52,23 +53,10 @@ void Zero(const Tensor& x);
 // dst = src converted to dst's dtype (the bf16 compute copy of an fp32 master).
 void Convert(const Tensor& dst, const Tensor& src);
 
-// One AdamW update (optim/adamw.h) of param/grad/m/v (fp32, same numel). With `sums`,
-// sum (p_new - p_old)^2 goes into sums.slot(slot).
-void AdamWUpdate(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v,
-                 float beta1, float beta2, float eps, float step_size,
-                 float bias_correction2_sqrt, float decay_factor, DeviceSums* sums, int slot);
-
-// Muon momentum: m = beta m + (1 - beta) g; u = Nesterov ? (1 - beta) g + beta m : m, u
-// written in u's dtype (bf16 for the Newton-Schulz iteration).
-void MuonMomentum(const Tensor& grad, const Tensor& m, const Tensor& u, float beta,
-                  bool nesterov);
 // x *= 1 / (sqrt(*sum_sq) + eps) (Frobenius normalization read on the device); x bf16/f32.
 void ScaleByInverseNorm(const Tensor& x, const double* sum_sq, float eps);
 // sum x^2 of a bf16 or fp32 tensor into sums.slot(slot).
 void SumOfSquaresAny(const Tensor& x, DeviceSums& sums, int slot);
-// p = p * decay_factor - step_size * x (x bf16 or f32); with `sums`, sum (p_new - p_old)^2.
-void ApplyUpdate(const Tensor& param, const Tensor& x, float decay_factor, float step_size,
-                 DeviceSums* sums, int slot);
 
 }  // namespace cuda_optim
 }  // namespace sinklab

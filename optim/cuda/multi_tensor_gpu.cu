@@ -1,0 +1,476 @@
+#include "optim/cuda/multi_tensor_gpu.h"
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/cuda_check.h"
+#include "layers/cuda/kernel_util.cuh"
+#include "optim/cuda/newton_schulz_gpu.h"
+#include "optim/newton_schulz.h"
+
+namespace sinklab {
+namespace cuda_optim {
+namespace {
+
+using cuda::bf16;
+using cuda::kBlock;
+
+// The grad of one tensor of the norm.
+struct GradRef {
+  const float* g;
+  int64_t numel;
+};
+
+// The operands of one AdamW tensor; compute is null when there is no separate copy.
+struct AdamWRef {
+  float* p;
+  const float* g;
+  float* m;
+  float* v;
+  bf16* compute;
+  int64_t numel;
+  float weight_decay;
+};
+
+// One Muon matrix of a group, stored [rows, cols]; transposed: tall, oriented [cols, rows].
+struct MuonRef {
+  const float* g;
+  float* m;
+  float* p;
+  bf16* compute;
+  int32_t rows, cols;
+  int32_t transposed;
+  float weight_decay;
+  float scale;
+};
+
+// A device copy of `values` from `arena` (construction time only).
+template <typename T>
+Tensor Upload(const std::vector<T>& values, Arena* arena) {
+  const int64_t words = static_cast<int64_t>((sizeof(T) * values.size() + 3) / 4);
+  Tensor t = arena->Allocate(DType::kU32, {std::max<int64_t>(words, 1)});
+  if (!values.empty()) {
+    SL_CUDA_CHECK(cudaMemcpy(t.data(), values.data(), sizeof(T) * values.size(),
+                             cudaMemcpyHostToDevice));
+  }
+  return t;
+}
+
+// `count` doubles (zero) from `arena`.
+Tensor DoubleBuffer(int64_t count, Arena* arena) {
+  return arena->Allocate(DType::kU32, {2 * std::max<int64_t>(count, 1)});
+}
+
+template <typename T>
+T* As(const Tensor& t) {
+  return static_cast<T*>(t.data());
+}
+
+void CheckCudaF32(const Tensor& t, const std::string& what) {
+  SL_CHECK_MSG(t.device() == Device::kCuda && t.dtype() == DType::kF32,
+               absl::StrCat(what, " must be an fp32 CUDA tensor"));
+}
+
+// Block sum of `acc` into partials[blockIdx.x] (deterministic: a fixed tree).
+__device__ void WriteBlockPartial(double acc, double* partials) {
+  __shared__ double shared[32];
+  acc = cuda::BlockSum(acc, shared);
+  if (threadIdx.x == 0) partials[blockIdx.x] = acc;
+}
+
+// out[r] = sum of partials[begin[r], begin[r + 1]) in a fixed order; one block per range.
+__global__ void ReduceRangesKernel(const double* partials, const int32_t* begin, double* out) {
+  __shared__ double shared[32];
+  const int r = blockIdx.x;
+  double acc = 0;
+  for (int i = begin[r] + threadIdx.x; i < begin[r + 1]; i += blockDim.x) acc += partials[i];
+  acc = cuda::BlockSum(acc, shared);
+  if (threadIdx.x == 0) out[r] = acc;
+}
+
+__global__ void GradSumSquaresKernel(const GradRef* tensors, const ChunkRef* chunks,
+                                     double* partials) {
+  const ChunkRef c = chunks[blockIdx.x];
+  const GradRef t = tensors[c.tensor];
+  const int64_t begin = int64_t{c.chunk} * kChunkElements;
+  const int64_t end = min(begin + kChunkElements, t.numel);
+  double acc = 0;
+  for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
+    const double v = t.g[i];
+    acc += v * v;
+  }
+  WriteBlockPartial(acc, partials);
+}
+
+// One block: total = sum of partials[0, n) in order; factor as ClipGradNorm computes it.
+__global__ void TotalAndClipFactorKernel(const double* partials, int n, float max_norm,
+                                         double* total, float* factor) {
+  __shared__ double shared[32];
+  double acc = 0;
+  for (int i = threadIdx.x; i < n; i += blockDim.x) acc += partials[i];
+  acc = cuda::BlockSum(acc, shared);
+  if (threadIdx.x == 0) {
+    *total = acc;
+    const float norm = static_cast<float>(sqrt(acc));
+    const bool clip = max_norm > 0.0f && isfinite(norm) && norm > max_norm;
+    *factor = clip ? static_cast<float>(static_cast<double>(max_norm) / (norm + 1e-6)) : 1.0f;
+  }
+}
+
+template <bool kRecord>
+__global__ void AdamWChunkKernel(const AdamWRef* tensors, const ChunkRef* chunks, float beta1,
+                                 float beta2, float eps, float lr, float step_size,
+                                 float bc2_sqrt, const float* grad_scale, double* partials) {
+  const ChunkRef c = chunks[blockIdx.x];
+  const AdamWRef t = tensors[c.tensor];
+  const int64_t begin = int64_t{c.chunk} * kChunkElements;
+  const int64_t end = min(begin + kChunkElements, t.numel);
+  const bool scaled = grad_scale != nullptr;
+  const float scale = scaled ? *grad_scale : 1.0f;
+  const float decay = __fsub_rn(1.0f, __fmul_rn(lr, t.weight_decay));  // 1 - lr wd, as the CPU
+  double acc = 0;
+  for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
+    const float gi = scaled ? __fmul_rn(t.g[i], scale) : t.g[i];
+    const float m_new = beta1 * t.m[i] + (1.0f - beta1) * gi;
+    const float v_new = beta2 * t.v[i] + (1.0f - beta2) * gi * gi;
+    t.m[i] = m_new;
+    t.v[i] = v_new;
+    const float denom = sqrtf(v_new) / bc2_sqrt + eps;
+    const float old = t.p[i];
+    const float updated = old * decay - step_size * (m_new / denom);
+    t.p[i] = updated;
+    if (t.compute != nullptr) t.compute[i] = __float2bfloat16_rn(updated);
+    if (kRecord) {
+      const double d = static_cast<double>(updated) - old;
+      acc += d * d;
+    }
+  }
+  if (kRecord) WriteBlockPartial(acc, partials);
+}
+
+// Tile kernels: 256 threads as 8 rows of 32 lanes over a kTileDim x kTileDim tile.
+constexpr int kTileRowsPerPass = kBlock / kTileDim;
+static_assert(kBlock % kTileDim == 0, "tile rows");
+
+// Momentum and Nesterov look-ahead of one tile; u goes to x (the group's oriented [B, n, m]
+// batch; a tall matrix transposed through shared memory) and sum u^2 (fp32 u, as the CPU
+// norm) to partials[tile].
+__global__ void MuonMomentumTileKernel(const MuonRef* mats, const TileRef* tiles, bf16* x,
+                                       int64_t matrix_numel, float beta, bool nesterov,
+                                       const float* grad_scale, double* partials) {
+  __shared__ float tile_u[kTileDim][kTileDim + 1];
+  const TileRef tile = tiles[blockIdx.x];
+  const MuonRef mat = mats[tile.matrix];
+  bf16* out = x + tile.matrix * matrix_numel;
+  const int lane = threadIdx.x % kTileDim, row0 = threadIdx.x / kTileDim;
+  const int64_t r0 = int64_t{tile.tile_row} * kTileDim, c0 = int64_t{tile.tile_col} * kTileDim;
+  const bool scaled = grad_scale != nullptr;
+  const float scale = scaled ? *grad_scale : 1.0f;
+  double acc = 0;
+  for (int k = row0; k < kTileDim; k += kTileRowsPerPass) {
+    const int64_t r = r0 + k, c = c0 + lane;
+    if (r < mat.rows && c < mat.cols) {
+      const int64_t i = r * mat.cols + c;
+      const float g = scaled ? __fmul_rn(mat.g[i], scale) : mat.g[i];
+      const float m_new = beta * mat.m[i] + (1.0f - beta) * g;
+      mat.m[i] = m_new;
+      const float u = nesterov ? (1.0f - beta) * g + beta * m_new : m_new;
+      acc += static_cast<double>(u) * u;
+      if (mat.transposed) {
+        tile_u[k][lane] = u;
+      } else {
+        out[i] = __float2bfloat16_rn(u);
+      }
+    }
+  }
+  if (mat.transposed) {  // uniform per block: one matrix per tile
+    __syncthreads();
+    // Oriented [cols, rows]: element (c, r) = u(r, c); lanes walk r for coalesced stores.
+    for (int k = row0; k < kTileDim; k += kTileRowsPerPass) {
+      const int64_t c = c0 + k, r = r0 + lane;
+      if (r < mat.rows && c < mat.cols) {
+        out[c * mat.rows + r] = __float2bfloat16_rn(tile_u[lane][k]);
+      }
+    }
+  }
+  WriteBlockPartial(acc, partials);
+}
+
+// x[b] *= 1 / (sqrt(sums[b]) + eps) over a [B, matrix_numel] batch (Frobenius normalization).
+__global__ void InverseNormBatchKernel(bf16* x, int64_t matrix_numel, int64_t total,
+                                       const double* sums, float eps) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < total;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    const int64_t b = i / matrix_numel;
+    const float factor = static_cast<float>(1.0 / (sqrt(sums[b]) + eps));
+    x[i] = __float2bfloat16_rn(__bfloat162float(x[i]) * factor);
+  }
+}
+
+// p = p (1 - lr wd) - lr scale X over one tile (X read from the oriented batch, a tall
+// matrix's through shared memory), the bf16 compute copy, and sum (p_new - p_old)^2.
+template <bool kRecord>
+__global__ void MuonApplyTileKernel(const MuonRef* mats, const TileRef* tiles, const bf16* x,
+                                    int64_t matrix_numel, float lr, double* partials) {
+  __shared__ float tile_x[kTileDim][kTileDim + 1];
+  const TileRef tile = tiles[blockIdx.x];
+  const MuonRef mat = mats[tile.matrix];
+  const bf16* in = x + tile.matrix * matrix_numel;
+  const int lane = threadIdx.x % kTileDim, row0 = threadIdx.x / kTileDim;
+  const int64_t r0 = int64_t{tile.tile_row} * kTileDim, c0 = int64_t{tile.tile_col} * kTileDim;
+  if (mat.transposed) {
+    // tile_x[a][b] = X(r0 + b, c0 + a), read along oriented rows (stored columns).
+    for (int k = row0; k < kTileDim; k += kTileRowsPerPass) {
+      const int64_t c = c0 + k, r = r0 + lane;
+      if (r < mat.rows && c < mat.cols) tile_x[k][lane] = __bfloat162float(in[c * mat.rows + r]);
+    }
+    __syncthreads();
+  }
+  const float decay = __fsub_rn(1.0f, __fmul_rn(lr, mat.weight_decay));
+  const float step_size = __fmul_rn(lr, mat.scale);
+  double acc = 0;
+  for (int k = row0; k < kTileDim; k += kTileRowsPerPass) {
+    const int64_t r = r0 + k, c = c0 + lane;
+    if (r < mat.rows && c < mat.cols) {
+      const int64_t i = r * mat.cols + c;
+      const float xv = mat.transposed ? tile_x[lane][k] : __bfloat162float(in[i]);
+      const float old = mat.p[i];
+      const float updated = old * decay - step_size * xv;
+      mat.p[i] = updated;
+      if (mat.compute != nullptr) mat.compute[i] = __float2bfloat16_rn(updated);
+      if (kRecord) {
+        const double d = static_cast<double>(updated) - old;
+        acc += d * d;
+      }
+    }
+  }
+  if (kRecord) WriteBlockPartial(acc, partials);
+}
+
+}  // namespace
+
+void* SeparateCompute(const Parameter& param) {
+  if (param.compute.empty() || param.compute.data() == param.master.data()) return nullptr;
+  SL_CHECK_MSG(param.compute.dtype() == DType::kBF16 && param.compute.device() == Device::kCuda &&
+                   param.compute.numel() == param.master.numel(),
+               absl::StrCat(param.name, ": a separate compute copy must be bf16 on the GPU with ",
+                            param.master.numel(), " elements, got ", DTypeName(param.compute.dtype()),
+                            " ", param.compute.ShapeString()));
+  return param.compute.data();
+}
+
+MultiTensorGradNorm::MultiTensorGradNorm(const std::vector<Parameter*>& params, Arena* arena) {
+  SL_CHECK(arena != nullptr && arena->device() == Device::kCuda);
+  SL_CHECK_MSG(!params.empty(), "MultiTensorGradNorm: no parameters");
+  std::vector<GradRef> refs;
+  std::vector<int64_t> numels;
+  for (const Parameter* param : params) {
+    CheckCudaF32(param->grad, absl::StrCat(param->name, " grad"));
+    refs.push_back({param->grad.f32(), param->grad.numel()});
+    numels.push_back(param->grad.numel());
+  }
+  const ChunkTable table = BuildChunkTable(numels, kChunkElements);
+  num_chunks_ = static_cast<int>(table.chunks.size());
+  tensors_ = Upload(refs, arena);
+  chunks_ = Upload(table.chunks, arena);
+  partials_ = DoubleBuffer(num_chunks_, arena);
+  total_ = DoubleBuffer(1, arena);
+  factor_ = arena->Allocate(DType::kF32, {1});
+}
+
+float MultiTensorGradNorm::Compute(float max_norm) {
+  GradSumSquaresKernel<<<num_chunks_, kBlock>>>(As<GradRef>(tensors_), As<ChunkRef>(chunks_),
+                                                As<double>(partials_));
+  SL_CUDA_LAUNCH_CHECK();
+  TotalAndClipFactorKernel<<<1, kBlock>>>(As<double>(partials_), num_chunks_, max_norm,
+                                          As<double>(total_), As<float>(factor_));
+  SL_CUDA_LAUNCH_CHECK();
+  double total = 0;
+  SL_CUDA_CHECK(cudaMemcpy(&total, total_.data(), sizeof(total), cudaMemcpyDeviceToHost));
+  return static_cast<float>(std::sqrt(total));
+}
+
+MultiTensorAdamW::MultiTensorAdamW(const std::vector<Parameter*>& params,
+                                   const std::vector<Tensor>& m, const std::vector<Tensor>& v,
+                                   const std::vector<float>& weight_decays, Arena* arena)
+    : num_tensors_(static_cast<int>(params.size())) {
+  SL_CHECK(arena != nullptr && arena->device() == Device::kCuda);
+  SL_CHECK(m.size() == params.size() && v.size() == params.size() &&
+           weight_decays.size() == params.size());
+  std::vector<AdamWRef> refs;
+  std::vector<int64_t> numels;
+  for (size_t i = 0; i < params.size(); ++i) {
+    const Parameter& param = *params[i];
+    for (const Tensor* t : {&param.master, &param.grad, &m[i], &v[i]}) {
+      CheckCudaF32(*t, absl::StrCat("AdamW operand of ", param.name));
+      SL_CHECK(t->numel() == param.master.numel());
+    }
+    refs.push_back({param.master.f32(), param.grad.f32(), m[i].f32(), v[i].f32(),
+                    static_cast<bf16*>(SeparateCompute(param)), param.master.numel(),
+                    weight_decays[i]});
+    numels.push_back(param.master.numel());
+  }
+  if (params.empty()) {
+    num_chunks_ = 0;
+    return;
+  }
+  const ChunkTable table = BuildChunkTable(numels, kChunkElements);
+  num_chunks_ = static_cast<int>(table.chunks.size());
+  tensors_ = Upload(refs, arena);
+  chunks_ = Upload(table.chunks, arena);
+  chunk_begin_ = Upload(table.chunk_begin, arena);
+  partials_ = DoubleBuffer(num_chunks_, arena);
+  sums_ = DoubleBuffer(num_tensors_, arena);
+}
+
+void MultiTensorAdamW::Step(float beta1, float beta2, float eps, float lr, float step_size,
+                            float bias_correction2_sqrt, const float* grad_scale, bool record) {
+  if (num_chunks_ == 0) return;
+  if (record) {
+    AdamWChunkKernel<true><<<num_chunks_, kBlock>>>(
+        As<AdamWRef>(tensors_), As<ChunkRef>(chunks_), beta1, beta2, eps, lr, step_size,
+        bias_correction2_sqrt, grad_scale, As<double>(partials_));
+    SL_CUDA_LAUNCH_CHECK();
+    ReduceRangesKernel<<<num_tensors_, kBlock>>>(As<double>(partials_),
+                                                 As<int32_t>(chunk_begin_), As<double>(sums_));
+  } else {
+    AdamWChunkKernel<false><<<num_chunks_, kBlock>>>(
+        As<AdamWRef>(tensors_), As<ChunkRef>(chunks_), beta1, beta2, eps, lr, step_size,
+        bias_correction2_sqrt, grad_scale, nullptr);
+  }
+  SL_CUDA_LAUNCH_CHECK();
+}
+
+void MultiTensorAdamW::CopyUpdateSumSquares(std::vector<double>* out) const {
+  SL_CHECK(out != nullptr && out->size() == static_cast<size_t>(num_tensors_));
+  if (num_tensors_ == 0) return;
+  SL_CUDA_CHECK(cudaMemcpy(out->data(), sums_.data(), sizeof(double) * num_tensors_,
+                           cudaMemcpyDeviceToHost));
+}
+
+// The device tables of one shape group.
+struct MultiTensorMuon::Group {
+  Tensor mats, tiles, tile_begin;
+  int num_tiles = 0;
+};
+
+MultiTensorMuon::MultiTensorMuon(const std::vector<Parameter*>& params,
+                                 const std::vector<Tensor>& m,
+                                 const std::vector<float>& weight_decays,
+                                 const std::vector<float>& scales, float beta, bool nesterov,
+                                 int ns_steps, Arena* arena)
+    : beta_(beta), nesterov_(nesterov), ns_steps_(ns_steps) {
+  SL_CHECK(arena != nullptr && arena->device() == Device::kCuda);
+  SL_CHECK(m.size() == params.size() && weight_decays.size() == params.size() &&
+           scales.size() == params.size());
+  for (const Parameter* param : params) {
+    SL_CHECK_MSG(param->master.rank() == 2, absl::StrCat(param->name, ": Muon takes matrices"));
+    shapes_.push_back({param->master.dim(0), param->master.dim(1)});
+  }
+  groups_ = GroupByWideShape(shapes_);
+  int64_t max_x = 1, max_gram = 1, max_tiles = 1, max_batch = 1;
+  for (const MuonShapeGroup& group : groups_) {
+    const int64_t batch = static_cast<int64_t>(group.members.size());
+    std::vector<MuonRef> refs;
+    std::vector<std::pair<int64_t, int64_t>> group_shapes;
+    for (size_t j = 0; j < group.members.size(); ++j) {
+      const int k = group.members[j];
+      const Parameter& param = *params[k];
+      for (const Tensor* t : {&param.master, &param.grad, &m[k]}) {
+        CheckCudaF32(*t, absl::StrCat("Muon operand of ", param.name));
+        SL_CHECK(t->numel() == param.master.numel());
+      }
+      const auto [rows, cols] = shapes_[k];
+      SL_CHECK_MSG(rows <= INT32_MAX && cols <= INT32_MAX,
+                   absl::StrCat(param.name, " is too large for int32 tile indices"));
+      refs.push_back({param.grad.f32(), m[k].f32(), param.master.f32(),
+                      static_cast<bf16*>(SeparateCompute(param)), static_cast<int32_t>(rows),
+                      static_cast<int32_t>(cols), group.transposed[j] ? 1 : 0,
+                      weight_decays[k], scales[k]});
+      group_shapes.push_back(shapes_[k]);
+    }
+    const TileTable table = BuildTileTable(group_shapes);
+    Group tables;
+    tables.mats = Upload(refs, arena);
+    tables.tiles = Upload(table.tiles, arena);
+    tables.tile_begin = Upload(table.tile_begin, arena);
+    tables.num_tiles = static_cast<int>(table.tiles.size());
+    group_tables_.push_back(std::move(tables));
+    max_x = std::max(max_x, batch * group.n * group.m);
+    max_gram = std::max(max_gram, batch * group.n * group.n);
+    max_tiles = std::max<int64_t>(max_tiles, table.tiles.size());
+    max_batch = std::max(max_batch, batch);
+  }
+  x_ = arena->Allocate(DType::kBF16, {max_x});
+  newton_schulz_ = std::make_unique<BatchedNewtonSchulzGpu>(max_x, max_gram, arena);
+  partials_ = DoubleBuffer(max_tiles, arena);
+  norm_sums_ = DoubleBuffer(max_batch, arena);
+  update_sums_ = DoubleBuffer(max_batch, arena);
+  host_bits_.resize(max_x);
+  host_x_.resize(max_x);
+  host_matrix_.resize(max_x);  // any member matrix, stored layout
+  host_sums_.resize(max_batch);
+}
+
+MultiTensorMuon::~MultiTensorMuon() = default;
+
+void MultiTensorMuon::Step(float lr, const float* grad_scale, const MatrixStats* stats) {
+  const bool record = stats != nullptr;
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    const MuonShapeGroup& group = groups_[g];
+    const Group& tables = group_tables_[g];
+    const int64_t batch = static_cast<int64_t>(group.members.size());
+    const int64_t matrix_numel = group.n * group.m;
+    const Tensor x(x_.data(), DType::kBF16, Device::kCuda, {batch, group.n, group.m});
+    // u = momentum look-ahead into x, oriented, with the Frobenius partials.
+    MuonMomentumTileKernel<<<tables.num_tiles, kBlock>>>(
+        As<MuonRef>(tables.mats), As<TileRef>(tables.tiles), As<bf16>(x), matrix_numel, beta_,
+        nesterov_, grad_scale, As<double>(partials_));
+    SL_CUDA_LAUNCH_CHECK();
+    ReduceRangesKernel<<<static_cast<unsigned>(batch), kBlock>>>(
+        As<double>(partials_), As<int32_t>(tables.tile_begin), As<double>(norm_sums_));
+    SL_CUDA_LAUNCH_CHECK();
+    InverseNormBatchKernel<<<cuda::GridFor(x.numel()), kBlock>>>(
+        As<bf16>(x), matrix_numel, x.numel(), As<double>(norm_sums_), kNewtonSchulzEps);
+    SL_CUDA_LAUNCH_CHECK();
+    const Tensor result = newton_schulz_->Iterate(x, ns_steps_);
+    if (record) {
+      MuonApplyTileKernel<true><<<tables.num_tiles, kBlock>>>(
+          As<MuonRef>(tables.mats), As<TileRef>(tables.tiles), As<bf16>(result), matrix_numel,
+          lr, As<double>(partials_));
+      SL_CUDA_LAUNCH_CHECK();
+      ReduceRangesKernel<<<static_cast<unsigned>(batch), kBlock>>>(
+          As<double>(partials_), As<int32_t>(tables.tile_begin), As<double>(update_sums_));
+    } else {
+      MuonApplyTileKernel<false><<<tables.num_tiles, kBlock>>>(
+          As<MuonRef>(tables.mats), As<TileRef>(tables.tiles), As<bf16>(result), matrix_numel,
+          lr, nullptr);
+    }
+    SL_CUDA_LAUNCH_CHECK();
+    if (!record) continue;
+    // Statistics steps only: the sums and X to the host (one copy each per group).
+    SL_CUDA_CHECK(cudaMemcpy(host_sums_.data(), update_sums_.data(), sizeof(double) * batch,
+                             cudaMemcpyDeviceToHost));
+    SL_CUDA_CHECK(cudaMemcpy(host_bits_.data(), result.data(), result.nbytes(),
+                             cudaMemcpyDeviceToHost));
+    for (int64_t i = 0; i < result.numel(); ++i) host_x_[i] = BF16ToFloat(BF16{host_bits_[i]});
+    for (int64_t j = 0; j < batch; ++j) {
+      const int k = group.members[j];
+      const auto [rows, cols] = shapes_[k];
+      const float* oriented = host_x_.data() + j * matrix_numel;
+      const float* stored = oriented;
+      if (group.transposed[j]) {  // oriented [cols, rows] back to [rows, cols]
+        for (int64_t r = 0; r < rows; ++r) {
+          for (int64_t c = 0; c < cols; ++c) host_matrix_[r * cols + c] = oriented[c * rows + r];
+        }
+        stored = host_matrix_.data();
+      }
+      (*stats)(k, host_sums_[j], stored);
+    }
+  }
+}
+
+}  // namespace cuda_optim
+}  // namespace sinklab
