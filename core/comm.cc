@@ -1,10 +1,12 @@
 // The single-process communicator and the helpers shared by every implementation.
 #include "core/comm.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
 
@@ -75,7 +77,25 @@ bool StartedByMpiLauncher() {
   return false;
 }
 
+int LocalRankFromEnvironment(const std::function<const char*(const char*)>& get_env) {
+  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"}) {
+    const char* value = get_env(name);
+    if (value == nullptr) continue;
+    int local_rank = -1;
+    return absl::SimpleAtoi(value, &local_rank) && local_rank >= 0 ? local_rank : -1;
+  }
+  return -1;
+}
+
+int GpuForLocalRank(int local_rank, int device_count) {
+  SL_CHECK_MSG(local_rank >= 0 && device_count >= 1,
+               absl::StrCat("local_rank=", local_rank, " device_count=", device_count));
+  return local_rank % device_count;
+}
+
 #if !SINKLAB_WITH_MPI
+int LocalRank() { return std::max(0, LocalRankFromEnvironment(std::getenv)); }
+
 absl::StatusOr<std::unique_ptr<Communicator>> InitWorldCommunicator(int* argc, char*** argv) {
   if (StartedByMpiLauncher()) {
     return absl::FailedPreconditionError(

@@ -1,6 +1,6 @@
 // Communicator: the collectives data-parallel training and sweeps need, behind one interface
 // with a single-process implementation (world 1, no MPI; comm.cc), an MPI one for the CPU
-// (comm_mpi.cc) and, later, an NCCL one for GPUs (DESIGN.md section 8).
+// (comm_mpi.cc) and an NCCL one for device buffers on GPUs (comm_nccl.h; DESIGN.md section 8).
 //
 // Rules every implementation keeps:
 // - Collectives block until every rank of the communicator has called them; all ranks must
@@ -14,11 +14,13 @@
 //   `count` elements uses shard = ShardSize(count, world_size) and pads the buffer to
 //   world_size * shard elements: padding elements it sends are zero (they still get summed),
 //   and what it receives there is ignored.
-// - Errors inside the transport are fatal (MPI aborts the job); there is no Status to check.
+// - Errors inside the transport are fatal (MPI aborts the job, NCCL aborts itself and then
+//   the job); there is no Status to check.
 #ifndef SINKLAB_CORE_COMM_H_
 #define SINKLAB_CORE_COMM_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -73,6 +75,21 @@ std::unique_ptr<Communicator> MakeSingleProcessCommunicator();
 // True when this process was started by an MPI launcher (mpirun / mpiexec / srun with PMIx:
 // it sees OMPI_COMM_WORLD_SIZE, PMIX_RANK or PMI_SIZE in its environment).
 bool StartedByMpiLauncher();
+
+// This process's rank among the job's processes on its host, which picks its GPU
+// (GpuForLocalRank): the launcher's value (LocalRankFromEnvironment), else, under MPI, its
+// rank in MPI_Comm_split_type(MPI_COMM_TYPE_SHARED) as InitWorldCommunicator found it, else 0.
+int LocalRank();
+
+// The local rank an MPI launcher put in the environment (`get_env` answers as getenv): the
+// first of OMPI_COMM_WORLD_LOCAL_RANK (Open MPI), MPI_LOCALRANKID (MPICH's Hydra) and
+// SLURM_LOCALID (srun) that is set; -1 when none is set or the first set one is not an
+// integer >= 0.
+int LocalRankFromEnvironment(const std::function<const char*(const char*)>& get_env);
+
+// The GPU a process of local rank `local_rank` uses when its host shows `device_count` >= 1
+// GPUs: local_rank % device_count (one process per GPU when the counts match).
+int GpuForLocalRank(int local_rank, int device_count);
 
 // The communicator of every process of the job, created once, first thing in main:
 //  - started by an MPI launcher: MPI_Init_thread (MPI_THREAD_FUNNELED: only the main thread

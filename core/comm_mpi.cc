@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <climits>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 
@@ -25,6 +26,8 @@ constexpr int64_t kMaxChunk = int64_t{1} << 30;
 // World rank and size, for the prefix of fatal messages from any communicator.
 int g_world_rank = 0;
 int g_world_size = 1;
+// Rank among the processes of this host (MPI_COMM_TYPE_SHARED), found at initialization.
+int g_shared_local_rank = 0;
 // The SIGABRT line, built before any failure (a signal handler must not allocate).
 char g_abort_line[160];
 size_t g_abort_line_size = 0;
@@ -155,6 +158,11 @@ void InstallFatalErrorHooks() {
 
 }  // namespace
 
+int LocalRank() {
+  const int from_launcher = LocalRankFromEnvironment(std::getenv);
+  return from_launcher >= 0 ? from_launcher : g_shared_local_rank;
+}
+
 absl::StatusOr<std::unique_ptr<Communicator>> InitWorldCommunicator(int* argc, char*** argv) {
   if (!StartedByMpiLauncher()) return MakeSingleProcessCommunicator();
   int provided = 0;
@@ -167,6 +175,10 @@ absl::StatusOr<std::unique_ptr<Communicator>> InitWorldCommunicator(int* argc, c
   auto world = std::make_unique<MpiCommunicator>(MPI_COMM_WORLD);
   g_world_rank = world->rank();
   g_world_size = world->world_size();
+  MPI_Comm host = MPI_COMM_NULL;  // this host's processes, for LocalRank
+  MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, g_world_rank, MPI_INFO_NULL, &host);
+  MPI_Comm_rank(host, &g_shared_local_rank);
+  MPI_Comm_free(&host);
   if (g_world_size > 1) InstallFatalErrorHooks();
   return world;
 }

@@ -20,6 +20,7 @@
 #include "data/vocab_check.h"
 #include "launch/backend_factory.h"
 #include "launch/batch_io.h"
+#include "launch/distributed.h"
 #include "launch/evaluate.h"
 #include "launch/export.h"
 #include "launch/model_io.h"
@@ -89,6 +90,9 @@ absl::Status RunTrain(const TrainCommand& command) {
   options.resume_dir = command.resume;
   options.stop_at_step = command.stop_at_step;
   SL_ASSIGN_OR_RETURN(options.device, PickDevice(command.device));
+  if (command.comm != nullptr) {
+    SL_RETURN_IF_ERROR(UseGpuOfLocalRank(options.device, *command.comm).status());
+  }
   options.print_progress = !command.quiet;
   options.comm = command.comm;
   SL_ASSIGN_OR_RETURN(const TrainResult result, Train(*config, options));
@@ -114,6 +118,7 @@ absl::Status RunSweep(const SweepCommand& command) {
   }
   TrainOptions options;
   SL_ASSIGN_OR_RETURN(options.device, PickDevice(command.device));
+  SL_RETURN_IF_ERROR(UseGpuOfLocalRank(options.device, *world).status());
   options.print_progress = !command.quiet;
   LogInfo(absl::StrFormat("sweep %s: %d runs, %d rank(s) per run", file.path, runs.size(),
                           command.ranks_per_run));

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -12,7 +14,24 @@
 #include "optim/clip.h"
 #include "optim/matrix_ops.h"
 
+#if SINKLAB_WITH_NCCL
+#include <cuda_runtime.h>
+
+#include "core/comm_nccl.h"
+#include "core/cuda_check.h"
+#endif
+
 namespace sinklab {
+namespace {
+
+// Test hook: SINKLAB_FORCE_NCCL=1 takes the GPU data-parallel path (NCCL all-reduce of the
+// gradient buckets) on one rank too, so a one-GPU machine tests it.
+bool NcclForcedForTests() {
+  const char* value = std::getenv("SINKLAB_FORCE_NCCL");
+  return value != nullptr && std::string(value) == "1";
+}
+
+}  // namespace
 
 struct DistributedOptimizer::FullState {
   std::unique_ptr<OptimizerSet> set;
@@ -28,18 +47,21 @@ absl::StatusOr<std::unique_ptr<DistributedOptimizer>> DistributedOptimizer::Crea
   opt->comm_ = comm;
   opt->optim_ = config.optim();
   opt->params_ = params;
+  const bool on_gpu = std::any_of(params.begin(), params.end(), [](const Parameter* param) {
+    return param->master.device() != Device::kCpu;
+  });
+  if (on_gpu && config.distributed().zero1()) {
+    return absl::FailedPreconditionError(
+        "distributed.zero1 (ZeRO-1) runs on the CPU only so far (--device cpu); on GPUs set "
+        "distributed { zero1: false } (AdamW state is then replicated on every rank)");
+  }
+  if (on_gpu && (comm->world_size() > 1 || NcclForcedForTests())) {
+    SL_RETURN_IF_ERROR(opt->InitGpuDataParallel(config, arena));
+    return opt;
+  }
   if (comm->world_size() == 1 && !config.distributed().zero1()) {
     SL_ASSIGN_OR_RETURN(opt->set_, OptimizerSet::Create(config.optim(), params, arena));
     return opt;
-  }
-  for (const Parameter* param : params) {
-    if (param->master.device() != Device::kCpu) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "data-parallel training (", comm->world_size(), " ranks",
-          config.distributed().zero1() ? ", distributed.zero1" : "",
-          ") runs on the CPU only so far (--device cpu); ", param->name, " is on ",
-          DeviceName(param->master.device())));
-    }
   }
   SL_ASSIGN_OR_RETURN(opt->groups_, RouteParamGroups(params, config.optim()));
   opt->adamw_lr_ = config.optim().lr();
@@ -81,6 +103,72 @@ absl::StatusOr<std::unique_ptr<DistributedOptimizer>> DistributedOptimizer::Crea
   return opt;
 }
 
+absl::Status DistributedOptimizer::InitGpuDataParallel(const Config& config, Arena* arena) {
+#if SINKLAB_WITH_NCCL
+  if (arena->device() != Device::kCuda) {
+    return absl::FailedPreconditionError("GPU data parallel: the arena must be on the GPU");
+  }
+  SL_ASSIGN_OR_RETURN(set_, OptimizerSet::Create(config.optim(), params_, arena));
+  std::vector<int64_t> sizes;
+  for (auto it = params_.rbegin(); it != params_.rend(); ++it) {
+    const Tensor& grad = (*it)->grad;
+    SL_CHECK_MSG(grad.dtype() == DType::kF32 && grad.device() == Device::kCuda, (*it)->name);
+    gpu_grads_.push_back(grad);
+    sizes.push_back(grad.numel());
+  }
+  const int64_t bucket_elements = std::max<int64_t>(
+      1, static_cast<int64_t>(config.distributed().bucket_mb() * (1 << 20) / sizeof(float)));
+  gpu_buckets_ = PlanBuckets(sizes, bucket_elements);
+  int64_t largest = 1;
+  for (const Bucket& bucket : gpu_buckets_) largest = std::max(largest, bucket.size);
+  gpu_bucket_ = arena->Allocate(DType::kF32, {largest});
+  std::unique_ptr<NcclCommunicator> nccl = NcclCommunicator::Create(comm_);
+  nccl_ = nccl.get();
+  nccl_owned_ = std::move(nccl);
+  return absl::OkStatus();
+#else
+  return absl::FailedPreconditionError(absl::StrCat(
+      "data-parallel training on GPUs (", comm_->world_size(),
+      " ranks) needs NCCL, and this sinklab was built without it (-DSINKLAB_NCCL=OFF, or "
+      "nccl.h / libnccl not found when configuring); use --device cpu or one rank"));
+#endif
+}
+
+void DistributedOptimizer::AllReduceBucketsOnGpu() {
+#if SINKLAB_WITH_NCCL
+  // The backward passes ran on the backend's stream and the optimizer's kernels on the
+  // default stream; the NCCL stream is ordered with neither, so wait for both first. (To
+  // overlap with the backward pass, a gradient-ready hook would instead make the NCCL stream
+  // wait for an event recorded after a bucket's last gradient, then call ReduceGpuBucket.)
+  SL_CUDA_CHECK(cudaDeviceSynchronize());
+  for (size_t i = 0; i < gpu_buckets_.size(); ++i) ReduceGpuBucket(i);
+  nccl_->Wait();  // the host waits, so kernels enqueued after this see the sums
+#endif
+}
+
+void DistributedOptimizer::ReduceGpuBucket(size_t index) {
+#if SINKLAB_WITH_NCCL
+  // One bucket buffer: the copies and the all-reduces are ordered on the NCCL stream, so a
+  // bucket is unpacked before the next one is packed.
+  const Bucket& part = gpu_buckets_[index];
+  const cudaStream_t stream = nccl_->stream();
+  float* bucket = gpu_bucket_.f32();
+  for (const BucketSegment& segment : part.segments) {
+    SL_CUDA_CHECK(cudaMemcpyAsync(bucket + segment.bucket_offset,
+                                  gpu_grads_[segment.tensor].f32() + segment.tensor_offset,
+                                  segment.count * sizeof(float), cudaMemcpyDeviceToDevice,
+                                  stream));
+  }
+  nccl_->EnqueueAllReduceSum(bucket, part.size);
+  for (const BucketSegment& segment : part.segments) {
+    SL_CUDA_CHECK(cudaMemcpyAsync(gpu_grads_[segment.tensor].f32() + segment.tensor_offset,
+                                  bucket + segment.bucket_offset,
+                                  segment.count * sizeof(float), cudaMemcpyDeviceToDevice,
+                                  stream));
+  }
+#endif
+}
+
 void DistributedOptimizer::AllReduceBuckets() {
   const int64_t total = all_reduced_grads_.size();
   const int64_t bucket = bucket_.numel();
@@ -94,7 +182,10 @@ void DistributedOptimizer::AllReduceBuckets() {
 
 float DistributedOptimizer::ReduceAndClipGradients() {
   const float max_norm = optim_.grad_clip();
-  if (single_process()) return ClipGradNorm(params_, max_norm);
+  if (single_process()) {
+    if (nccl_ != nullptr) AllReduceBucketsOnGpu();
+    return set_->ClipGradients(max_norm);
+  }
   if (comm_->world_size() > 1) AllReduceBuckets();
   float norm = 0.0f;
   if (sharded_ == nullptr) {
@@ -190,7 +281,19 @@ std::map<std::string, double> DistributedOptimizer::LastUpdateStats() {
 }
 
 std::vector<std::string> DistributedOptimizer::Describe() const {
-  if (single_process()) return set_->Describe();
+  if (single_process()) {
+    std::vector<std::string> lines = set_->Describe();
+    if (nccl_ != nullptr) {
+      int64_t total = 0;
+      for (const Tensor& grad : gpu_grads_) total += grad.numel();
+      lines.push_back(absl::StrFormat(
+          "data parallel over %d GPU rank(s) with NCCL: gradients summed in %d bucket(s) of up "
+          "to %d values (%d in all) after the backward pass; every rank runs the whole "
+          "optimizer (replicated AdamW; Muon orthogonalizes every matrix on every rank)",
+          comm_->world_size(), gpu_buckets_.size(), gpu_bucket_.numel(), total));
+    }
+    return lines;
+  }
   std::vector<std::string> lines = DescribeParamGroups(groups_);
   const int world = comm_->world_size();
   lines.push_back(absl::StrFormat(
@@ -236,7 +339,10 @@ DistributedOptimizer::MakeFullState(Arena* arena) const {
 absl::Status DistributedOptimizer::SaveCheckpoint(const std::string& run_dir, int64_t step,
                                                   const Model& model, const Config& config) {
   const int keep = config.checkpoint().keep();
-  if (single_process()) return sinklab::SaveCheckpoint(run_dir, step, model, *set_, config, keep);
+  if (single_process()) {  // every rank holds the whole state; rank 0 writes it
+    if (comm_->rank() != 0) return absl::OkStatus();
+    return sinklab::SaveCheckpoint(run_dir, step, model, *set_, config, keep);
+  }
   const bool writer = comm_->rank() == 0;
   Arena arena(Device::kCpu);
   std::unique_ptr<FullState> full;
@@ -263,19 +369,17 @@ absl::Status DistributedOptimizer::SaveCheckpoint(const std::string& run_dir, in
 
 absl::StatusOr<int64_t> DistributedOptimizer::LoadLatestCheckpoint(const std::string& run_dir,
                                                                    Model* model) {
-  if (single_process()) return sinklab::LoadLatestCheckpoint(run_dir, model, set_.get());
+  if (single_process()) {
+    SL_ASSIGN_OR_RETURN(const int64_t step,
+                        sinklab::LoadLatestCheckpoint(run_dir, model, set_.get()));
+    SL_RETURN_IF_ERROR(CheckSameStepAsRank0(run_dir, step));
+    return step;
+  }
   Arena arena(Device::kCpu);
   SL_ASSIGN_OR_RETURN(const std::unique_ptr<FullState> full, MakeFullState(&arena));
   SL_ASSIGN_OR_RETURN(const int64_t step,
                       sinklab::LoadLatestCheckpoint(run_dir, model, full->set.get()));
-  int64_t rank0_step = step;
-  comm_->Broadcast(&rank0_step, sizeof(rank0_step), 0);
-  if (rank0_step != step) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "%s: rank %d loaded the checkpoint of step %d, rank 0 that of step %d (do all ranks "
-        "see the same run directory?)",
-        run_dir, comm_->rank(), step, rank0_step));
-  }
+  SL_RETURN_IF_ERROR(CheckSameStepAsRank0(run_dir, step));
   if (sharded_ != nullptr) sharded_->ScatterState(full->adamw_m, full->adamw_v);
   if (adamw_ != nullptr) {
     const std::vector<StateTensor> state = adamw_->StateTensors();
@@ -288,6 +392,18 @@ absl::StatusOr<int64_t> DistributedOptimizer::LoadLatestCheckpoint(const std::st
   if (muon_ != nullptr) muon_->ScatterMomentum(full->muon_m);
   set_step(full->set->step());
   return step;
+}
+
+absl::Status DistributedOptimizer::CheckSameStepAsRank0(const std::string& run_dir,
+                                                        int64_t step) {
+  if (comm_->world_size() == 1) return absl::OkStatus();
+  int64_t rank0_step = step;
+  comm_->Broadcast(&rank0_step, sizeof(rank0_step), 0);
+  if (rank0_step == step) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrFormat(
+      "%s: rank %d loaded the checkpoint of step %d, rank 0 that of step %d (do all ranks "
+      "see the same run directory?)",
+      run_dir, comm_->rank(), step, rank0_step));
 }
 
 void DistributedOptimizer::set_step(int64_t step) {

@@ -2,7 +2,7 @@
 // number of data-parallel ranks (DESIGN.md section 8): average the gradients across ranks,
 // clip them by the global norm, update, and leave every rank with the same parameters.
 //
-// One rank without ZeRO-1: exactly the single-process path (OptimizerSet, ClipGradNorm).
+// One rank without ZeRO-1: exactly the single-process path (OptimizerSet).
 // Otherwise, with the parameters routed as OptimizerSet routes them (optim/param_groups.h):
 //  - gradients: each rank's grads hold its share of the global-batch mean (Backward with
 //    loss scale 1 / (world x accumulation)), so a sum across ranks is the mean. They are
@@ -15,6 +15,12 @@
 //    as a sum over ranks of the squares each owns (its AdamW shard, its Muon matrices).
 //  - update: AdamW on every rank (replicated), or on each rank's shard under ZeRO-1; Muon
 //    matrices each by their owner rank, shared by all-gather (optim/distributed_muon.h).
+//  - on GPUs (CUDA parameters; not yet with ZeRO-1): gradients packed into a device bucket
+//    (PlanBuckets' layout, cudaMemcpyAsync per slice), summed by NCCL all-reduce
+//    (core/comm_nccl.h) and unpacked, bucket after bucket on the NCCL stream, after the last
+//    backward pass (no overlap yet); then every rank runs the single-process OptimizerSet
+//    (ClipGradients, AdamW, Muon: every rank orthogonalizes every matrix), so the ranks stay
+//    identical. SINKLAB_FORCE_NCCL=1 takes this path on one rank too (tests).
 //  - checkpoints hold the full state, as a single-process run writes it (launch/checkpoint.h,
 //    so a run can resume on another number of ranks): the shards and the Muon momenta are
 //    gathered to rank 0, which writes; on resume every rank reads the checkpoint and keeps
@@ -32,6 +38,7 @@
 #include "configs/sinklab.pb.h"
 #include "core/arena.h"
 #include "core/comm.h"
+#include "launch/distributed.h"
 #include "layers/model.h"
 #include "optim/adamw.h"
 #include "optim/distributed_muon.h"
@@ -41,6 +48,8 @@
 #include "optim/sharded_adamw.h"
 
 namespace sinklab {
+
+class NcclCommunicator;  // core/comm_nccl.h (built with SINKLAB_NCCL)
 
 class DistributedOptimizer {
  public:
@@ -53,7 +62,9 @@ class DistributedOptimizer {
 
   // Collective: gradients summed across ranks, then clipped to optim.grad_clip by the global
   // norm (torch.nn.utils.clip_grad_norm_'s rule, optim/clip.h). Returns the norm before
-  // clipping (the same on every rank); a non-finite norm leaves the gradients alone.
+  // clipping (the same on every rank); a non-finite norm leaves the gradients alone. On one
+  // GPU the clip factor is applied by the next Step as it reads the gradients
+  // (OptimizerSet::ClipGradients), so only Step may read them in between.
   float ReduceAndClipGradients();
 
   // Collective: one update; `schedule_factor` = LrMultiplier(...), `step` 1-based.
@@ -77,15 +88,30 @@ class DistributedOptimizer {
  private:
   DistributedOptimizer() = default;
 
+  // The OptimizerSet path: one rank without ZeRO-1, or GPUs (gradients summed by NCCL).
   bool single_process() const { return set_ != nullptr; }
+  absl::Status InitGpuDataParallel(const Config& config, Arena* arena);
+  // Every bucket, after the backward passes; then waits for the sums.
+  void AllReduceBucketsOnGpu();
+  // Enqueues bucket `index` on the NCCL stream: pack, all-reduce, unpack (no wait).
+  void ReduceGpuBucket(size_t index);
   // The temporary full-size optimizer that checkpoints read and write, and its state
   // tensors per parameter in this optimizer's order.
   struct FullState;
   absl::StatusOr<std::unique_ptr<FullState>> MakeFullState(Arena* arena) const;
   void AllReduceBuckets();
+  // InvalidArgument when rank 0 resumed another step (do the ranks see one run directory?).
+  absl::Status CheckSameStepAsRank0(const std::string& run_dir, int64_t step);
   void set_step(int64_t step);
 
-  std::unique_ptr<OptimizerSet> set_;  // one rank without ZeRO-1; null otherwise
+  std::unique_ptr<OptimizerSet> set_;  // one rank without ZeRO-1, or GPUs; null otherwise
+
+  // GPU data parallel (null / empty otherwise).
+  std::unique_ptr<Communicator> nccl_owned_;  // the NcclCommunicator over comm_
+  NcclCommunicator* nccl_ = nullptr;          // nccl_owned_, as what it is
+  std::vector<Tensor> gpu_grads_;     // the parameters' grads, reverse parameter order
+  std::vector<Bucket> gpu_buckets_;   // PlanBuckets over gpu_grads_
+  Tensor gpu_bucket_;                 // [largest bucket] fp32, on the GPU
 
   Communicator* comm_ = nullptr;
   OptimConfig optim_;

@@ -12,6 +12,11 @@
 #include "gtest/gtest.h"
 #include "tests/dist/mpi_env.h"
 
+// dist_tests need 2 ranks; the GPU tests (dist_cuda_tests) run on 1 or more.
+#ifndef SINKLAB_MPI_TEST_MIN_RANKS
+#define SINKLAB_MPI_TEST_MIN_RANKS 2
+#endif
+
 namespace sinklab {
 namespace {
 
@@ -58,8 +63,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", world.status().ToString().c_str());
     return 1;
   }
-  if ((*world)->world_size() < 2) {
-    std::fprintf(stderr, "the MPI tests need mpirun -np 2 (or more)\n");
+  if ((*world)->world_size() < SINKLAB_MPI_TEST_MIN_RANKS) {
+    std::fprintf(stderr, "these MPI tests need mpirun -np %d (or more)\n",
+                 SINKLAB_MPI_TEST_MIN_RANKS);
     return 1;
   }
   sinklab::g_world = world->get();
