@@ -80,14 +80,14 @@ StatsRunner::StatsRunner(const StatsConfig& stats, const Model& model, Backend* 
   host_inputs_.resize(batch_ * seq_len_);
   host_targets_.resize(batch_ * seq_len_);
   const int64_t positions = model_config_.prefix_tokens() + seq_len_;
-  const int64_t keys = (model_config_.attention().kv_bias() ? 1 : 0) + positions;
   const int64_t d_model = model_config_.d_model();
   // Exact medians need every |h^l| of the stats batch: samples x S x D floats per layer.
   abs_values_.assign(layers_, std::vector<float>(stats.batch_size() * positions * d_model));
   if (backend->device() != Device::kCpu || backend->activation_dtype() != DType::kF32) {
-    // The largest captured tensor: probs [B, H, S, K], or a [B, S, max(D, F)] activation.
-    const int64_t widest = std::max<int64_t>(d_model, model_config_.ffn_hidden());
-    const int64_t most = std::max(batch_ * heads_ * positions * keys, batch_ * positions * widest);
+    // The largest tensor copied to the host: row_stats [B, H, S, R], or a [B, S, <= D]
+    // activation (h, v, gates; linear inputs are reduced on the device).
+    const int64_t most = std::max(batch_ * heads_ * positions * kAttentionRowStatFields,
+                                  batch_ * positions * d_model);
     staging_f32_.resize(most);
     staging_bf16_.resize(most);
   }
@@ -119,12 +119,14 @@ void StatsRunner::AddBatch(const ModelCapture& capture, int64_t rows, int64_t sa
                absl::StrCat("capture has ", capture.layers.size(), " layers, expected ", layers_));
   for (int64_t l = 0; l < layers_; ++l) {
     const LayerCapture& layer = capture.layers[l];
-    // Attention: per-(sample, head) values, summed over samples.
-    const Tensor probs = HostF32(layer.attention.probs.Slice0(0, rows));
-    SL_CHECK_MSG(probs.dim(1) == heads_ && probs.dim(2) == positions &&
-                     probs.dim(3) == capture.bias_keys + positions,
-                 absl::StrCat("layer ", l, " probs ", probs.ShapeString()));
-    const std::vector<double> window_alpha = KeyMass(probs, layout, stats_.window(), 0);
+    // Attention: per-(sample, head) values from the row statistics, summed over samples.
+    const Tensor row_stats = HostF32(layer.attention.row_stats.Slice0(0, rows));
+    SL_CHECK_MSG(row_stats.rank() == 4 && row_stats.dim(1) == heads_ &&
+                     row_stats.dim(2) == positions &&
+                     row_stats.dim(3) == kAttentionRowStatFields,
+                 absl::StrCat("layer ", l, " row_stats ", row_stats.ShapeString()));
+    const std::vector<double> window_alpha =
+        FirstKeyMassFromRowStats(row_stats, layout, stats_.window());
     for (size_t e = 0; e < eps_.size(); ++e) {
       std::vector<double> indicator(window_alpha.size());
       for (size_t i = 0; i < window_alpha.size(); ++i) {
@@ -132,12 +134,16 @@ void StatsRunner::AddBatch(const ModelCapture& capture, int64_t rows, int64_t sa
       }
       AddOverSamples(indicator, sums.sink_count[e][l]);
     }
-    AddOverSamples(FirstTokenMass(probs, layout), sums.first_token[l]);
-    AddOverSamples(AttentionEntropy(probs, layout), sums.entropy[l]);
-    if (layout.prefix_tokens > 0) AddOverSamples(PrefixMass(probs, layout), sums.prefix[l]);
-    if (layout.bias_keys > 0) AddOverSamples(BiasKeyMass(probs, layout), sums.bias[l]);
+    AddOverSamples(FirstTokenMassFromRowStats(row_stats, layout), sums.first_token[l]);
+    AddOverSamples(AttentionEntropyFromRowStats(row_stats, layout), sums.entropy[l]);
+    if (layout.prefix_tokens > 0) {
+      AddOverSamples(PrefixMassFromRowStats(row_stats, layout), sums.prefix[l]);
+    }
+    if (layout.bias_keys > 0) {
+      AddOverSamples(BiasKeyMassFromRowStats(row_stats, layout), sums.bias[l]);
+    }
     if (HasVirtualMass(model_config_)) {
-      AddOverSamples(VirtualMass(probs, layout), sums.virtual_mass[l]);
+      AddOverSamples(VirtualMassFromRowStats(row_stats, layout), sums.virtual_mass[l]);
     }
     // Values per kv head (data tokens only).
     const Tensor v = HostF32(layer.attention.v.Slice0(0, rows));
@@ -153,7 +159,7 @@ void StatsRunner::AddBatch(const ModelCapture& capture, int64_t rows, int64_t sa
     MergeTopAbs(&report.top3[l], TopAbsActivations(h, 3, sample_offset), 3);
     float* abs_out = abs_values_[l].data() + sums.filled;
     for (int64_t i = 0; i < h.numel(); ++i) abs_out[i] = std::fabs(h.f32()[i]);
-    // Linear-layer inputs (a shared input is measured once).
+    // Linear-layer inputs, reduced where they live (a shared input is measured once).
     std::vector<std::pair<const void*, double>> measured;
     for (const NamedTensor& input : layer.linear_inputs) {
       double max_abs = -1;
@@ -161,14 +167,15 @@ void StatsRunner::AddBatch(const ModelCapture& capture, int64_t rows, int64_t sa
         if (data == input.tensor.data()) max_abs = value;
       }
       if (max_abs < 0) {
-        max_abs = MaxAbs(HostF32(FirstSamples(input.tensor, batch_, rows)));
+        max_abs = backend_->MaxAbsToHost(FirstSamples(input.tensor, batch_, rows));
         measured.emplace_back(input.tensor.data(), max_abs);
       }
       AddLinearInputMax(input.name, max_abs, report);
     }
   }
   AddLinearInputMax(capture.head_input.name,
-                    MaxAbs(HostF32(FirstSamples(capture.head_input.tensor, batch_, rows))), report);
+                    backend_->MaxAbsToHost(FirstSamples(capture.head_input.tensor, batch_, rows)),
+                    report);
   sums.filled += rows * positions * model_config_.d_model();
 }
 

@@ -12,8 +12,9 @@
 // position, prefix tokens included (a prefix sink token may carry the massive activation).
 // Exact medians keep |h^l| of the whole stats batch on the host: stats.batch_size x S x D
 // floats per layer (12 x 8 x 1024 x 768 x 4 bytes = 302 MB for llama_160m), allocated at
-// construction. Cost per Compute: the forward passes plus a few passes over the captured
-// probs [B, H, S, K] (one log per causal entry for the entropy).
+// construction. Cost per Compute: the forward passes (each also reducing the attention
+// weights to row statistics [B, H, S, R] on the backend, no [S, K] matrix on the GPU) plus
+// host passes over the small row statistics and the captured activations.
 #ifndef SINKLAB_LAUNCH_STATS_RUNNER_H_
 #define SINKLAB_LAUNCH_STATS_RUNNER_H_
 

@@ -20,6 +20,7 @@ Attention::Attention(Backend* backend, Arena* arena, const std::string& prefix,
       batch_(batch),
       seq_len_(seq_len),
       bias_keys_(config.attention().kv_bias() ? 1 : 0),
+      prefix_tokens_(config.prefix_tokens()),
       wq_(backend, arena, prefix + ".wq", dims_.d_model, dims_.n_heads * dims_.head_dim),
       wk_(backend, arena, prefix + ".wk", dims_.d_model, dims_.n_kv_heads * dims_.head_dim),
       wv_(backend, arena, prefix + ".wv", dims_.d_model, dims_.n_kv_heads * dims_.head_dim),
@@ -72,8 +73,13 @@ Attention::Attention(Backend* backend, Arena* arena, const std::string& prefix,
   v_all_ = kv_bias ? alloc(K, Hkv) : v_gated_;
   att_ = alloc(S, H);
   wo_in_ = output_gate ? alloc(S, H) : att_;
-  probs_ = arena->Allocate(DType::kF32, {B, H, S, K});
+  // probs only where the backward reads them (the CPU reference): a GPU backend recomputes
+  // the weights from lse, and statistics need only row_stats_.
+  if (backend->attention_backward_reads_probs()) {
+    probs_ = arena->Allocate(DType::kF32, {B, H, S, K});
+  }
   lse_ = arena->Allocate(DType::kF32, {B, H, S});
+  row_stats_ = arena->Allocate(DType::kF32, {B, H, S, int64_t{kAttentionRowStatFields}});
   // Gradients, aliased the same way.
   dq_ = alloc(S, H);
   dq_pre_ = alloc(S, H);  // RoPE backward must not run in place
@@ -89,7 +95,7 @@ Attention::Attention(Backend* backend, Arena* arena, const std::string& prefix,
   d_att_ = output_gate ? alloc(S, H) : d_wo_in_;
   for (const Tensor* t : {&dq_, &dq_pre_, &dq_proj_, &dk_all_, &dk_, &dk_pre_, &dk_proj_,
                           &dv_all_, &dv_gated_, &dv_, &d_wo_in_, &d_att_}) {
-    bool seen = false;
+    bool seen = t->data() == d_wo_in_.data();  // wo's backward overwrites it
     for (const Tensor& z : zeroed_grads_) seen |= z.data() == t->data();
     if (!seen) zeroed_grads_.push_back(*t);
   }
@@ -136,9 +142,11 @@ void Attention::Forward(const Tensor& out, const Tensor& inp) {
     backend_->PrependRows(k_all_, kv_bias_k_.compute, k_);
     backend_->PrependRows(v_all_, kv_bias_v_.compute, v_gated_);
   }
-  const bool write_probs = capture_probs_ || backend_->attention_backward_reads_probs();
-  backend_->AttentionForward(att_, write_probs ? probs_ : Tensor(), lse_, q_, k_all_, v_all_,
-                             sink_logit_.compute, spec_);
+  backend_->AttentionForward(att_, probs_, lse_, q_, k_all_, v_all_, sink_logit_.compute, spec_);
+  if (capture_statistics_) {
+    backend_->AttentionRowStats(row_stats_, probs_, q_, k_all_, lse_, sink_logit_.compute, spec_,
+                                prefix_tokens_);
+  }
   if (gate_position_ == GateConfig::SDPA_OUTPUT) gate_->Forward(wo_in_, att_, inp);  // G1
   wo_.Forward(out, wo_in_);
 }
@@ -146,24 +154,33 @@ void Attention::Forward(const Tensor& out, const Tensor& inp) {
 void Attention::Backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp) {
   const int64_t dh = dims_.head_dim;
   for (const Tensor& t : zeroed_grads_) backend_->Fill(t, 0.0f);
-  wo_.Backward(d_wo_in_, dout, wo_in_);
-  if (gate_position_ == GateConfig::SDPA_OUTPUT) gate_->Backward(d_att_, dinp, d_wo_in_, att_, inp);
+  // dinp's first writer (the G1 or G2 gate's projection, else wq) overwrites it.
+  GradWrite dinp_write = GradWrite::kAssign;
+  const auto next_dinp_write = [&dinp_write] {
+    return std::exchange(dinp_write, GradWrite::kAccumulate);
+  };
+  wo_.Backward(d_wo_in_, dout, wo_in_, GradWrite::kAssign);
+  if (gate_position_ == GateConfig::SDPA_OUTPUT) {
+    gate_->Backward(d_att_, dinp, d_wo_in_, att_, inp, next_dinp_write());
+  }
   backend_->AttentionBackward(dq_, dk_all_, dv_all_, sink_logit_.grad, d_att_, q_, k_all_, v_all_,
                               sink_logit_.compute, att_, probs_, lse_, spec_);
   if (bias_keys_ > 0) {
     backend_->PrependRowsBackward(kv_bias_k_.grad, dk_, dk_all_);
     backend_->PrependRowsBackward(kv_bias_v_.grad, dv_gated_, dv_all_);
   }
-  if (gate_position_ == GateConfig::VALUE) gate_->Backward(dv_, dinp, dv_gated_, v_, inp);
+  if (gate_position_ == GateConfig::VALUE) {
+    gate_->Backward(dv_, dinp, dv_gated_, v_, inp, next_dinp_write());
+  }
   rope_->Backward(dq_pre_, dq_);
   rope_->Backward(dk_pre_, dk_);
   if (q_norm_) {
     q_norm_->Backward(RowsOf(dq_proj_, dh), RowsOf(dq_pre_, dh), RowsOf(q_proj_, dh));
     k_norm_->Backward(RowsOf(dk_proj_, dh), RowsOf(dk_pre_, dh), RowsOf(k_proj_, dh));
   }
-  wq_.Backward(dinp, dq_proj_, inp);
-  wk_.Backward(dinp, dk_proj_, inp);
-  wv_.Backward(dinp, dv_, inp);
+  wq_.Backward(dinp, dq_proj_, inp, next_dinp_write());
+  wk_.Backward(dinp, dk_proj_, inp, GradWrite::kAccumulate);
+  wv_.Backward(dinp, dv_, inp, GradWrite::kAccumulate);
 }
 
 }  // namespace sinklab

@@ -37,9 +37,10 @@ class Attention {
 
   // out [B, S, D] = attention of inp [B, S, D] (both owned by the caller). Caches q, k
   // (normed, rotated), v, the keys/values with the bias pair, the gate values, the kernel
-  // output, probs [B, H, S, K] and lse [B, H, S].
+  // output, lse [B, H, S], probs [B, H, S, K] where the backend's backward reads them, and
+  // while capturing, the row statistics [B, H, S, kAttentionRowStatFields].
   void Forward(const Tensor& out, const Tensor& inp);
-  // dinp [B, S, D] += ...; weight grads += ...; inp is the Forward input.
+  // dinp [B, S, D] = ... (overwritten); weight grads += ...; inp is the Forward input.
   void Backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp);
 
   // wq, wk, wv, wo, then the variants' parameters (checkpoint order, see the constructor).
@@ -50,11 +51,13 @@ class Attention {
   // 1 with kv_bias (key 0 of every row is the bias key), else 0.
   int64_t bias_keys() const { return bias_keys_; }
 
-  // Whether Forward writes probs (always on a backend whose backward reads them; else only
-  // while on, for statistics steps).
-  void set_capture_probs(bool capture) { capture_probs_ = capture; }
-  // The last Forward's weights [B, H, S, K] and row lse [B, H, S] (statistics); probs are
-  // stale unless the last Forward ran with probs captured.
+  // Whether Forward writes the row statistics (statistics steps).
+  void set_capture_statistics(bool capture) { capture_statistics_ = capture; }
+  // The last Forward's per-query-row attention statistics [B, H, S, kAttentionRowStatFields]
+  // (Backend::AttentionRowStats; stale unless that Forward captured), its weights
+  // [B, H, S, K] (empty on a backend whose backward does not read them: the GPU never
+  // materializes them) and row lse [B, H, S].
+  const Tensor& row_stats() const { return row_stats_; }
   const Tensor& probs() const { return probs_; }
   const Tensor& lse() const { return lse_; }
   // The last Forward's values of the S positions [B, S, Hkv, d_h] (before a value gate) and
@@ -71,7 +74,7 @@ class Attention {
   ModelDims dims_;
   AttentionSpec spec_;
   GateConfig::Position gate_position_;
-  int64_t batch_, seq_len_, bias_keys_;
+  int64_t batch_, seq_len_, bias_keys_, prefix_tokens_;
   Linear wq_, wk_, wv_, wo_;
   std::unique_ptr<RmsNorm> q_norm_, k_norm_;  // qk_norm: over d_h, rows [N*H] / [N*Hkv]
   Parameter sink_logit_;                      // [H] (SINK_LOGIT)
@@ -83,8 +86,9 @@ class Attention {
   Tensor v_, v_gated_;          // x Wv^T; after the value gate (G2)           [B, S, Hkv, d]
   Tensor k_all_, v_all_;        // [k'; k], [v'; v]: the kernel's k, v         [B, K, Hkv, d]
   Tensor att_, wo_in_;          // kernel output; after the output gate (G1)    [B, S, H, d]
-  Tensor probs_, lse_;          // [B, H, S, K], [B, H, S] f32
-  bool capture_probs_ = false;
+  Tensor probs_, lse_;          // [B, H, S, K] (or empty, see probs()), [B, H, S] f32
+  Tensor row_stats_;            // [B, H, S, kAttentionRowStatFields] f32
+  bool capture_statistics_ = false;
   // Backward scratch: the gradient of each cache above (aliased the same way).
   Tensor dq_proj_, dq_pre_, dq_;
   Tensor dk_proj_, dk_pre_, dk_, dk_all_;

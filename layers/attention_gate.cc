@@ -19,12 +19,12 @@ void AttentionGate::Forward(const Tensor& out, const Tensor& y, const Tensor& x)
 }
 
 void AttentionGate::Backward(const Tensor& dy, const Tensor& dx, const Tensor& dout,
-                             const Tensor& y, const Tensor& x) {
+                             const Tensor& y, const Tensor& x, GradWrite dx_write) {
   const int64_t rows = x.numel() / x.dim(-1);
   const Tensor d_logits = d_logits_.Slice0(0, rows);
   backend_->Fill(d_logits, 0.0f);
   backend_->SigmoidGateBackward(dy, d_logits, dout, y, gate_.Slice0(0, rows));
-  w_gate_.Backward(dx, d_logits, x);
+  w_gate_.Backward(dx, d_logits, x, dx_write);
 }
 
 }  // namespace sinklab

@@ -69,6 +69,19 @@ struct AttentionSpec {
   float clip_zeta = 1.0f;       // kClippedSoftmax: zeta >= 1
 };
 
+// The fields of one query row i of AttentionRowStats (weights p_ij of AttentionNormalizer).
+enum AttentionRowStat : int {
+  kRowDataTokenZero = 0,  // p_ij on data token 0 (key K - S + P; 0 for prefix rows)
+  kRowBiasKey,            // sum of p_ij over the K - S KV-bias keys (0 without)
+  kRowPrefixMass,         // sum of p_ij over the P prefix keys
+  kRowTotalMass,          // sum of p_ij over every key the row sees (1 - virtual mass)
+  kRowEntropy,            // -sum_j p_ij ln p_ij in nats, 0 ln 0 = 0
+  kAttentionRowStatFields,
+};
+
+// How a backward method writes an input gradient (see MatmulBackward).
+enum class GradWrite { kAssign, kAccumulate };
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -97,14 +110,20 @@ class Backend {
   virtual double SumToHost(const Tensor& x) = 0;
   // Number of entries >= 0 of an i32 tensor, returned to the host (synchronizes).
   virtual int64_t CountNonNegative(const Tensor& x) = 0;
+  // Largest |x_i| of an f32 or activation-dtype tensor (NaNs skipped; 0 when empty),
+  // returned to the host (synchronizes). Statistics reduce on the device with it.
+  virtual double MaxAbsToHost(const Tensor& x) = 0;
 
   // ---- Matmul (a linear layer without bias) --------------------------------------------
+  // How MatmulBackward writes dinp: kAssign overwrites it (its first writer in a backward
+  // pass: no zero fill, and a GPU GEMM with beta 0 never reads it), kAccumulate adds (an
+  // input read by several layers).
   // out [N, OC] = inp [N, C] @ weight[OC, C]^T.
   virtual void MatmulForward(const Tensor& out, const Tensor& inp, const Tensor& weight) = 0;
-  // dinp [N, C] += dout [N, OC] @ weight [OC, C];  dweight [OC, C] += dout^T @ inp.
-  // dinp may be empty (skipped).
+  // dinp [N, C] (= or +=, dinp_write) dout [N, OC] @ weight [OC, C];
+  // dweight [OC, C] += dout^T @ inp. dinp may be empty (skipped).
   virtual void MatmulBackward(const Tensor& dinp, const Tensor& dweight, const Tensor& dout,
-                              const Tensor& inp, const Tensor& weight) = 0;
+                              const Tensor& inp, const Tensor& weight, GradWrite dinp_write) = 0;
 
   // ---- Token embedding -----------------------------------------------------------------
   // out [N, D] = table [V, D][tokens [N] i32]. Token ids outside [0, V) are a CHECK failure.
@@ -158,6 +177,16 @@ class Backend {
                                  const Tensor& sink_logit, const Tensor& out,
                                  const Tensor& probs,
                                  const Tensor& lse, const AttentionSpec& spec) = 0;
+  // Per-query-row statistics of the last AttentionForward's weights (DESIGN.md section 6),
+  // without a [S, K] matrix: row_stats [B, H, S, kAttentionRowStatFields] f32, the fields of
+  // AttentionRowStat for every row (prefix rows included), sums over the row's causal keys.
+  // prefix_tokens P: keys K - S .. K - S + P - 1 are the prefix, key K - S + P data token 0.
+  // probs: the Forward's weights, read where attention_backward_reads_probs() (the CPU
+  // reference reduces them); other backends ignore it and recompute each weight from q, k
+  // and lse with their normalizer. q, k, lse, sink_logit, spec: as AttentionForward.
+  virtual void AttentionRowStats(const Tensor& row_stats, const Tensor& probs, const Tensor& q,
+                                 const Tensor& k, const Tensor& lse, const Tensor& sink_logit,
+                                 const AttentionSpec& spec, int64_t prefix_tokens) = 0;
 
   // ---- Rows prepended to every sequence (prefix sink tokens, KV bias) -------------------
   // out [B, P + S, ...] = (prefix [P, ...], inp [B, S, ...]) along dim 1, the same prefix
@@ -182,7 +211,7 @@ class Backend {
   // ---- SwiGLU (Shazeer 2020): out = silu(gate) * up, silu(x) = x / (1 + exp(-x)) -------
   // out, gate, up: [N, F].
   virtual void SwigluForward(const Tensor& out, const Tensor& gate, const Tensor& up) = 0;
-  // dgate, dup [N, F] += ; dout, gate, up [N, F].
+  // dgate, dup [N, F] = (overwritten; either may be empty: skipped); dout, gate, up [N, F].
   virtual void SwigluBackward(const Tensor& dgate, const Tensor& dup, const Tensor& dout,
                               const Tensor& gate, const Tensor& up) = 0;
 

@@ -16,7 +16,7 @@ Block::Block(Backend* backend, Arena* arena, int index, const ModelConfig& confi
                 batch * seq_len, config.norm_eps()),
       ffn_(backend, arena, absl::StrCat("layers.", index, ".ffn"), config.d_model(),
            config.ffn_hidden(), batch * seq_len) {
-  for (Tensor* t : {&attn_in_, &ffn_in_, &mid_, &branch_out_, &d_attn_in_, &d_ffn_in_, &d_mid_}) {
+  for (Tensor* t : {&attn_in_, &ffn_in_, &mid_, &branch_out_, &d_attn_in_, &d_ffn_in_}) {
     *t = arena->Allocate(backend->activation_dtype(), {batch, seq_len, config.d_model()});
   }
 }
@@ -43,16 +43,15 @@ void Block::Forward(const Tensor& out, const Tensor& inp) {
 }
 
 void Block::Backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp) {
-  // out = mid + FFN(norm(mid)): d_mid = dout + norm'(FFN'(dout)).
-  backend_->Copy(d_mid_, dout);
-  backend_->Fill(d_ffn_in_, 0.0f);
-  ffn_.Backward(d_ffn_in_, dout, ffn_in_);
-  ffn_norm_.Backward(d_mid_, d_ffn_in_, mid_);
-  // mid = inp + Attention(norm(inp)): dinp += d_mid + norm'(Attention'(d_mid)).
-  backend_->Fill(d_attn_in_, 0.0f);
-  attn_.Backward(d_attn_in_, d_mid_, attn_in_);
-  attn_norm_.Backward(dinp, d_attn_in_, inp);
-  backend_->AddInto(dinp, d_mid_);
+  // One residual gradient d, updated in place (each stage reads d before it is changed):
+  // out = mid + FFN(norm(mid)): d_mid = dout + norm'(FFN'(dout));
+  // mid = inp + Attention(norm(inp)): dinp = d_mid + norm'(Attention'(d_mid)).
+  if (dinp.data() != dout.data()) backend_->Copy(dinp, dout);
+  const Tensor& d = dinp;
+  ffn_.Backward(d_ffn_in_, d, ffn_in_);
+  ffn_norm_.Backward(d, d_ffn_in_, mid_);  // d += : now d_mid
+  attn_.Backward(d_attn_in_, d, attn_in_);
+  attn_norm_.Backward(d, d_attn_in_, inp);  // d += : now dinp
 }
 
 }  // namespace sinklab

@@ -25,7 +25,9 @@ class Block {
   // out [B, S, D] = Block(inp [B, S, D]) (caller-owned, distinct). Caches both normed
   // inputs and the mid residual h (plus what its layers cache).
   void Forward(const Tensor& out, const Tensor& inp);
-  // dinp [B, S, D] += ...; parameter grads += ...; inp is the Forward input.
+  // dinp [B, S, D] = dL/d inp from dout = dL/d out (overwritten; dinp may be dout itself:
+  // the block then runs in place, with no copy); parameter grads += ...; inp is the
+  // Forward input.
   void Backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp);
 
   // attn_norm, attn.wq, attn.wk, attn.wv, attn.wo (+ the attention variants' parameters,
@@ -50,7 +52,7 @@ class Block {
   Tensor attn_in_, ffn_in_;  // normed inputs of the two halves [B, S, D]
   Tensor mid_;               // h = x + attention [B, S, D]
   Tensor branch_out_;        // output of attention, then of the FFN (not needed by Backward)
-  Tensor d_attn_in_, d_ffn_in_, d_mid_;
+  Tensor d_attn_in_, d_ffn_in_;
 };
 
 }  // namespace sinklab

@@ -22,7 +22,12 @@ struct NamedTensor {
 };
 
 struct AttentionCapture {
-  Tensor probs;  // [B, H, S, K] f32 attention weights p_tk (0 for future keys)
+  // [B, H, S, kAttentionRowStatFields] f32 per-query-row statistics of the weights
+  // (Backend::AttentionRowStats, layers/backend.h AttentionRowStat); what StatsRunner reads.
+  Tensor row_stats;
+  // [B, H, S, K] f32 attention weights p_tk (0 for future keys), only on a backend whose
+  // attention backward reads them (the CPU reference); empty on the GPU.
+  Tensor probs;
   Tensor lse;    // [B, H, S] f32 log of each row's normalizer (variant-specific)
   Tensor v;      // [B, S, Hkv, d_h] values of the S positions (before any value gate)
   Tensor gate;   // [B, S, G] gate values sigmoid(X W_g); empty without a gate

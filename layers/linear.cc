@@ -16,8 +16,9 @@ void Linear::Forward(const Tensor& out, const Tensor& inp) {
   backend_->MatmulForward(out, inp, weight_.compute);
 }
 
-void Linear::Backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp) {
-  backend_->MatmulBackward(dinp, weight_.grad, dout, inp, weight_.compute);
+void Linear::Backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp,
+                      GradWrite dinp_write) {
+  backend_->MatmulBackward(dinp, weight_.grad, dout, inp, weight_.compute, dinp_write);
 }
 
 }  // namespace sinklab

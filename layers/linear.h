@@ -18,8 +18,10 @@ class Linear {
 
   // out [N, out_features] = inp [N, in_features] W^T. Caches nothing (Backward takes inp).
   void Forward(const Tensor& out, const Tensor& inp);
-  // dinp [N, in_features] += dout W (skipped when dinp is empty); W.grad += dout^T inp.
-  void Backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp);
+  // dinp [N, in_features] = or += dout W (dinp_write; skipped when dinp is empty);
+  // W.grad += dout^T inp.
+  void Backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp,
+                GradWrite dinp_write);
 
   Parameter* weight() { return &weight_; }
 

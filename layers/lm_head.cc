@@ -19,7 +19,8 @@ void LmHead::Forward(const Tensor& logits, const Tensor& inp) {
 }
 
 void LmHead::Backward(const Tensor& dinp, const Tensor& dlogits, const Tensor& inp) {
-  backend_->MatmulBackward(dinp, weight_->grad, dlogits, inp, weight_->compute);
+  backend_->MatmulBackward(dinp, weight_->grad, dlogits, inp, weight_->compute,
+                           GradWrite::kAssign);
 }
 
 }  // namespace sinklab

@@ -17,7 +17,7 @@ class LmHead {
 
   // logits [N, V] = inp [N, D] W^T. Caches nothing.
   void Forward(const Tensor& logits, const Tensor& inp);
-  // dinp [N, D] += dlogits W; W.grad += dlogits^T inp.
+  // dinp [N, D] = dlogits W (overwritten); W.grad += dlogits^T inp.
   void Backward(const Tensor& dinp, const Tensor& dlogits, const Tensor& inp);
 
   bool tied() const { return weight_ != &own_weight_; }

@@ -69,7 +69,7 @@ struct Model::Impl {
       blocks.push_back(std::make_unique<Block>(backend, arena, i, config, batch, S, &rope));
     }
     residual = arena->Allocate(act, {dims.n_layers + 1, batch, S, dims.d_model});
-    for (Tensor* t : {&final_in, &d_final_in, &d_residual_a, &d_residual_b}) {
+    for (Tensor* t : {&final_in, &d_final_in, &d_residual}) {
       *t = arena->Allocate(act, {batch, S, dims.d_model});
     }
     logits = arena->Allocate(act, {batch, S, dims.vocab});
@@ -97,7 +97,7 @@ struct Model::Impl {
   Tensor token_embed, d_token_embed;  // [B, T, D] token embeddings and gradient (P > 0)
   Tensor residual;                    // [L + 1, B, S, D]: embed output, then each block's
   Tensor final_in, d_final_in;        // RMSNorm(residual[L]) and its gradient [B, S, D]
-  Tensor d_residual_a, d_residual_b;  // ping-pong gradients of the residual stream
+  Tensor d_residual;                  // gradient of the residual stream (in place)
   Tensor logits;                      // [B, S, V]; Backward overwrites it with dlogits
   Tensor tokens, targets;             // [B, T] i32 copies of the last Forward's batch
   Tensor stream_targets;              // [B, S] i32: -1 on prefix positions, then targets
@@ -183,16 +183,15 @@ void Model::Backward(float loss_scale) {
   m.backward_ready = false;
   const Tensor& dlogits = m.logits;  // in place
   m.loss.Backward(dlogits, m.logits, m.stream_targets, loss_scale);
-  m.backend->Fill(m.d_final_in, 0.0f);
   m.head.Backward(m.d_final_in, dlogits, m.final_in);
-  Tensor d_out = m.d_residual_a, d_in = m.d_residual_b;
-  m.backend->Fill(d_out, 0.0f);
-  m.final_norm.Backward(d_out, m.d_final_in, m.ResidualAt(m.blocks.size()));
+  // The residual stream's gradient, one buffer updated in place by every block.
+  const Tensor& d_residual = m.d_residual;
+  m.backend->Fill(d_residual, 0.0f);
+  m.final_norm.Backward(d_residual, m.d_final_in, m.ResidualAt(m.blocks.size()));
   for (size_t l = m.blocks.size(); l-- > 0;) {
-    m.backend->Fill(d_in, 0.0f);
-    m.blocks[l]->Backward(d_in, d_out, m.ResidualAt(l));
-    std::swap(d_in, d_out);
+    m.blocks[l]->Backward(d_residual, d_residual, m.ResidualAt(l));
   }
+  const Tensor& d_out = d_residual;
   if (m.prefix) {
     m.backend->Fill(m.d_token_embed, 0.0f);
     m.prefix->Backward(m.d_token_embed, d_out);
@@ -211,7 +210,7 @@ void Model::RefreshComputeCopies() {
 }
 
 void Model::set_capture_attention(bool capture) {
-  for (auto& block : impl_->blocks) block->attention().set_capture_probs(capture);
+  for (auto& block : impl_->blocks) block->attention().set_capture_statistics(capture);
 }
 
 ModelCapture Model::Capture() const {
@@ -223,6 +222,7 @@ ModelCapture Model::Capture() const {
     Attention& attention = block.attention();
     capture.bias_keys = static_cast<int>(attention.bias_keys());
     LayerCapture layer;
+    layer.attention.row_stats = attention.row_stats();
     layer.attention.probs = attention.probs();
     layer.attention.lse = attention.lse();
     layer.attention.v = attention.v();

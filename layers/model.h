@@ -40,10 +40,10 @@ class Model {
   void Backward(float loss_scale);
 
   // Views of the last Forward's activations for the statistics (layers/capture.h). The
-  // attention probs in it are current only if that Forward ran with capture on.
+  // attention row statistics in it are current only if that Forward ran with capture on.
   ModelCapture Capture() const;
-  // While on, Forward writes every layer's attention probs [B, H, S, K] (a backend whose
-  // attention backward recomputes them skips that write otherwise).
+  // While on, Forward writes every layer's attention row statistics [B, H, S, R]
+  // (Backend::AttentionRowStats).
   void set_capture_attention(bool capture);
   // Rewrites every parameter's `compute` copy from its master (after masters were loaded;
   // a no-op where compute aliases master).

@@ -61,6 +61,49 @@ std::vector<double> MeanOverQueries(const ProbsView& view, RowValue row_value) {
   return out;
 }
 
+// The dimensions of row_stats [B, H, S, R] and its layout, checked once.
+struct RowStatsView {
+  RowStatsView(const Tensor& row_stats, const AttentionLayout& layout)
+      : data(row_stats.f32()), prefix(layout.prefix_tokens), bias(layout.bias_keys) {
+    SL_CHECK_MSG(row_stats.rank() == 4 && row_stats.dim(3) == kAttentionRowStatFields,
+                 absl::StrCat("row_stats must be [B, H, S, ", kAttentionRowStatFields,
+                              "], got ", row_stats.ShapeString()));
+    SL_CHECK(row_stats.device() == Device::kCpu);
+    batch = row_stats.dim(0);
+    heads = row_stats.dim(1);
+    positions = row_stats.dim(2);
+    tokens = positions - prefix;
+    SL_CHECK_MSG(prefix >= 0 && (bias == 0 || bias == 1) && tokens >= 1,
+                 absl::StrCat("row_stats ", row_stats.ShapeString(), " with ", prefix,
+                              " prefix tokens and ", bias, " bias keys"));
+  }
+  // Field f of data query t (position P + t) of sample b, head h.
+  double At(int64_t b, int64_t h, int64_t t, AttentionRowStat f) const {
+    return data[((b * heads + h) * positions + prefix + t) * kAttentionRowStatFields + f];
+  }
+  // The mean over data queries t < rows of row_value(b, h, t), [B * H].
+  template <typename RowValue>
+  std::vector<double> MeanOverQueries(int64_t rows, RowValue row_value) const {
+    std::vector<double> out(batch * heads);
+    for (int64_t b = 0; b < batch; ++b) {
+      for (int64_t h = 0; h < heads; ++h) {
+        double sum = 0;
+        for (int64_t t = 0; t < rows; ++t) sum += row_value(b, h, t);
+        out[b * heads + h] = sum / static_cast<double>(rows);
+      }
+    }
+    return out;
+  }
+  // The mean over all data queries of field f.
+  std::vector<double> MeanOfField(AttentionRowStat f) const {
+    return MeanOverQueries(tokens, [&](int64_t b, int64_t h, int64_t t) { return At(b, h, t, f); });
+  }
+
+  const float* data;
+  int64_t prefix, bias;
+  int64_t batch = 0, heads = 0, positions = 0, tokens = 0;  // B, H, S, T
+};
+
 bool AbsGreater(const ActivationSite& a, const ActivationSite& b) {
   return std::fabs(a.value) > std::fabs(b.value);
 }
@@ -135,6 +178,52 @@ std::vector<double> AttentionEntropy(const Tensor& probs, const AttentionLayout&
     }
     return entropy;
   });
+}
+
+std::vector<double> FirstKeyMassFromRowStats(const Tensor& row_stats, const AttentionLayout& layout,
+                                             int64_t window) {
+  const RowStatsView view(row_stats, layout);
+  SL_CHECK_MSG(1 <= window && window <= view.tokens,
+               absl::StrCat("window ", window, " data tokens ", view.tokens));
+  // KeyMass with k = 0: queries t = 0 .. T_w - 1, divided by T_w.
+  return view.MeanOverQueries(window, [&](int64_t b, int64_t h, int64_t t) {
+    return view.At(b, h, t, kRowDataTokenZero);
+  });
+}
+
+std::vector<double> FirstTokenMassFromRowStats(const Tensor& row_stats,
+                                               const AttentionLayout& layout) {
+  return FirstKeyMassFromRowStats(row_stats, layout, row_stats.dim(2) - layout.prefix_tokens);
+}
+
+double SinkRatioFromRowStats(const Tensor& row_stats, const AttentionLayout& layout,
+                             int64_t window, double eps) {
+  return FractionAbove(FirstKeyMassFromRowStats(row_stats, layout, window), eps);
+}
+
+std::vector<double> PrefixMassFromRowStats(const Tensor& row_stats,
+                                           const AttentionLayout& layout) {
+  return RowStatsView(row_stats, layout).MeanOfField(kRowPrefixMass);
+}
+
+std::vector<double> BiasKeyMassFromRowStats(const Tensor& row_stats,
+                                            const AttentionLayout& layout) {
+  const RowStatsView view(row_stats, layout);
+  SL_CHECK_MSG(view.bias == 1, "BiasKeyMassFromRowStats needs a bias key (bias_keys = 1)");
+  return view.MeanOfField(kRowBiasKey);
+}
+
+std::vector<double> VirtualMassFromRowStats(const Tensor& row_stats,
+                                            const AttentionLayout& layout) {
+  const RowStatsView view(row_stats, layout);
+  return view.MeanOverQueries(view.tokens, [&](int64_t b, int64_t h, int64_t t) {
+    return 1.0 - view.At(b, h, t, kRowTotalMass);
+  });
+}
+
+std::vector<double> AttentionEntropyFromRowStats(const Tensor& row_stats,
+                                                 const AttentionLayout& layout) {
+  return RowStatsView(row_stats, layout).MeanOfField(kRowEntropy);
 }
 
 std::vector<ActivationSite> TopAbsActivations(const Tensor& h, int count,

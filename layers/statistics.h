@@ -1,6 +1,9 @@
 // Sink and outlier statistics (DESIGN.md section 6): pure functions over host fp32 tensors,
-// the CPU reference definitions. Sums are accumulated in double. A GPU version will compute
-// the first-token mass from the lse without a T x T matrix; these stay the reference.
+// the CPU reference definitions. Sums are accumulated in double. The attention statistics
+// come in two forms: from probs [B, H, S, K] (the reference) and from the per-query-row
+// statistics row_stats [B, H, S, R] of Backend::AttentionRowStats (layers/backend.h,
+// AttentionRowStat), which a GPU computes from the lse without a T x T matrix; each
+// *FromRowStats function equals its probs version for row_stats of the same weights.
 //
 // Attention tensors follow layers/capture.h: probs [B, H, S, K] with S = P + T positions
 // (P prefix sink tokens first, then the T data tokens) and K = bias_keys + S keys (key 0 is
@@ -16,6 +19,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "layers/backend.h"  // AttentionRowStat
 
 namespace sinklab {
 
@@ -71,6 +75,29 @@ std::vector<double> VirtualMass(const Tensor& probs, const AttentionLayout& layo
 // (prefix and bias keys included), with 0 ln 0 = 0. A row uniform over n keys gives ln n.
 // [B * H].
 std::vector<double> AttentionEntropy(const Tensor& probs, const AttentionLayout& layout);
+
+// ---- Attention from row statistics (row_stats [B, H, S, kAttentionRowStatFields] f32 on
+// the host, rows as probs', fields AttentionRowStat). [B * H] each, as above. -------------
+
+// KeyMass(probs, layout, window, 0): the mean over data queries t < window of the weight on
+// data token 0. Requires 1 <= window <= T.
+std::vector<double> FirstKeyMassFromRowStats(const Tensor& row_stats, const AttentionLayout& layout,
+                                             int64_t window);
+// FirstTokenMass: FirstKeyMassFromRowStats over all T data queries.
+std::vector<double> FirstTokenMassFromRowStats(const Tensor& row_stats,
+                                               const AttentionLayout& layout);
+// SinkRatio: FractionAbove(FirstKeyMassFromRowStats(row_stats, layout, window), eps).
+double SinkRatioFromRowStats(const Tensor& row_stats, const AttentionLayout& layout,
+                             int64_t window, double eps);
+// PrefixMass, BiasKeyMass (requires bias_keys = 1), VirtualMass (1 - the row's total mass)
+// and AttentionEntropy: the mean over data queries of the row's field.
+std::vector<double> PrefixMassFromRowStats(const Tensor& row_stats, const AttentionLayout& layout);
+std::vector<double> BiasKeyMassFromRowStats(const Tensor& row_stats,
+                                            const AttentionLayout& layout);
+std::vector<double> VirtualMassFromRowStats(const Tensor& row_stats,
+                                            const AttentionLayout& layout);
+std::vector<double> AttentionEntropyFromRowStats(const Tensor& row_stats,
+                                                 const AttentionLayout& layout);
 
 // ---- Residual stream and other activations (host f32) ------------------------------------
 

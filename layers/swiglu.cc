@@ -34,13 +34,10 @@ void SwiGlu::Backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp)
   const Tensor gate = gate_.Slice0(0, n), up = up_.Slice0(0, n), act = act_.Slice0(0, n);
   const Tensor d_gate = d_gate_.Slice0(0, n), d_up = d_up_.Slice0(0, n),
                d_act = d_act_.Slice0(0, n);
-  backend_->Fill(d_act, 0.0f);
-  w_down_.Backward(d_act, dout, act);
-  backend_->Fill(d_gate, 0.0f);
-  backend_->Fill(d_up, 0.0f);
+  w_down_.Backward(d_act, dout, act, GradWrite::kAssign);
   backend_->SwigluBackward(d_gate, d_up, d_act, gate, up);
-  w_gate_.Backward(dinp, d_gate, inp);
-  w_up_.Backward(dinp, d_up, inp);
+  w_gate_.Backward(dinp, d_gate, inp, GradWrite::kAssign);
+  w_up_.Backward(dinp, d_up, inp, GradWrite::kAccumulate);
 }
 
 }  // namespace sinklab

@@ -20,7 +20,7 @@ class SwiGlu {
 
   // out [N, D] = FFN(inp [N, D]). Caches gate, up, act = silu(gate) * up, all [N, F].
   void Forward(const Tensor& out, const Tensor& inp);
-  // dinp [N, D] += ...; weight grads += ...; inp is the Forward input.
+  // dinp [N, D] = ... (overwritten); weight grads += ...; inp is the Forward input.
   void Backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp);
 
   // w_gate, w_up, w_down (checkpoint order).

@@ -16,10 +16,12 @@
 // weights are exact zeros). The probability rows double as the score buffer. Normalizers
 // whose backward needs the scores (softpick, clipped softmax) recompute them there with
 // one more Gemm per step.
+// Row statistics (AttentionRowStats) reduce the stored probs row by row, sums in double.
 // Threads: forward over (b, h); backward over (b, g), looping over the query heads of the
 // group in order, so dk and dv of a kv head are summed by one thread in a fixed order.
 #include <algorithm>
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -199,6 +201,44 @@ void CpuBackend::AttentionBackward(const Tensor& dq, const Tensor& dk, const Ten
     for (int64_t b = 0; b < dims.batch; ++b) {
       for (int64_t h = 0; h < H; ++h) dsink_logit.f32()[h] += dsink[b * H + h];
     }
+  }
+}
+
+void CpuBackend::AttentionRowStats(const Tensor& row_stats, const Tensor& probs, const Tensor& q,
+                                   const Tensor& k, const Tensor& /*lse*/,
+                                   const Tensor& /*sink_logit*/, const AttentionSpec& /*spec*/,
+                                   int64_t prefix_tokens) {
+  for (const Tensor* t : {&row_stats, &probs, &q, &k}) CheckCpuF32(*t, "AttentionRowStats");
+  SL_CHECK_MSG(q.rank() == 4 && k.rank() == 4,
+               absl::StrCat("AttentionRowStats expects q [B, S, H, d], got ", q.ShapeString()));
+  const int64_t B = q.dim(0), S = q.dim(1), H = q.dim(2), K = k.dim(1);
+  const int64_t bias = K - S, R = kAttentionRowStatFields;
+  const std::string shapes =
+      absl::StrCat("AttentionRowStats: q ", q.ShapeString(), " k ", k.ShapeString(), " probs ",
+                   probs.ShapeString(), " row_stats ", row_stats.ShapeString(), " prefix ",
+                   prefix_tokens);
+  // The CPU reference reads the weights its forward stored (probs are never empty here).
+  SL_CHECK_MSG(probs.numel() == B * H * S * K && row_stats.numel() == B * H * S * R &&
+                   bias >= 0 && prefix_tokens >= 0 && prefix_tokens < S,
+               shapes);
+  const int64_t first_data_key = bias + prefix_tokens;
+#pragma omp parallel for schedule(static) if (B * H * S * K > kParallelWork)
+  for (int64_t row = 0; row < B * H * S; ++row) {
+    const int64_t i = row % S, seen = bias + i + 1;  // keys query i sees
+    const float* p = probs.f32() + row * K;
+    double bias_mass = 0, prefix = 0, total = 0, entropy = 0;
+    for (int64_t j = 0; j < bias; ++j) bias_mass += p[j];
+    for (int64_t j = bias; j < std::min(first_data_key, seen); ++j) prefix += p[j];
+    for (int64_t j = 0; j < seen; ++j) {
+      total += p[j];
+      if (p[j] > 0) entropy -= p[j] * std::log(static_cast<double>(p[j]));  // 0 ln 0 = 0
+    }
+    float* out = row_stats.f32() + row * R;
+    out[kRowDataTokenZero] = first_data_key < seen ? p[first_data_key] : 0.0f;
+    out[kRowBiasKey] = static_cast<float>(bias_mass);
+    out[kRowPrefixMass] = static_cast<float>(prefix);
+    out[kRowTotalMass] = static_cast<float>(total);
+    out[kRowEntropy] = static_cast<float>(entropy);
   }
 }
 

@@ -1,6 +1,7 @@
 // CpuBackend small helpers: fill, copies, conversions, residual add, host reductions.
 #include "layers/cpu/cpu_backend.h"
 
+#include <cmath>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -84,6 +85,14 @@ double CpuBackend::SumToHost(const Tensor& x) {
   const int64_t n = x.numel();
   for (int64_t i = 0; i < n; ++i) sum += p[i];
   return sum;
+}
+
+double CpuBackend::MaxAbsToHost(const Tensor& x) {
+  CheckCpuF32(x, "MaxAbsToHost");
+  float max_abs = 0;  // NaNs are skipped, as std::fmax and the GPU's fmaxf do
+  const float* p = x.f32();
+  for (int64_t i = 0; i < x.numel(); ++i) max_abs = std::fmax(max_abs, std::fabs(p[i]));
+  return max_abs;
 }
 
 int64_t CpuBackend::CountNonNegative(const Tensor& x) {

@@ -27,10 +27,12 @@ class CpuBackend : public Backend {
   void AddInto(const Tensor& dst, const Tensor& src) override;
   double SumToHost(const Tensor& x) override;
   int64_t CountNonNegative(const Tensor& x) override;
+  double MaxAbsToHost(const Tensor& x) override;
 
   void MatmulForward(const Tensor& out, const Tensor& inp, const Tensor& weight) override;
   void MatmulBackward(const Tensor& dinp, const Tensor& dweight, const Tensor& dout,
-                      const Tensor& inp, const Tensor& weight) override;
+                      const Tensor& inp, const Tensor& weight,
+                      GradWrite dinp_write) override;
 
   void EmbeddingForward(const Tensor& out, const Tensor& tokens, const Tensor& table) override;
   void EmbeddingBackward(const Tensor& dtable, const Tensor& dout,
@@ -54,6 +56,9 @@ class CpuBackend : public Backend {
                          const Tensor& k, const Tensor& v, const Tensor& sink_logit,
                          const Tensor& out, const Tensor& probs, const Tensor& lse,
                          const AttentionSpec& spec) override;
+  void AttentionRowStats(const Tensor& row_stats, const Tensor& probs, const Tensor& q,
+                         const Tensor& k, const Tensor& lse, const Tensor& sink_logit,
+                         const AttentionSpec& spec, int64_t prefix_tokens) override;
 
   void PrependRows(const Tensor& out, const Tensor& prefix, const Tensor& inp) override;
   void PrependRowsBackward(const Tensor& dprefix, const Tensor& dinp,

@@ -34,14 +34,15 @@ void CpuBackend::MatmulForward(const Tensor& out, const Tensor& inp, const Tenso
 }
 
 void CpuBackend::MatmulBackward(const Tensor& dinp, const Tensor& dweight, const Tensor& dout,
-                                const Tensor& inp, const Tensor& weight) {
+                                const Tensor& inp, const Tensor& weight,
+                                GradWrite dinp_write) {
   const MatmulShape s = CheckMatmulShapes(dout, inp, weight);
   CheckSameShape(dweight, weight, "MatmulBackward dweight");
   if (!dinp.empty()) {
     CheckSameShape(dinp, inp, "MatmulBackward dinp");
-    // dinp[n, c] += sum_o dout[n, o] * weight[o, c].
+    // dinp[n, c] (+)= sum_o dout[n, o] * weight[o, c].
     Gemm(dinp.f32(), s.c, StridedMatrix{dout.f32(), s.oc, 1}, StridedMatrix{weight.f32(), s.c, 1},
-         s.n, s.c, s.oc, /*accumulate=*/true);
+         s.n, s.c, s.oc, /*accumulate=*/dinp_write == GradWrite::kAccumulate);
   }
   // dweight[o, c] += sum_n dout[n, o] * inp[n, c]: a(o, n) = dout[n, o]; threads own rows
   // of dweight, the sum over n runs in order (no cross-thread reduction).

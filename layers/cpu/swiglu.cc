@@ -31,8 +31,8 @@ void CpuBackend::SwigluBackward(const Tensor& dgate, const Tensor& dup, const Te
   for (int64_t i = 0; i < n; ++i) {
     const float sig = VecSigmoid(g[i]);
     const float silu = g[i] * sig;
-    du[i] += dy[i] * silu;
-    dg[i] += dy[i] * u[i] * sig * (1.0f + g[i] * (1.0f - sig));
+    du[i] = dy[i] * silu;
+    dg[i] = dy[i] * u[i] * sig * (1.0f + g[i] * (1.0f - sig));
   }
 }
 

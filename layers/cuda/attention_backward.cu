@@ -338,9 +338,15 @@ void CudaBackend::AttentionBackward(const Tensor& dq, const Tensor& dk, const Te
   cuda::DispatchFloat(q.dtype(), [&](auto t) {
     using T = decltype(t);
     if (cuda::MmaAttentionSupports(dims, {&dq, &dk, &dv, &dout, &q, &k, &v, &out})) {
-      if (!dq.empty()) cuda::LaunchMmaDq(stream_, params, dq, dout, q, k, v, out, lse);
+      // Clipped softmax: the dq pass hands its row sums to the dk/dv pass (scratch [B, H, S]).
+      float* row_dots = nullptr;
+      if (spec.normalizer == AttentionNormalizer::kClippedSoftmax && !dq.empty() &&
+          (!dk.empty() || !dv.empty())) {
+        row_dots = static_cast<float*>(Workspace(lse.numel() * sizeof(float)));
+      }
+      if (!dq.empty()) cuda::LaunchMmaDq(stream_, params, dq, dout, q, k, v, out, lse, row_dots);
       if (!dk.empty() || !dv.empty()) {
-        cuda::LaunchMmaDkv(stream_, params, dk, dv, dout, q, k, v, out, lse);
+        cuda::LaunchMmaDkv(stream_, params, dk, dv, dout, q, k, v, out, lse, row_dots);
       }
     } else {
       cuda::LaunchGenericBackward<T>(stream_, params, dq, dk, dv, dout, q, k, v, out, lse);

@@ -30,7 +30,8 @@ constexpr size_t DkvSmem(bool clipped) {
 template <int kD, AttentionNormalizer kKind>
 __global__ void __launch_bounds__(kDkvThreads, 1)
     MmaDkvKernel(AttentionParams p, bf16* dk, bf16* dv, const bf16* dout, const bf16* q,
-                 const bf16* k, const bf16* v, const bf16* out, const float* lse) {
+                 const bf16* k, const bf16* v, const bf16* out, const float* lse,
+                 const float* row_dots) {
   constexpr int kQ = kDkvQueryTile<kD>, kQueryTiles = kQ / 8, kTile = kQ * kD;
   constexpr bool kClipped = kKind == AttentionNormalizer::kClippedSoftmax;
   constexpr bool kOutputDot = kKind != AttentionNormalizer::kSigmoid && !kClipped;
@@ -87,6 +88,10 @@ __global__ void __launch_bounds__(kDkvThreads, 1)
         const bool valid = row < dims.seq;
         CopyAsync4(rows_of(lse_rows, stage, grp) + threadIdx.x,
                    lse + RowIndex(dims, b, h, valid ? row : 0), valid);
+        if (kClipped && row_dots != nullptr) {  // MmaDqKernel's row sums
+          CopyAsync4(rows_of(dot_rows, stage, grp) + threadIdx.x,
+                     row_dots + RowIndex(dims, b, h, valid ? row : 0), valid);
+        }
       }
     }
     CopyAsyncCommit();
@@ -129,9 +134,10 @@ __global__ void __launch_bounds__(kDkvThreads, 1)
       if (part == 0) rows_of(dot_rows, stage, grp)[r] = partial;
       __syncthreads();
     }
-    if (kClipped) {
-      // The pair's row sums over all of their keys (this block sees only 64 of them), in one
-      // pass: warp w sums rows [16 (w % kBlocks), +16) of item 2 pair + w / kBlocks.
+    if (kClipped && row_dots == nullptr) {
+      // No dq pass left the row sums: the pair's row sums over all of their keys (this block
+      // sees only 64 of them), in one pass: warp w sums rows [16 (w % kBlocks), +16) of item
+      // 2 pair + w / kBlocks.
       constexpr int kBlocks = kQ / 16;  // 16-row blocks of a query tile
       const int grp = warp / kBlocks, block = warp % kBlocks, item = kDkvGroups * pair + grp;
       const bool active = grp < kDkvGroups && item < items;
@@ -225,7 +231,7 @@ __global__ void __launch_bounds__(kDkvThreads, 1)
 
 void LaunchMmaDkv(cudaStream_t stream, const AttentionParams& p, const Tensor& dk, const Tensor& dv,
                   const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
-                  const Tensor& out, const Tensor& lse) {
+                  const Tensor& out, const Tensor& lse, const float* row_dots) {
   DispatchMmaKernel(p, [&](auto head_dim, auto kind) {
     constexpr int kD = decltype(head_dim)::value;
     constexpr AttentionNormalizer kKind = decltype(kind)::value;
@@ -235,7 +241,8 @@ void LaunchMmaDkv(cudaStream_t stream, const AttentionParams& p, const Tensor& d
     const dim3 grid((p.dims.keys + kBwdRows - 1) / kBwdRows, p.dims.batch * p.dims.kv_heads);
     kernel<<<grid, kDkvThreads, smem, stream>>>(
         p, dk.empty() ? nullptr : Ptr<bf16>(dk), dv.empty() ? nullptr : Ptr<bf16>(dv),
-        Ptr<bf16>(dout), Ptr<bf16>(q), Ptr<bf16>(k), Ptr<bf16>(v), Ptr<bf16>(out), lse.f32());
+        Ptr<bf16>(dout), Ptr<bf16>(q), Ptr<bf16>(k), Ptr<bf16>(v), Ptr<bf16>(out), lse.f32(),
+        row_dots);
     SL_CUDA_LAUNCH_CHECK();
   });
 }

@@ -15,7 +15,7 @@ namespace {
 template <int kD, AttentionNormalizer kKind>
 __global__ void __launch_bounds__(kBwdThreads)
     MmaDqKernel(AttentionParams p, bf16* dq, const bf16* dout, const bf16* q, const bf16* k,
-                const bf16* v, const bf16* out, const float* lse) {
+                const bf16* v, const bf16* out, const float* lse, float* row_dots) {
   constexpr int kKeyTiles = kBwdRows / 8;
   NormalizerArgs n = p.norm;
   n.kind = kKind;
@@ -61,6 +61,13 @@ __global__ void __launch_bounds__(kBwdThreads)
     CopyAsyncWait<0>();  // the query and dout tiles
     ClippedRowDots<kD, kBwdThreads>(n, dims, /*active=*/true, q_tile, dout_tile, warp, i0, key_end,
                                     k_tiles, v_tiles, k, v, kv_head, row_lse, row_dot);
+    if (row_dots != nullptr && t == 0) {  // passed on to MmaDkvKernel
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const int row = warp_row0 + g + 8 * r;
+        if (row < dims.seq) row_dots[RowIndex(dims, b, h, row)] = row_dot[r];
+      }
+    }
     issue(0);
   }
 
@@ -109,7 +116,7 @@ __global__ void __launch_bounds__(kBwdThreads)
 
 void LaunchMmaDq(cudaStream_t stream, const AttentionParams& p, const Tensor& dq,
                  const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
-                 const Tensor& out, const Tensor& lse) {
+                 const Tensor& out, const Tensor& lse, float* row_dots) {
   DispatchMmaKernel(p, [&](auto head_dim, auto kind) {
     constexpr int kD = decltype(head_dim)::value;
     auto kernel = MmaDqKernel<kD, decltype(kind)::value>;
@@ -118,7 +125,7 @@ void LaunchMmaDq(cudaStream_t stream, const AttentionParams& p, const Tensor& dq
     const dim3 grid((p.dims.seq + kBwdRows - 1) / kBwdRows, p.dims.batch * p.dims.heads);
     kernel<<<grid, kBwdThreads, smem, stream>>>(p, Ptr<bf16>(dq), Ptr<bf16>(dout), Ptr<bf16>(q),
                                                 Ptr<bf16>(k), Ptr<bf16>(v), Ptr<bf16>(out),
-                                                lse.f32());
+                                                lse.f32(), row_dots);
     SL_CUDA_LAUNCH_CHECK();
   });
 }

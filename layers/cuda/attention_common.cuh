@@ -188,13 +188,16 @@ bool MmaAttentionSupports(const AttentionDims& dims, std::initializer_list<const
 void LaunchMmaForward(cudaStream_t stream, const AttentionParams& p, const Tensor& out,
                       const Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v);
 // attention_backward_dq_mma.cu and attention_backward_dkv_mma.cu: the tensor-core dq, and
-// dk and dv (either may be empty: skipped).
+// dk and dv (either may be empty: skipped). Clipped softmax: row_dots [B, H, S] f32 (device
+// scratch, or null) receives from LaunchMmaDq each row's sum_j sm_ij dsm_ij, which
+// LaunchMmaDkv, launched after it on the same stream, then reads instead of recomputing it
+// per key tile (null: it recomputes). Unused by the other normalizers.
 void LaunchMmaDq(cudaStream_t stream, const AttentionParams& p, const Tensor& dq,
                  const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
-                 const Tensor& out, const Tensor& lse);
+                 const Tensor& out, const Tensor& lse, float* row_dots);
 void LaunchMmaDkv(cudaStream_t stream, const AttentionParams& p, const Tensor& dk, const Tensor& dv,
                   const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
-                  const Tensor& out, const Tensor& lse);
+                  const Tensor& out, const Tensor& lse, const float* row_dots);
 
 }  // namespace cuda
 }  // namespace sinklab

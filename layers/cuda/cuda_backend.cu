@@ -9,12 +9,16 @@ namespace sinklab {
 namespace cuda {
 namespace {
 
-template <typename T>
+// Packets of W elements (16-byte stores when W = kVec), then the tail.
+template <int W, typename T>
 __global__ void FillKernel(T* x, int64_t n, float value) {
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
-       i += int64_t{gridDim.x} * blockDim.x) {
-    x[i] = FromF<T>(value);
-  }
+  ForEachPacket<W>(n, [&](int64_t i, auto width) {
+    constexpr int P = decltype(width)::value;
+    float v[P];
+#pragma unroll
+    for (int k = 0; k < P; ++k) v[k] = value;
+    StoreF<P>(x + i, v);
+  });
 }
 
 template <typename TD, typename TS>
@@ -60,12 +64,35 @@ __global__ void CountPartialsKernel(double* partials, const int32_t* x, int64_t 
   if (threadIdx.x == 0) partials[blockIdx.x] = acc;
 }
 
-__global__ void SumDoublesKernel(double* out, const double* partials, int n) {
-  __shared__ double shared[32];
-  double acc = 0;
-  for (int i = threadIdx.x; i < n; i += blockDim.x) acc += partials[i];
-  acc = BlockSum(acc, shared);
-  if (threadIdx.x == 0) *out = acc;
+// Per-block max |x| (NaNs ignored, as fmaxf does; 0 for no elements), stored as doubles.
+template <typename T>
+__global__ void MaxAbsPartialsKernel(double* partials, const T* x, int64_t n) {
+  __shared__ float shared[32];
+  float m = 0.0f;
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    m = fmaxf(m, fabsf(ToF(x[i])));
+  }
+  m = BlockMax(m, shared);
+  if (threadIdx.x == 0) partials[blockIdx.x] = m;
+}
+
+// *out = the sum of the n partials, or their max (take_max; partials are maxima >= 0).
+__global__ void FinishPartialsKernel(double* out, const double* partials, int n,
+                                     bool take_max) {
+  __shared__ double sums[32];
+  __shared__ float maxes[32];
+  if (take_max) {
+    float m = 0.0f;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) m = fmaxf(m, partials[i]);
+    m = BlockMax(m, maxes);
+    if (threadIdx.x == 0) *out = m;
+  } else {
+    double acc = 0;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) acc += partials[i];
+    acc = BlockSum(acc, sums);
+    if (threadIdx.x == 0) *out = acc;
+  }
 }
 
 template <typename T>
@@ -105,8 +132,19 @@ CudaBackend::~CudaBackend() {
   cudaStreamSynchronize(stream_);
   gemm_.reset();
   cudaFree(scratch_);
+  cudaFree(workspace_);
   cudaFreeHost(host_scratch_);
   cudaStreamDestroy(stream_);
+}
+
+void* CudaBackend::Workspace(size_t bytes) {
+  if (bytes > workspace_bytes_) {
+    SL_CUDA_CHECK(cudaFree(workspace_));  // synchronizes: no kernel still reads it
+    workspace_ = nullptr;
+    SL_CUDA_CHECK(cudaMalloc(&workspace_, bytes));
+    workspace_bytes_ = bytes;
+  }
+  return workspace_;
 }
 
 void CudaBackend::Synchronize() const { SL_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
@@ -114,14 +152,17 @@ void CudaBackend::Synchronize() const { SL_CUDA_CHECK(cudaStreamSynchronize(stre
 void CudaBackend::Fill(const Tensor& x, float value) {
   cuda::CheckCuda(x, "Fill");
   const int64_t n = x.numel();
-  if (x.dtype() == DType::kI32) {
-    SL_CHECK_MSG(value == 0.0f, "Fill of an i32 tensor supports 0 only");
+  SL_CHECK_MSG(x.dtype() != DType::kI32 || value == 0.0f, "Fill of an i32 tensor supports 0 only");
+  if (value == 0.0f) {  // all-zero bits in f32 and bf16
     SL_CUDA_CHECK(cudaMemsetAsync(x.data(), 0, x.nbytes(), stream_));
     return;
   }
   DispatchFloat(x.dtype(), [&](auto t) {
     using T = decltype(t);
-    cuda::FillKernel<T><<<GridFor(n), kBlock, 0, stream_>>>(Ptr<T>(x), n, value);
+    cuda::DispatchWidth(cuda::AllAligned16(x), [&](auto width) {
+      constexpr int W = decltype(width)::value;
+      cuda::FillKernel<W, T><<<GridFor(n / W + 1), kBlock, 0, stream_>>>(Ptr<T>(x), n, value);
+    });
   });
   SL_CUDA_LAUNCH_CHECK();
 }
@@ -178,13 +219,9 @@ void CudaBackend::ResidualForward(const Tensor& out, const Tensor& a, const Tens
   });
 }
 
-double CudaBackend::SumToHost(const Tensor& x) {
-  SL_CHECK_MSG(x.dtype() == DType::kF32, "SumToHost needs an f32 tensor");
-  cuda::SumPartialsKernel<<<cuda::kSumBlocks, kBlock, 0, stream_>>>(scratch_, x.f32(),
-                                                                     x.numel());
-  SL_CUDA_LAUNCH_CHECK();
-  cuda::SumDoublesKernel<<<1, kBlock, 0, stream_>>>(scratch_ + cuda::kSumBlocks, scratch_,
-                                                    cuda::kSumBlocks);
+double CudaBackend::PartialsToHost(bool take_max) {
+  cuda::FinishPartialsKernel<<<1, kBlock, 0, stream_>>>(scratch_ + cuda::kSumBlocks, scratch_,
+                                                        cuda::kSumBlocks, take_max);
   SL_CUDA_LAUNCH_CHECK();
   SL_CUDA_CHECK(cudaMemcpyAsync(host_scratch_, scratch_ + cuda::kSumBlocks, sizeof(double),
                                 cudaMemcpyDeviceToHost, stream_));
@@ -192,18 +229,31 @@ double CudaBackend::SumToHost(const Tensor& x) {
   return host_scratch_[0];
 }
 
+double CudaBackend::SumToHost(const Tensor& x) {
+  SL_CHECK_MSG(x.dtype() == DType::kF32, "SumToHost needs an f32 tensor");
+  cuda::SumPartialsKernel<<<cuda::kSumBlocks, kBlock, 0, stream_>>>(scratch_, x.f32(),
+                                                                     x.numel());
+  SL_CUDA_LAUNCH_CHECK();
+  return PartialsToHost(/*take_max=*/false);
+}
+
 int64_t CudaBackend::CountNonNegative(const Tensor& x) {
   SL_CHECK_MSG(x.dtype() == DType::kI32, "CountNonNegative needs an i32 tensor");
   cuda::CountPartialsKernel<<<cuda::kSumBlocks, kBlock, 0, stream_>>>(scratch_, x.i32(),
                                                                        x.numel());
   SL_CUDA_LAUNCH_CHECK();
-  cuda::SumDoublesKernel<<<1, kBlock, 0, stream_>>>(scratch_ + cuda::kSumBlocks, scratch_,
-                                                    cuda::kSumBlocks);
+  return static_cast<int64_t>(PartialsToHost(/*take_max=*/false));
+}
+
+double CudaBackend::MaxAbsToHost(const Tensor& x) {
+  cuda::CheckCuda(x, "MaxAbsToHost");
+  DispatchFloat(x.dtype(), [&](auto t) {
+    using T = decltype(t);
+    cuda::MaxAbsPartialsKernel<T><<<cuda::kSumBlocks, kBlock, 0, stream_>>>(scratch_, Ptr<T>(x),
+                                                                             x.numel());
+  });
   SL_CUDA_LAUNCH_CHECK();
-  SL_CUDA_CHECK(cudaMemcpyAsync(host_scratch_, scratch_ + cuda::kSumBlocks, sizeof(double),
-                                cudaMemcpyDeviceToHost, stream_));
-  Synchronize();
-  return static_cast<int64_t>(host_scratch_[0]);
+  return PartialsToHost(/*take_max=*/true);
 }
 
 }  // namespace sinklab

@@ -14,6 +14,8 @@
 // Attention probs: AttentionForward writes probs [B, H, S, K] only when the tensor passed
 // is non-empty (statistics steps); AttentionBackward never reads them (it recomputes the
 // weights from q, k and lse), so attention_backward_reads_probs() is false.
+// AttentionRowStats (attention_row_stats.cu) recomputes the weights the same way, for
+// statistics steps without probs.
 #ifndef SINKLAB_LAYERS_CUDA_CUDA_BACKEND_H_
 #define SINKLAB_LAYERS_CUDA_CUDA_BACKEND_H_
 
@@ -47,10 +49,12 @@ class CudaBackend : public Backend {
   void AddInto(const Tensor& dst, const Tensor& src) override;
   double SumToHost(const Tensor& x) override;
   int64_t CountNonNegative(const Tensor& x) override;
+  double MaxAbsToHost(const Tensor& x) override;
 
   void MatmulForward(const Tensor& out, const Tensor& inp, const Tensor& weight) override;
   void MatmulBackward(const Tensor& dinp, const Tensor& dweight, const Tensor& dout,
-                      const Tensor& inp, const Tensor& weight) override;
+                      const Tensor& inp, const Tensor& weight,
+                      GradWrite dinp_write) override;
 
   void EmbeddingForward(const Tensor& out, const Tensor& tokens, const Tensor& table) override;
   void EmbeddingBackward(const Tensor& dtable, const Tensor& dout,
@@ -74,6 +78,9 @@ class CudaBackend : public Backend {
                          const Tensor& k, const Tensor& v, const Tensor& sink_logit,
                          const Tensor& out, const Tensor& probs, const Tensor& lse,
                          const AttentionSpec& spec) override;
+  void AttentionRowStats(const Tensor& row_stats, const Tensor& probs, const Tensor& q,
+                         const Tensor& k, const Tensor& lse, const Tensor& sink_logit,
+                         const AttentionSpec& spec, int64_t prefix_tokens) override;
 
   void PrependRows(const Tensor& out, const Tensor& prefix, const Tensor& inp) override;
   void PrependRowsBackward(const Tensor& dprefix, const Tensor& dinp,
@@ -102,12 +109,22 @@ class CudaBackend : public Backend {
   GemmLt& gemm() const { return *gemm_; }
 
  private:
+  // Device scratch of at least `bytes` for the kernels of one backend call; valid until the
+  // next call to Workspace. Grows (freeing the old buffer, which synchronizes) only when a
+  // call needs more than any before: in training that is the first step alone.
+  void* Workspace(size_t bytes);
+  // Reduces the kSumBlocks partials a reduction kernel left in scratch_ (their sum, or
+  // their max) and returns it to the host (synchronizes).
+  double PartialsToHost(bool take_max);
+
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<GemmLt> gemm_;
   // Reduction scratch: kScratchDoubles doubles on the device and pinned on the host.
   static constexpr int kScratchDoubles = 1024;
   double* scratch_ = nullptr;
   double* host_scratch_ = nullptr;
+  void* workspace_ = nullptr;
+  size_t workspace_bytes_ = 0;
 };
 
 }  // namespace sinklab

@@ -3,26 +3,22 @@
 //
 // Forward: one thread per packet of W channels of an output row.
 //
-// Backward, deterministic with neither atomics nor scratch memory. Tiling plan:
-// - The vocabulary is cut into kVocabRanges contiguous ranges of R rows; block r owns the
-//   dtable rows [r R, (r + 1) R) and is their only writer.
-// - The block scans all token ids in order, kTile positions at a time (kItems consecutive
-//   ones per thread), and appends the positions whose id falls in its range to a shared
-//   buffer of kTile entries (order-preserving compaction with a block-wide exclusive scan).
-// - When the next tile could overflow the buffer, and at the end, the buffer is flushed:
-//   cub::BlockRadixSort orders the entries by the key (row in range, buffer index); the keys
-//   are unique, so the order is fully determined. Threads then take packets of W channels
-//   and walk the sorted entries, summing each run of one row in fp32 (positions in increasing
-//   order) and adding the run's sum to dtable once.
-// Every dtable element is therefore updated by one thread, in an order fixed by the token
-// ids alone. Cost: each block reads all N ids (L2-resident), and a range holding a very
-// frequent token does that token's rows alone; both are small next to a training step.
-//
-// Ids outside [0, V) are not checked on the host (that would synchronize the stream): the
-// forward writes a zero row for them and the backward drops their gradient (no block owns
-// them); no memory outside the tensors is touched.
-#include <cub/block/block_radix_sort.cuh>
-#include <cub/block/block_scan.cuh>
+// Backward, deterministic (no float atomics):
+// 1. The ids are sorted with their positions (cub::DeviceRadixSort::SortPairs is stable, so
+//    the positions of one id stay in increasing order). Ids outside [0, V) are mapped to V
+//    first and their gradient is dropped (the forward wrote zero rows for them).
+// 2. The sorted entries are cut into chunks of kChunk; block (chunk, column slice) sums each
+//    run of one id inside its chunk in fp32. A run wholly inside the chunk is added to its
+//    dtable row at once; a run crossing a chunk boundary leaves its first piece in head[chunk]
+//    and each later piece in tail[chunk] (a chunk holds at most one of each).
+// 3. For each chunk holding a head piece, one pass adds head + the following chunks' tail
+//    pieces, in chunk order, to the row.
+// Every dtable element is thus written by one thread per run, in an order fixed by the ids,
+// and a frequent id (a byte corpus puts all 16k tokens of a step on ~70 ids) is spread over
+// many blocks instead of serializing one.
+#include <algorithm>
+
+#include <cub/device/device_radix_sort.cuh>
 
 #include "layers/cuda/cuda_backend.h"
 #include "layers/cuda/kernel_util.cuh"
@@ -31,14 +27,9 @@ namespace sinklab {
 namespace cuda {
 namespace {
 
-constexpr int kScatterThreads = 256;
-constexpr int kItems = 8;                           // ids per thread per tile
-constexpr int kTile = kScatterThreads * kItems;     // positions per tile = buffer entries
-constexpr int kIndexBits = 11;                      // log2(kTile): buffer index in a key
-constexpr uint32_t kIndexMask = (1u << kIndexBits) - 1;
-constexpr int kVocabRanges = 256;                   // ~2 blocks per SM on an H100
-constexpr int kLoadsAhead = 4;                      // dout rows in flight per thread
-static_assert(kTile == 1 << kIndexBits, "the key's index field must address the buffer");
+constexpr int kChunk = 32;         // sorted entries per block of the backward
+constexpr int kColumnThreads = 128;  // threads per block, each W columns
+constexpr int kLoadsAhead = 4;       // dout rows in flight per thread
 
 template <int W, typename TO, typename TT>
 __global__ void EmbeddingForwardKernel(TO* out, const int32_t* tokens, const TT* table,
@@ -61,114 +52,94 @@ __global__ void EmbeddingForwardKernel(TO* out, const int32_t* tokens, const TT*
   }
 }
 
-// Adds the buffered entries (keys: sorted below; positions: token positions) into dtable.
-template <int W, typename T, typename SortStorage>
-__device__ void FlushRuns(float* dtable, const T* dout, int64_t dim, int64_t first_row,
-                          int count, int key_bits, uint32_t* keys, const int32_t* positions,
-                          SortStorage& sort_storage) {
-  using Sort = cub::BlockRadixSort<uint32_t, kScatterThreads, kItems>;
-  __syncthreads();  // the entries are written; the scan's storage (aliased) is free
-  uint32_t sorted[kItems];
-#pragma unroll
-  for (int k = 0; k < kItems; ++k) {
-    const int idx = threadIdx.x * kItems + k;
-    sorted[k] = idx < count ? keys[idx] : 0xffffffffu;  // padding sorts last (see Backward)
+// keys[i] = tokens[i] (or vocab when outside [0, vocab)), positions[i] = i.
+__global__ void EmbeddingKeysKernel(uint32_t* keys, int32_t* positions, const int32_t* tokens,
+                                    int64_t rows, int64_t vocab) {
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < rows;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    const int32_t id = tokens[i];
+    keys[i] = id >= 0 && id < vocab ? static_cast<uint32_t>(id) : static_cast<uint32_t>(vocab);
+    positions[i] = static_cast<int32_t>(i);
   }
-  Sort(sort_storage).Sort(sorted, 0, key_bits);
-  __syncthreads();
-#pragma unroll
-  for (int k = 0; k < kItems; ++k) keys[threadIdx.x * kItems + k] = sorted[k];  // blocked
-  __syncthreads();
-
-  for (int64_t col = threadIdx.x * int64_t{W}; col < dim; col += int64_t{blockDim.x} * W) {
-    float acc[W];
-#pragma unroll
-    for (int k = 0; k < W; ++k) acc[k] = 0.0f;
-    for (int first = 0; first < count; first += kLoadsAhead) {
-      // Issue kLoadsAhead independent dout loads before any dtable update (a frequent
-      // token's long run would otherwise wait one memory latency per position).
-      float g[kLoadsAhead][W];
-#pragma unroll
-      for (int u = 0; u < kLoadsAhead; ++u) {
-        if (first + u < count) {
-          const int32_t pos = positions[keys[first + u] & kIndexMask];
-          LoadF<W>(dout + int64_t{pos} * dim + col, g[u]);
-        }
-      }
-#pragma unroll
-      for (int u = 0; u < kLoadsAhead; ++u) {
-        const int i = first + u;
-        if (i >= count) break;
-#pragma unroll
-        for (int k = 0; k < W; ++k) acc[k] += g[u][k];
-        const uint32_t row = keys[i] >> kIndexBits;
-        if (i + 1 == count || (keys[i + 1] >> kIndexBits) != row) {  // the row's run ends
-          float* dst = dtable + (first_row + row) * dim + col;
-          float sum[W];
-          LoadF<W>(dst, sum);
-#pragma unroll
-          for (int k = 0; k < W; ++k) {
-            sum[k] += acc[k];
-            acc[k] = 0.0f;
-          }
-          StoreF<W>(dst, sum);
-        }
-      }
-    }
-  }
-  __syncthreads();  // the buffer is refilled next
 }
 
-template <int W, typename T>
-__global__ void __launch_bounds__(kScatterThreads)
-    EmbeddingBackwardKernel(float* dtable, const T* dout, const int32_t* tokens, int64_t rows,
-                            int64_t vocab, int64_t dim, int64_t rows_per_range, int key_bits) {
-  using Sort = cub::BlockRadixSort<uint32_t, kScatterThreads, kItems>;
-  using Scan = cub::BlockScan<int, kScatterThreads>;
-  __shared__ union {
-    typename Sort::TempStorage sort;
-    typename Scan::TempStorage scan;
-  } storage;
-  __shared__ uint32_t keys[kTile];      // (row - first_row) << kIndexBits | buffer index
-  __shared__ int32_t positions[kTile];  // the token position of each buffer entry
+template <int W>
+__device__ __forceinline__ void AddRow(float* dst, const float (&v)[W]) {
+  float sum[W];
+  LoadF<W>(dst, sum);
+#pragma unroll
+  for (int k = 0; k < W; ++k) sum[k] += v[k];
+  StoreF<W>(dst, sum);
+}
 
-  const int64_t first_row = blockIdx.x * rows_per_range;
-  const int64_t end_row = min(first_row + rows_per_range, vocab);
-  int count = 0;  // buffered entries; the same value in every thread
-  for (int64_t tile = 0; tile < rows; tile += kTile) {
-    // Thread t holds positions tile + t kItems + k (blocked), so the exclusive scan of the
-    // per-thread counts gives each match its rank in position order.
-    int32_t local_row[kItems];
-    int matches = 0;
+// Step 2 (see the top of the file): grid (chunks, column slices).
+template <int W, typename T>
+__global__ void __launch_bounds__(kColumnThreads)
+    EmbeddingChunkKernel(float* dtable, float* head, float* tail, const T* dout,
+                         const uint32_t* keys, const int32_t* positions, int64_t rows,
+                         int64_t vocab, int64_t dim) {
+  const int64_t col = (int64_t{blockIdx.y} * blockDim.x + threadIdx.x) * W;
+  if (col >= dim) return;
+  const int64_t chunk = blockIdx.x, begin = chunk * kChunk;
+  const int64_t end = min(begin + kChunk, rows);
+  float acc[W];
 #pragma unroll
-    for (int k = 0; k < kItems; ++k) {
-      const int64_t pos = tile + threadIdx.x * kItems + k;
-      const int64_t id = pos < rows ? tokens[pos] : -1;
-      const bool mine = id >= first_row && id < end_row;
-      local_row[k] = mine ? static_cast<int32_t>(id - first_row) : -1;
-      matches += mine;
-    }
-    int offset, tile_matches;
-    Scan(storage.scan).ExclusiveSum(matches, offset, tile_matches);
-    if (count + tile_matches > kTile) {  // uniform: every thread has the same values
-      FlushRuns<W>(dtable, dout, dim, first_row, count, key_bits, keys, positions,
-                   storage.sort);
-      count = 0;
+  for (int k = 0; k < W; ++k) acc[k] = 0.0f;
+  int64_t piece_begin = begin;
+  for (int64_t first = begin; first < end; first += kLoadsAhead) {
+    float g[kLoadsAhead][W];  // independent loads before the sums (memory-level parallelism)
+#pragma unroll
+    for (int u = 0; u < kLoadsAhead; ++u) {
+      if (first + u < end) LoadF<W>(dout + int64_t{positions[first + u]} * dim + col, g[u]);
     }
 #pragma unroll
-    for (int k = 0; k < kItems; ++k) {
-      if (local_row[k] >= 0) {
-        const int idx = count + offset++;
-        keys[idx] = (static_cast<uint32_t>(local_row[k]) << kIndexBits) | idx;
-        positions[idx] = static_cast<int32_t>(tile + threadIdx.x * kItems + k);
+    for (int u = 0; u < kLoadsAhead; ++u) {
+      const int64_t i = first + u;
+      if (i >= end) break;
+#pragma unroll
+      for (int k = 0; k < W; ++k) acc[k] += g[u][k];
+      const uint32_t key = keys[i];
+      const bool run_ends = i + 1 == rows || keys[i + 1] != key;
+      if (!run_ends && i + 1 < end) continue;
+      const bool run_starts = piece_begin == 0 || keys[piece_begin - 1] != key;
+      if (key < vocab) {
+        if (run_starts && run_ends) {
+          AddRow<W>(dtable + int64_t{key} * dim + col, acc);
+        } else {
+          StoreF<W>((run_starts ? head : tail) + chunk * dim + col, acc);
+        }
       }
+#pragma unroll
+      for (int k = 0; k < W; ++k) acc[k] = 0.0f;
+      piece_begin = i + 1;
     }
-    count += tile_matches;
-    __syncthreads();  // the scan storage is reused by the next tile
   }
-  if (count > 0) {
-    FlushRuns<W>(dtable, dout, dim, first_row, count, key_bits, keys, positions, storage.sort);
+}
+
+// Step 3: the runs that start in a chunk and cross its end.
+template <int W>
+__global__ void __launch_bounds__(kColumnThreads)
+    EmbeddingMergeKernel(float* dtable, const float* head, const float* tail,
+                         const uint32_t* keys, int64_t rows, int64_t vocab, int64_t dim) {
+  const int64_t col = (int64_t{blockIdx.y} * blockDim.x + threadIdx.x) * W;
+  if (col >= dim) return;
+  const int64_t chunk = blockIdx.x, begin = chunk * kChunk, end = begin + kChunk;
+  if (end >= rows) return;  // the last chunk: nothing crosses its end
+  const uint32_t key = keys[end - 1];
+  if (keys[end] != key || key >= vocab) return;
+  // The last run of the chunk must start here: not the whole chunk continuing a run.
+  if (begin > 0 && keys[begin] == key && keys[begin - 1] == key) return;
+  float sum[W];
+  LoadF<W>(head + chunk * dim + col, sum);
+  for (int64_t c = chunk + 1;; ++c) {
+    float piece[W];
+    LoadF<W>(tail + c * dim + col, piece);
+#pragma unroll
+    for (int k = 0; k < W; ++k) sum[k] += piece[k];
+    const int64_t c_end = (c + 1) * kChunk;
+    if (c_end >= rows || keys[c_end] != key) break;  // the run ends in chunk c
   }
+  AddRow<W>(dtable + int64_t{key} * dim + col, sum);
 }
 
 void CheckTokens(const Tensor& tokens, int64_t rows, const char* what) {
@@ -224,22 +195,45 @@ void CudaBackend::EmbeddingBackward(const Tensor& dtable, const Tensor& dout,
   CheckCuda(dout, "EmbeddingBackward dout");
   SL_CHECK_MSG(rows < (int64_t{1} << 31), absl::StrCat("EmbeddingBackward: ", rows, " tokens"));
   if (rows == 0 || vocab == 0) return;
-  const int64_t rows_per_range = (vocab + cuda::kVocabRanges - 1) / cuda::kVocabRanges;
-  const int64_t ranges = (vocab + rows_per_range - 1) / rows_per_range;
-  int row_bits = 0;
-  while ((int64_t{1} << row_bits) < rows_per_range) ++row_bits;
-  // A real key never equals the padding 0xffffffff in the sorted bits: that would need
-  // buffer index kTile - 1, i.e. a full buffer, which has no padding.
-  const int key_bits = cuda::kIndexBits + row_bits;
-  SL_CHECK_MSG(key_bits <= 32, absl::StrCat("EmbeddingBackward: vocab ", vocab, " too large"));
+  SL_CHECK_MSG(vocab < (int64_t{1} << 31), absl::StrCat("EmbeddingBackward: vocab ", vocab));
+  int key_bits = 1;
+  while ((int64_t{1} << key_bits) <= vocab) ++key_bits;  // keys are in [0, vocab]
+  const int64_t chunks = (rows + cuda::kChunk - 1) / cuda::kChunk;
+  // Workspace: keys and positions (in, sorted), head and tail pieces, cub's temporary storage.
+  size_t sort_bytes = 0;
+  SL_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, sort_bytes, (uint32_t*)nullptr,
+                                                (uint32_t*)nullptr, (int32_t*)nullptr,
+                                                (int32_t*)nullptr, rows, 0, key_bits, stream_));
+  const auto round_up = [](size_t bytes) { return (bytes + 255) / 256 * 256; };
+  const size_t ids_bytes = round_up(rows * sizeof(uint32_t));
+  const size_t pieces_bytes = round_up(chunks * dim * sizeof(float));
+  char* ws = static_cast<char*>(Workspace(4 * ids_bytes + 2 * pieces_bytes + sort_bytes));
+  auto* keys_in = reinterpret_cast<uint32_t*>(ws);
+  auto* keys = reinterpret_cast<uint32_t*>(ws + ids_bytes);
+  auto* positions_in = reinterpret_cast<int32_t*>(ws + 2 * ids_bytes);
+  auto* positions = reinterpret_cast<int32_t*>(ws + 3 * ids_bytes);
+  auto* head = reinterpret_cast<float*>(ws + 4 * ids_bytes);
+  auto* tail = reinterpret_cast<float*>(ws + 4 * ids_bytes + pieces_bytes);
+  void* sort_storage = ws + 4 * ids_bytes + 2 * pieces_bytes;
+  cuda::EmbeddingKeysKernel<<<GridFor(rows), cuda::kBlock, 0, stream_>>>(
+      keys_in, positions_in, tokens.i32(), rows, vocab);
+  SL_CUDA_LAUNCH_CHECK();
+  SL_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(sort_storage, sort_bytes, keys_in, keys,
+                                                positions_in, positions, rows, 0, key_bits,
+                                                stream_));
   DispatchFloat(dout.dtype(), [&](auto t) {
     using T = decltype(t);
     DispatchWidth(CanVectorize(dim, dtable, dout), [&](auto width) {
       constexpr int W = decltype(width)::value;
-      cuda::EmbeddingBackwardKernel<W, T>
-          <<<static_cast<unsigned>(ranges), cuda::kScatterThreads, 0, stream_>>>(
-              dtable.f32(), Ptr<T>(dout), tokens.i32(), rows, vocab, dim, rows_per_range,
-              key_bits);
+      const int64_t packets = dim / W;
+      const int threads = static_cast<int>(std::min<int64_t>(cuda::kColumnThreads, packets));
+      const dim3 grid(static_cast<unsigned>(chunks),
+                      static_cast<unsigned>((packets + threads - 1) / threads));
+      cuda::EmbeddingChunkKernel<W, T><<<grid, threads, 0, stream_>>>(
+          dtable.f32(), head, tail, Ptr<T>(dout), keys, positions, rows, vocab, dim);
+      SL_CUDA_LAUNCH_CHECK();
+      cuda::EmbeddingMergeKernel<W><<<grid, threads, 0, stream_>>>(dtable.f32(), head, tail,
+                                                                   keys, rows, vocab, dim);
     });
   });
   SL_CUDA_LAUNCH_CHECK();

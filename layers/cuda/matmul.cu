@@ -24,10 +24,14 @@ void CudaBackend::MatmulForward(const Tensor& out, const Tensor& inp, const Tens
 }
 
 void CudaBackend::MatmulBackward(const Tensor& dinp, const Tensor& dweight, const Tensor& dout,
-                                 const Tensor& inp, const Tensor& weight) {
+                                 const Tensor& inp, const Tensor& weight,
+                                 GradWrite dinp_write) {
   const int64_t oc = weight.dim(0), c = weight.dim(1);
   const Tensor dout2 = Rows(dout, oc);
-  if (!dinp.empty()) gemm_->RowMajor(Rows(dinp, c), dout2, false, weight, false, 1.0f, 1.0f);
+  if (!dinp.empty()) {
+    const float beta = dinp_write == GradWrite::kAccumulate ? 1.0f : 0.0f;
+    gemm_->RowMajor(Rows(dinp, c), dout2, false, weight, false, 1.0f, beta);
+  }
   if (!dweight.empty()) gemm_->RowMajor(dweight, dout2, true, Rows(inp, c), false, 1.0f, 1.0f);
 }
 

@@ -201,16 +201,15 @@ void CudaBackend::RmsNormBackward(const Tensor& dinp, const Tensor& dweight, con
                    absl::StrCat("RmsNormBackward: dweight ", dweight.ShapeString(), " ",
                                 DTypeName(dweight.dtype()), ", want [", dim, "] f32"));
       cuda::CheckCuda(dweight, "RmsNormBackward dweight");
-      // Splits: enough blocks to fill the GPU, at least 64 rows each, partials fitting the
-      // scratch (2 floats per double).
+      // Splits: enough blocks to fill the GPU, at least 64 rows each; their partial rows
+      // [splits, dim] live in the workspace and are summed in split order (deterministic).
       const int64_t tiles = (dim + 31) / 32;
-      const int64_t capacity = 2 * int64_t{kScratchDoubles} / dim;
       const int64_t splits = std::max<int64_t>(
-          1, std::min({(cuda::kWeightGradBlocks + tiles - 1) / tiles, capacity,
-                       (rows + 63) / 64}));
+          1, std::min((cuda::kWeightGradBlocks + tiles - 1) / tiles, (rows + 63) / 64));
       const int64_t rows_per_split = (rows + splits - 1) / splits;
       const bool direct = splits == 1;
-      float* partials = reinterpret_cast<float*>(scratch_);
+      float* partials =
+          direct ? nullptr : static_cast<float*>(Workspace(splits * dim * sizeof(float)));
       const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(splits));
       cuda::RmsNormWeightGradKernel<T><<<grid, dim3(32, cuda::kRowLanes), 0, stream_>>>(
           direct ? dweight.f32() : partials, direct, Ptr<T>(dout), Ptr<T>(inp), rstd.f32(),

@@ -22,7 +22,7 @@ __global__ void SwigluForwardKernel(T* out, const T* gate, const T* up, int64_t 
   });
 }
 
-// dgate, dup += (either may be null: not needed).
+// dgate, dup = (either may be null: not needed).
 template <int W, typename T>
 __global__ void SwigluBackwardKernel(T* dgate, T* dup, const T* dout, const T* gate,
                                      const T* up, int64_t n) {
@@ -33,21 +33,19 @@ __global__ void SwigluBackwardKernel(T* dgate, T* dup, const T* dout, const T* g
     LoadF<P>(gate + i, g);
     LoadF<P>(up + i, u);
     if (dup != nullptr) {
-      float acc[P];
-      LoadF<P>(dup + i, acc);
+      float d[P];
 #pragma unroll
-      for (int k = 0; k < P; ++k) acc[k] += dy[k] * g[k] * Sigmoid(g[k]);
-      StoreF<P>(dup + i, acc);
+      for (int k = 0; k < P; ++k) d[k] = dy[k] * g[k] * Sigmoid(g[k]);
+      StoreF<P>(dup + i, d);
     }
     if (dgate != nullptr) {
-      float acc[P];
-      LoadF<P>(dgate + i, acc);
+      float d[P];
 #pragma unroll
       for (int k = 0; k < P; ++k) {
         const float sig = Sigmoid(g[k]);
-        acc[k] += dy[k] * u[k] * sig * (1.0f + g[k] * (1.0f - sig));
+        d[k] = dy[k] * u[k] * sig * (1.0f + g[k] * (1.0f - sig));
       }
-      StoreF<P>(dgate + i, acc);
+      StoreF<P>(dgate + i, d);
     }
   });
 }

@@ -1,5 +1,7 @@
 // StatsRunner on a tiny random CPU model: its first-token mass equals the mean of
-// probs[:, h, t, 0] read directly from Model::Capture, the remainder rows of the last batch
+// probs[:, h, t, 0] read directly from Model::Capture, its attention statistics (computed
+// from the row statistics) equal the probs-based reference of layers/statistics.h for
+// several normalizers and layouts, the remainder rows of the last batch
 // are excluded (the statistics do not depend on the micro-batch), Sink^eps is a fraction,
 // stats.jsonl lines parse with arrays of the right sizes, and `RunStatsOnWeights` writes one.
 #include "launch/stats_runner.h"
@@ -153,7 +155,7 @@ TEST(StatsRunnerTest, VariantLayoutsGiveTheirMassesAndGateMean) {
       }
       EXPECT_NEAR(report->first_token_mass[l][h], first, 1e-9);
       EXPECT_NEAR(report->bias_mass[l][h], bias, 1e-9);
-      EXPECT_NEAR(report->prefix_mass[l][h], prefix, 1e-9);
+      EXPECT_NEAR(report->prefix_mass[l][h], prefix, 1e-7);  // f32 row sums
       EXPECT_NEAR(report->virtual_mass[l][h], 1.0 - rest, 1e-6);
       EXPECT_GT(report->virtual_mass[l][h], 0.0);  // softmax1 rows sum to < 1
     }
@@ -170,6 +172,80 @@ TEST(StatsRunnerTest, VariantLayoutsGiveTheirMassesAndGateMean) {
   for (const char* key :
        {"\"prefix_mass\"", "\"bias_mass\"", "\"virtual_mass\"", "\"gate_mean\""}) {
     EXPECT_TRUE(absl::StrContains(line, key)) << key;
+  }
+}
+
+// The mean over the `samples` samples of per-(sample, head) values [samples * heads].
+std::vector<double> MeanOverSamples(const std::vector<double>& per_sample, int64_t heads) {
+  std::vector<double> mean(heads, 0.0);
+  const double samples = static_cast<double>(per_sample.size() / heads);
+  for (size_t i = 0; i < per_sample.size(); ++i) mean[i % heads] += per_sample[i] / samples;
+  return mean;
+}
+
+void ExpectHeadsNear(const std::vector<double>& got, const std::vector<double>& want,
+                     double tol, const char* what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (size_t h = 0; h < got.size(); ++h) EXPECT_NEAR(got[h], want[h], tol) << what << " " << h;
+}
+
+TEST(StatsRunnerTest, AttentionStatisticsEqualTheProbsReference) {
+  struct Variant {
+    AttentionConfig::Normalizer normalizer;
+    int prefix_tokens;
+    bool kv_bias;
+  };
+  for (const Variant& variant : {Variant{AttentionConfig::SOFTMAX, 0, false},
+                                 Variant{AttentionConfig::SINK_LOGIT, 1, true},
+                                 Variant{AttentionConfig::SOFTPICK, 2, false},
+                                 Variant{AttentionConfig::CLIPPED_SOFTMAX, 0, true}}) {
+    SCOPED_TRACE(testing::Message() << "normalizer " << variant.normalizer);
+    ModelConfig config = TinyModel();
+    config.set_prefix_tokens(variant.prefix_tokens);
+    config.mutable_attention()->set_kv_bias(variant.kv_bias);
+    config.mutable_attention()->set_normalizer(variant.normalizer);
+    CpuBackend backend;
+    Arena arena(Device::kCpu, size_t{1} << 20);
+    const std::vector<uint32_t> tokens = RandomTokens();
+    const Loader val(&tokens, kSeqLen, 3, 1, 0, 1);
+    Model model(config, /*batch=*/3, kSeqLen, &backend, &arena);
+    StatsRunner runner(SmallStats(), model, &backend, &arena);
+    arena.Seal();
+    model.InitParameters(/*seed=*/6);
+    const absl::StatusOr<StatsReport> report = runner.Compute(model, val);
+    ASSERT_TRUE(report.ok()) << report.status();
+    const ModelCapture capture = model.Capture();  // the same (only) batch of 3 samples
+    const AttentionLayout layout{variant.prefix_tokens, variant.kv_bias ? 1 : 0};
+    const int64_t heads = 2;
+    for (int l = 0; l < 2; ++l) {
+      const Tensor& probs = capture.layers[l].attention.probs;
+      ASSERT_FALSE(probs.empty());  // the CPU backend keeps its probs
+      const std::vector<double> alpha = KeyMass(probs, layout, SmallStats().window(), 0);
+      for (size_t e = 0; e < report->eps.size(); ++e) {
+        for (int64_t h = 0; h < heads; ++h) {
+          double above = 0;
+          for (int b = 0; b < 3; ++b) above += alpha[b * heads + h] > report->eps[e] ? 1 : 0;
+          EXPECT_EQ(report->sink_ratio[e][l][h], above / 3) << "eps " << e << " head " << h;
+        }
+      }
+      ExpectHeadsNear(report->first_token_mass[l],
+                      MeanOverSamples(FirstTokenMass(probs, layout), heads), 1e-9,
+                      "first-token mass");
+      ExpectHeadsNear(report->entropy[l],
+                      MeanOverSamples(AttentionEntropy(probs, layout), heads), 1e-5, "entropy");
+      if (layout.prefix_tokens > 0) {
+        ExpectHeadsNear(report->prefix_mass[l],
+                        MeanOverSamples(PrefixMass(probs, layout), heads), 1e-6, "prefix");
+      }
+      if (layout.bias_keys > 0) {
+        ExpectHeadsNear(report->bias_mass[l], MeanOverSamples(BiasKeyMass(probs, layout), heads),
+                        1e-6, "bias");
+      }
+      if (variant.normalizer == AttentionConfig::SINK_LOGIT) {
+        ExpectHeadsNear(report->virtual_mass[l],
+                        MeanOverSamples(VirtualMass(probs, layout), heads), 1e-6, "virtual");
+      }
+    }
   }
 }
 

@@ -128,8 +128,9 @@ TEST(AttentionVariantsTest, AllLayerVariantsTogetherMatchFiniteDifferences) {
                                              "attn.w_gate"}));
 }
 
-// Shapes of what the statistics read: probs [B, H, S, 1 + S] with kv_bias; gate values
-// [B, S, G] with G = H (G1 headwise), H d_h (G1 elementwise), Hkv (G2 headwise).
+// Shapes of what the statistics read: probs [B, H, S, 1 + S] with kv_bias, row statistics
+// [B, H, S, R]; gate values [B, S, G] with G = H (G1 headwise), H d_h (G1 elementwise), Hkv
+// (G2 headwise).
 TEST(AttentionVariantsTest, ExposesProbsWithTheBiasKeyAndGateValuesPerGranularity) {
   CpuBackend backend;
   Arena arena(Device::kCpu, size_t{1} << 20);
@@ -149,6 +150,8 @@ TEST(AttentionVariantsTest, ExposesProbsWithTheBiasKeyAndGateValuesPerGranularit
     });
     Attention attention(&backend, &arena, "a", config, 2, 3, &rope);
     EXPECT_EQ(attention.probs().ShapeString(), "[2, 4, 3, 4]");
+    EXPECT_EQ(attention.row_stats().ShapeString(),
+              absl::StrCat("[2, 4, 3, ", kAttentionRowStatFields, "]"));
     EXPECT_EQ(attention.gate_values().ShapeString(),
               absl::StrCat("[2, 3, ", c.gates, "]"));
     EXPECT_EQ(attention.gate_weight()->master.ShapeString(), absl::StrCat("[", c.gates, ", 8]"));

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -265,6 +266,35 @@ TEST(CudaAttentionSkipTest, EmptyGradientsAreSkipped) {
                             p.g_sink, g_out, Tensor(), g_lse, p.spec);
   EXPECT_EQ(t.ToHostF32(dq_only), t.ToHostF32(dq));
   EXPECT_EQ(t.ToHostF32(dv_only), t.ToHostF32(dv));
+}
+
+// Clipped softmax's dk/dv pass reads the row sums that the dq pass leaves in scratch; alone
+// (dq not wanted) it recomputes them. Both give the same gradients (up to summation order).
+TEST(CudaAttentionSkipTest, ClippedSoftmaxDkvAloneMatchesTheFullBackward) {
+  SL_SKIP_WITHOUT_CUDA();
+  const AttentionCase c{"GqaBias_S150_D64", 2, 150, 1, 4, 2, 64, 1.0f};
+  GpuTest t;
+  const Problem p(t, c, AttentionNormalizer::kClippedSoftmax);
+  const int64_t B = p.B, S = p.S, K = p.K, H = p.H, Hkv = p.Hkv, d = p.d;
+  const Tensor g_out = t.DeviceZeros(DType::kBF16, {B, S, H, d});
+  const Tensor g_lse = t.DeviceZeros(DType::kF32, {B, H, S});
+  t.gpu().AttentionForward(g_out, Tensor(), g_lse, p.g_q, p.g_k, p.g_v, p.g_sink, p.spec);
+  const auto zeros = [&](std::initializer_list<int64_t> shape) {
+    const Tensor x = t.DeviceZeros(DType::kBF16, shape);
+    t.gpu().Fill(x, 0.0f);
+    return x;
+  };
+  const Tensor dq = zeros({B, S, H, d}), dk = zeros({B, K, Hkv, d}), dv = zeros({B, K, Hkv, d});
+  t.gpu().AttentionBackward(dq, dk, dv, Tensor(), p.g_dout, p.g_q, p.g_k, p.g_v, p.g_sink, g_out,
+                            Tensor(), g_lse, p.spec);
+  const Tensor dk_alone = zeros({B, K, Hkv, d}), dv_alone = zeros({B, K, Hkv, d});
+  t.gpu().AttentionBackward(Tensor(), dk_alone, dv_alone, Tensor(), p.g_dout, p.g_q, p.g_k,
+                            p.g_v, p.g_sink, g_out, Tensor(), g_lse, p.spec);
+  for (const auto& [full, alone] : {std::pair{dk, dk_alone}, std::pair{dv, dv_alone}}) {
+    std::vector<float> want = t.ToHostF32(full);
+    const Tensor want_host(want.data(), DType::kF32, Device::kCpu, {B, K, Hkv, d});
+    EXPECT_LT(GpuTest::RelError(t.ToHostF32(alone), want_host), 2e-3);
+  }
 }
 
 }  // namespace

@@ -86,14 +86,16 @@ TEST_P(CudaEmbeddingTest, BackwardAddsTheCpuScatter) {
   }
 }
 
-// dim 96: 16-byte packets; dim 100: scalar. 5000 tokens with 60% one id overflow the
-// per-block buffer (2048 entries) of the row owning it, which then flushes mid-scan.
+// dim 96: 16-byte packets; dim 100: scalar. With 60% one id, that id's run crosses ~90 of
+// the backward's 32-entry chunks (head + tail pieces merged); 16384 tokens over 71 ids are
+// the byte-level corpus of the benchmark at its width (every run crosses chunks).
 INSTANTIATE_TEST_SUITE_P(Shapes, CudaEmbeddingTest,
                          ::testing::Values(EmbeddingShape{87, 263, 96, 0},
                                            EmbeddingShape{87, 263, 100, 30},
                                            EmbeddingShape{5000, 263, 96, 60},
                                            EmbeddingShape{3001, 5003, 40, 10},
-                                           EmbeddingShape{129, 50257, 16, 20}));
+                                           EmbeddingShape{129, 50257, 16, 20},
+                                           EmbeddingShape{16384, 71, 768, 0}));
 
 TEST(CudaEmbeddingTest, BackwardIsBitwiseDeterministic) {
   SL_SKIP_WITHOUT_CUDA();

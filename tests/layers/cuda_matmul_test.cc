@@ -23,31 +23,33 @@ TEST_P(CudaMatmulTest, ForwardAndBackwardMatchTheCpuReference) {
   const Tensor inp = t.HostRandom({s.batch, s.rows, s.in}, 1);
   const Tensor weight = t.HostRandom({s.out, s.in}, 2, 0.05f);
   const Tensor dout = t.HostRandom({s.batch, s.rows, s.out}, 3);
-  // Nonzero starting gradients: the backward must add to them.
+  // Nonzero starting gradients: dweight's are added to, dinp's kept or overwritten.
   const Tensor dinp0 = t.HostRandom({s.batch, s.rows, s.in}, 4);
   const Tensor dweight0 = t.HostRandom({s.out, s.in}, 5, 1.0f, /*round_bf16=*/false);
 
-  Tensor out = t.HostZeros(DType::kF32, {s.batch, s.rows, s.out});
-  Tensor dinp = t.HostCopy(dinp0), dweight = t.HostCopy(dweight0);
-  t.cpu().MatmulForward(out, inp, weight);
-  t.cpu().MatmulBackward(dinp, dweight, dout, inp, weight);
+  for (const GradWrite write : {GradWrite::kAccumulate, GradWrite::kAssign}) {
+    Tensor out = t.HostZeros(DType::kF32, {s.batch, s.rows, s.out});
+    Tensor dinp = t.HostCopy(dinp0), dweight = t.HostCopy(dweight0);
+    t.cpu().MatmulForward(out, inp, weight);
+    t.cpu().MatmulBackward(dinp, dweight, dout, inp, weight, write);
 
-  const Tensor g_inp = t.ToDevice(inp, DType::kBF16), g_weight = t.ToDevice(weight, DType::kBF16);
-  const Tensor g_dout = t.ToDevice(dout, DType::kBF16);
-  const Tensor g_out = t.DeviceZeros(DType::kBF16, {s.batch, s.rows, s.out});
-  const Tensor g_dinp = t.ToDevice(dinp0, DType::kBF16);
-  const Tensor g_dweight = t.ToDevice(dweight0, DType::kF32);
-  t.gpu().MatmulForward(g_out, g_inp, g_weight);
-  t.gpu().MatmulBackward(g_dinp, g_dweight, g_dout, g_inp, g_weight);
+    const Tensor g_inp = t.ToDevice(inp, DType::kBF16), g_weight = t.ToDevice(weight, DType::kBF16);
+    const Tensor g_dout = t.ToDevice(dout, DType::kBF16);
+    const Tensor g_out = t.DeviceZeros(DType::kBF16, {s.batch, s.rows, s.out});
+    const Tensor g_dinp = t.ToDevice(dinp0, DType::kBF16);
+    const Tensor g_dweight = t.ToDevice(dweight0, DType::kF32);
+    t.gpu().MatmulForward(g_out, g_inp, g_weight);
+    t.gpu().MatmulBackward(g_dinp, g_dweight, g_dout, g_inp, g_weight, write);
 
-  EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_out), out), kBf16RelTol);
-  EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_dinp), dinp), kBf16RelTol);
-  EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_dweight), dweight), kF32RelTol);
+    const char* mode = write == GradWrite::kAssign ? "assign" : "accumulate";
+    EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_out), out), kBf16RelTol) << mode;
+    EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_dinp), dinp), kBf16RelTol) << mode;
+    EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_dweight), dweight), kF32RelTol) << mode;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, CudaMatmulTest,
-                         ::testing::Values(MatmulShape{1, 37, 96, 50},
-                                           MatmulShape{3, 29, 128, 264},
+                         ::testing::Values(MatmulShape{1, 37, 96, 50}, MatmulShape{3, 29, 128, 264},
                                            MatmulShape{2, 130, 200, 384}));
 
 TEST(CudaMatmulTest, EmptyInputGradientIsSkipped) {
@@ -56,10 +58,11 @@ TEST(CudaMatmulTest, EmptyInputGradientIsSkipped) {
   const Tensor inp = t.HostRandom({37, 64}, 1), weight = t.HostRandom({48, 64}, 2, 0.1f);
   const Tensor dout = t.HostRandom({37, 48}, 3);
   Tensor dweight = t.HostZeros(DType::kF32, {48, 64});
-  t.cpu().MatmulBackward(Tensor(), dweight, dout, inp, weight);
+  t.cpu().MatmulBackward(Tensor(), dweight, dout, inp, weight, GradWrite::kAssign);
   const Tensor g_dweight = t.DeviceZeros(DType::kF32, {48, 64});
   t.gpu().MatmulBackward(Tensor(), g_dweight, t.ToDevice(dout, DType::kBF16),
-                         t.ToDevice(inp, DType::kBF16), t.ToDevice(weight, DType::kBF16));
+                         t.ToDevice(inp, DType::kBF16), t.ToDevice(weight, DType::kBF16),
+                         GradWrite::kAssign);
   EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_dweight), dweight), kF32RelTol);
 }
 

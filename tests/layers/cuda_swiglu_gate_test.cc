@@ -1,5 +1,5 @@
 // The CUDA elementwise kernels (layers/cuda/swiglu.cu, gate.cu) against the CPU reference:
-// forward, backward accumulation into nonzero gradients, outputs left empty, the vector
+// forward, backward overwriting nonzero starting gradients, outputs left empty, the vector
 // path with a scalar tail, unaligned tensors (scalar path), and the gate written in place
 // over its logits; gates from one per row to one per channel.
 #if SINKLAB_WITH_CUDA

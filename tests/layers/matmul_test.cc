@@ -20,7 +20,7 @@ struct Sizes {
 
 // Odd shapes: fewer rows than a micro-kernel, columns not a multiple of the vector width,
 // k beyond one k-block (256), and the default job's shapes.
-const Sizes kSizes[] = {{1, 1, 1},   {3, 5, 7},    {13, 17, 33},  {67, 129, 45},
+const Sizes kSizes[] = {{1, 1, 1},     {3, 5, 7},   {13, 17, 33},   {67, 129, 45},
                         {50, 300, 70}, {9, 520, 3}, {130, 64, 264}, {257, 128, 384}};
 
 TEST(MatmulTest, ForwardMatchesNaiveTripleLoopOnOddSizes) {
@@ -45,33 +45,36 @@ TEST(MatmulTest, ForwardMatchesNaiveTripleLoopOnOddSizes) {
   }
 }
 
-TEST(MatmulTest, BackwardAccumulatesNaiveProductsOnOddSizes) {
+// dinp is overwritten (kAssign) or added to (kAccumulate); dweight is always added to.
+TEST(MatmulTest, BackwardWritesNaiveProductsOnOddSizes) {
   CpuBackend backend;
-  for (const Sizes& s : kSizes) {
-    TensorPool pool;
-    Tensor inp = pool.Random({s.n, s.c}, 1);
-    Tensor weight = pool.Random({s.oc, s.c}, 2);
-    Tensor dout = pool.Random({s.n, s.oc}, 3);
-    Tensor dinp = pool.Random({s.n, s.c}, 4);  // prior contents: backward adds to them
-    Tensor dweight = pool.Random({s.oc, s.c}, 5);
-    const std::vector<float> dinp0 = Values(dinp), dweight0 = Values(dweight);
-    backend.MatmulBackward(dinp, dweight, dout, inp, weight);
-    for (int64_t i = 0; i < s.n; ++i) {
-      for (int64_t c = 0; c < s.c; ++c) {
-        double expected = dinp0[i * s.c + c];
-        for (int64_t o = 0; o < s.oc; ++o) {
-          expected += static_cast<double>(dout.f32()[i * s.oc + o]) * weight.f32()[o * s.c + c];
+  for (const GradWrite write : {GradWrite::kAccumulate, GradWrite::kAssign}) {
+    for (const Sizes& s : kSizes) {
+      TensorPool pool;
+      Tensor inp = pool.Random({s.n, s.c}, 1);
+      Tensor weight = pool.Random({s.oc, s.c}, 2);
+      Tensor dout = pool.Random({s.n, s.oc}, 3);
+      Tensor dinp = pool.Random({s.n, s.c}, 4);  // prior contents: kept or overwritten
+      Tensor dweight = pool.Random({s.oc, s.c}, 5);
+      const std::vector<float> dinp0 = Values(dinp), dweight0 = Values(dweight);
+      backend.MatmulBackward(dinp, dweight, dout, inp, weight, write);
+      for (int64_t i = 0; i < s.n; ++i) {
+        for (int64_t c = 0; c < s.c; ++c) {
+          double expected = write == GradWrite::kAccumulate ? dinp0[i * s.c + c] : 0.0;
+          for (int64_t o = 0; o < s.oc; ++o) {
+            expected += static_cast<double>(dout.f32()[i * s.oc + o]) * weight.f32()[o * s.c + c];
+          }
+          ASSERT_NEAR(dinp.f32()[i * s.c + c], expected, 1e-5 * (s.oc + 1)) << "dinp";
         }
-        ASSERT_NEAR(dinp.f32()[i * s.c + c], expected, 1e-5 * (s.oc + 1)) << "dinp";
       }
-    }
-    for (int64_t o = 0; o < s.oc; ++o) {
-      for (int64_t c = 0; c < s.c; ++c) {
-        double expected = dweight0[o * s.c + c];
-        for (int64_t i = 0; i < s.n; ++i) {
-          expected += static_cast<double>(dout.f32()[i * s.oc + o]) * inp.f32()[i * s.c + c];
+      for (int64_t o = 0; o < s.oc; ++o) {
+        for (int64_t c = 0; c < s.c; ++c) {
+          double expected = dweight0[o * s.c + c];
+          for (int64_t i = 0; i < s.n; ++i) {
+            expected += static_cast<double>(dout.f32()[i * s.oc + o]) * inp.f32()[i * s.c + c];
+          }
+          ASSERT_NEAR(dweight.f32()[o * s.c + c], expected, 1e-5 * (s.n + 1)) << "dweight";
         }
-        ASSERT_NEAR(dweight.f32()[o * s.c + c], expected, 1e-5 * (s.n + 1)) << "dweight";
       }
     }
   }
@@ -82,7 +85,7 @@ TEST(MatmulTest, EmptyDinpComputesOnlyTheWeightGradient) {
   TensorPool pool;
   Tensor inp = pool.Random({4, 6}, 1), weight = pool.Random({5, 6}, 2);
   Tensor dout = pool.Random({4, 5}, 3), dweight = pool.Zeros({5, 6});
-  backend.MatmulBackward(Tensor(), dweight, dout, inp, weight);
+  backend.MatmulBackward(Tensor(), dweight, dout, inp, weight, GradWrite::kAssign);
   for (int o = 0; o < 5; ++o) {
     for (int c = 0; c < 6; ++c) {
       double expected = 0;
@@ -101,7 +104,7 @@ std::vector<float> RunMatmuls(int threads) {
   Tensor inp = pool.Random({n, c}, 1), weight = pool.Random({oc, c}, 2);
   Tensor out = pool.Zeros({n, oc}), dinp = pool.Zeros({n, c}), dweight = pool.Zeros({oc, c});
   backend.MatmulForward(out, inp, weight);
-  backend.MatmulBackward(dinp, dweight, out, inp, weight);
+  backend.MatmulBackward(dinp, dweight, out, inp, weight, GradWrite::kAccumulate);
   std::vector<float> all = Values(out);
   for (const Tensor* t : {&dinp, &dweight}) {
     const std::vector<float> v = Values(*t);
@@ -139,7 +142,7 @@ TEST(LinearTest, BackwardMatchesFiniteDifferences) {
     return WeightedSum(out, r);
   };
   loss();
-  linear.Backward(dinp, r, inp);
+  linear.Backward(dinp, r, inp, GradWrite::kAssign);
   ExpectGradientMatches("dinp", inp, dinp, loss);
   ExpectGradientMatches("dweight", linear.weight()->master, linear.weight()->grad, loss);
 }

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "layers/cpu/cpu_backend.h"
 #include "layers/model.h"
@@ -199,6 +200,8 @@ TEST(ModelVariantsTest, CaptureNamesTheGateInputAndShapesEveryVariant) {
   const LayerCapture& layer = capture.layers[1];
   EXPECT_EQ(layer.attention.probs.ShapeString(), "[2, 2, 5, 6]");  // S = 5, K = 6
   EXPECT_EQ(layer.attention.lse.ShapeString(), "[2, 2, 5]");
+  EXPECT_EQ(layer.attention.row_stats.ShapeString(),
+            absl::StrCat("[2, 2, 5, ", kAttentionRowStatFields, "]"));
   EXPECT_EQ(layer.attention.v.ShapeString(), "[2, 5, 1, 4]");
   EXPECT_EQ(layer.attention.gate.ShapeString(), "[2, 5, 2]");
   EXPECT_EQ(layer.output.ShapeString(), "[2, 5, 8]");

@@ -1,7 +1,9 @@
 // Sink and outlier statistics (layers/statistics.h) on hand-built tensors whose answers are
 // worked out by hand: Sink^eps and first-token mass of planted attention patterns, the
 // per-sample indicator, the window truncation, prefix / bias / virtual masses, entropy,
-// kurtosis in closed form, massive activations, norm ratios and gate means.
+// kurtosis in closed form, massive activations, norm ratios and gate means. The row-statistics
+// versions (Backend::AttentionRowStats) against the probs versions on the CPU backend's
+// random attention, for every normalizer and layout.
 #include "layers/statistics.h"
 
 #include <cmath>
@@ -9,6 +11,8 @@
 
 #include "core/rng.h"
 #include "gtest/gtest.h"
+#include "layers/cpu/cpu_backend.h"
+#include "tests/layers/gradient_check.h"
 
 namespace sinklab {
 namespace {
@@ -247,10 +251,119 @@ TEST(StatisticsTest, NormRatiosOfAHandTensor) {
 TEST(StatisticsTest, MaxAbsAndGateMeanOverDataPositions) {
   std::vector<float> x = {0.5f, -3.0f, 2.0f, 0.25f};
   EXPECT_DOUBLE_EQ(MaxAbs(Tensor(x.data(), DType::kF32, Device::kCpu, {2, 2})), 3.0);
+  // The backend's reduction (the stats runner's path) agrees, and skips a NaN.
+  CpuBackend backend;
+  EXPECT_DOUBLE_EQ(backend.MaxAbsToHost(Tensor(x.data(), DType::kF32, Device::kCpu, {2, 2})), 3.0);
+  std::vector<float> with_nan = {NAN, -1.5f, 0.5f};
+  EXPECT_DOUBLE_EQ(backend.MaxAbsToHost(Tensor(with_nan.data(), DType::kF32, Device::kCpu, {3})),
+                   1.5);
   // gate [1, 2, 2]: position 0 is a prefix token, the data position has mean 0.375.
   const std::vector<double> g = GateMean(Tensor(x.data(), DType::kF32, Device::kCpu, {1, 2, 2}), 1);
   ASSERT_EQ(g.size(), 1u);
   EXPECT_DOUBLE_EQ(g[0], (2.0 + 0.25) / 2);
+}
+
+// One random attention of the CPU backend (q, k std 1.5: uneven rows) for `normalizer`, P
+// prefix positions and `bias` bias keys, its probs and its row statistics.
+struct RandomAttention {
+  RandomAttention(AttentionNormalizer normalizer, int64_t P, int64_t bias, uint64_t stream)
+      : layout{P, bias} {
+    const int64_t B = 2, S = P + 11, H = 4, Hkv = 2, d = 8, K = bias + S;
+    AttentionSpec spec;
+    spec.normalizer = normalizer;
+    spec.scale = 1.0f / std::sqrt(static_cast<float>(d));
+    spec.sigmoid_bias = -std::log(static_cast<float>(K));
+    spec.clip_gamma = -0.03f;
+    spec.clip_zeta = 1.03f;
+    const Tensor q = pool.Random({B, S, H, d}, stream, 1.5f);
+    const Tensor k = pool.Random({B, K, Hkv, d}, stream + 1, 1.5f);
+    const Tensor v = pool.Random({B, K, Hkv, d}, stream + 2);
+    const Tensor sink = pool.Random({H}, stream + 3);
+    const Tensor out = pool.Zeros({B, S, H, d}), lse = pool.Zeros({B, H, S});
+    probs = pool.Zeros({B, H, S, K});
+    row_stats = pool.Zeros({B, H, S, int64_t{kAttentionRowStatFields}});
+    CpuBackend backend;
+    backend.AttentionForward(out, probs, lse, q, k, v, sink, spec);
+    backend.AttentionRowStats(row_stats, probs, q, k, lse, sink, spec, P);
+  }
+  TensorPool pool;
+  AttentionLayout layout;
+  Tensor probs, row_stats;
+};
+
+void ExpectNear(const std::vector<double>& got, const std::vector<double>& want, double tol,
+                const char* what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], tol) << what << " " << i;
+}
+
+TEST(StatisticsTest, RowStatsGiveTheProbsStatisticsForEveryNormalizerAndLayout) {
+  const AttentionNormalizer normalizers[] = {
+      AttentionNormalizer::kSoftmax,  AttentionNormalizer::kSoftmax1,
+      AttentionNormalizer::kSinkLogit, AttentionNormalizer::kSoftpick,
+      AttentionNormalizer::kSigmoid,  AttentionNormalizer::kClippedSoftmax};
+  const int64_t layouts[][2] = {{0, 0}, {0, 1}, {2, 0}, {2, 1}};  // {P, bias keys}
+  uint64_t stream = 100;
+  for (const AttentionNormalizer normalizer : normalizers) {
+    for (const auto& [P, bias] : layouts) {
+      SCOPED_TRACE(testing::Message() << "normalizer " << static_cast<int>(normalizer)
+                                      << " P " << P << " bias " << bias);
+      const RandomAttention a(normalizer, P, bias, stream += 10);
+      const Tensor& probs = a.probs;
+      const Tensor& rows = a.row_stats;
+      // Data token 0's weight is copied, so the key masses agree to rounding of the mean.
+      for (const int64_t window : {1, 4, 11}) {
+        ExpectNear(FirstKeyMassFromRowStats(rows, a.layout, window),
+                   KeyMass(probs, a.layout, window, 0), 1e-12, "key mass");
+      }
+      ExpectNear(FirstTokenMassFromRowStats(rows, a.layout), FirstTokenMass(probs, a.layout),
+                 1e-12, "first-token mass");
+      for (const double eps : {0.1, 0.3, 0.5}) {
+        EXPECT_EQ(SinkRatioFromRowStats(rows, a.layout, 4, eps),
+                  SinkRatio(probs, a.layout, 4, eps));
+      }
+      // Row sums are rounded to f32 once per row.
+      ExpectNear(PrefixMassFromRowStats(rows, a.layout), PrefixMass(probs, a.layout), 1e-6,
+                 "prefix mass");
+      ExpectNear(VirtualMassFromRowStats(rows, a.layout), VirtualMass(probs, a.layout), 1e-6,
+                 "virtual mass");
+      const std::vector<double> entropy = AttentionEntropy(probs, a.layout);
+      ExpectNear(AttentionEntropyFromRowStats(rows, a.layout), entropy, 1e-5, "entropy");
+      for (const double e : entropy) EXPECT_GT(e, 0.1);  // random rows are far from one-hot
+      if (bias > 0) {
+        ExpectNear(BiasKeyMassFromRowStats(rows, a.layout), BiasKeyMass(probs, a.layout), 1e-6,
+                   "bias mass");
+      }
+      if (P > 0) {
+        for (const double m : PrefixMass(probs, a.layout)) EXPECT_GT(m, 0.0);
+      }
+    }
+  }
+}
+
+TEST(StatisticsTest, RowStatsOfAHandLayoutHoldEachField) {
+  // One bias key and one prefix token; the data row t = 1 (position 2) sees keys 0..3:
+  // weights 0.1 (bias), 0.2 (prefix), 0.3 (data token 0), 0.15 (itself); 0.25 virtual.
+  const int64_t S = 3, K = 4;
+  Probs p(1, 1, S, K);
+  float* row = p.Row(0, 0, 2);
+  row[0] = 0.1f, row[1] = 0.2f, row[2] = 0.3f, row[3] = 0.15f;
+  TensorPool pool;
+  const Tensor q = pool.Zeros({1, S, 1, 2}), k = pool.Zeros({1, K, 1, 2});
+  const Tensor rows = pool.Zeros({1, 1, S, int64_t{kAttentionRowStatFields}});
+  CpuBackend backend;
+  backend.AttentionRowStats(rows, p.tensor(), q, k, pool.Zeros({1, 1, S}), Tensor(),
+                            AttentionSpec(), /*prefix_tokens=*/1);
+  const float* r = rows.f32() + 2 * kAttentionRowStatFields;
+  EXPECT_FLOAT_EQ(r[kRowDataTokenZero], 0.3f);
+  EXPECT_FLOAT_EQ(r[kRowBiasKey], 0.1f);
+  EXPECT_FLOAT_EQ(r[kRowPrefixMass], 0.2f);
+  EXPECT_FLOAT_EQ(r[kRowTotalMass], 0.75f);
+  const double entropy = -(0.1 * std::log(0.1) + 0.2 * std::log(0.2) + 0.3 * std::log(0.3) +
+                           0.15 * std::log(0.15));
+  EXPECT_NEAR(r[kRowEntropy], entropy, 1e-6);
+  // The prefix row (position 0) sees the bias key and itself only: no data token 0.
+  EXPECT_FLOAT_EQ(rows.f32()[kRowDataTokenZero], 0.0f);
 }
 
 }  // namespace
