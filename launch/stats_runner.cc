@@ -1,15 +1,24 @@
 #include "launch/stats_runner.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "configs/config_util.h"
 #include "core/dtype.h"
+#include "core/log.h"
 
 namespace sinklab {
 namespace {
+
+// Elements per moment chunk (fixed, so kurtosis does not depend on the thread count).
+constexpr int64_t kMomentChunk = int64_t{1} << 18;
+
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
 
 bool HasVirtualMass(const ModelConfig& config) {
   const AttentionConfig::Normalizer n = config.attention().normalizer();
@@ -95,19 +104,21 @@ StatsRunner::StatsRunner(const StatsConfig& stats, const Model& model, Backend* 
 
 Tensor StatsRunner::HostF32(const Tensor& t) {
   if (t.device() == Device::kCpu && t.dtype() == DType::kF32) return t;
+  const auto start = std::chrono::steady_clock::now();
   SL_CHECK_MSG(static_cast<size_t>(t.numel()) <= staging_f32_.size(),
                absl::StrCat("captured tensor ", t.ShapeString(), " exceeds the staging buffer"));
   if (t.dtype() == DType::kBF16) {
     backend_->CopyToHost(staging_bf16_.data(), t);
-    for (int64_t i = 0; i < t.numel(); ++i) {
-      staging_f32_[i] = BF16ToFloat(BF16{staging_bf16_[i]});
-    }
+    const int64_t n = t.numel();
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (int64_t i = 0; i < n; ++i) staging_f32_[i] = BF16ToFloat(BF16{staging_bf16_[i]});
   } else {
     SL_CHECK_MSG(t.dtype() == DType::kF32, "captured tensors are f32 or bf16");
     backend_->CopyToHost(staging_f32_.data(), t);
   }
   int64_t shape[Tensor::kMaxRank];
   for (int i = 0; i < t.rank(); ++i) shape[i] = t.dim(i);
+  copy_seconds_ += SecondsSince(start);
   return Tensor(staging_f32_.data(), DType::kF32, Device::kCpu, shape, t.rank());
 }
 
@@ -155,10 +166,22 @@ void StatsRunner::AddBatch(const ModelCapture& capture, int64_t rows, int64_t sa
     // Residual stream h^l: every position, prefix tokens included.
     const Tensor h = HostF32(layer.output.Slice0(0, rows));
     for (const double r : TokenZeroNormRatio(h, layout.prefix_tokens)) sums.token0_norm[l] += r;
-    sums.moments[l].Add(h.f32(), h.numel());
-    MergeTopAbs(&report.top3[l], TopAbsActivations(h, 3, sample_offset), 3);
+    sums.moments[l].AddInChunks(h.f32(), h.numel(), kMomentChunk);
+    // Top-3 |h| per sample in parallel, merged in sample order (earlier elements win ties,
+    // as one pass over h would give).
+    std::vector<std::vector<ActivationSite>> sample_top(rows);
+#pragma omp parallel for schedule(static)
+    for (int64_t b = 0; b < rows; ++b) {
+      sample_top[b] = TopAbsActivations(h.Slice0(b, b + 1), 3, sample_offset + b);
+    }
+    for (const std::vector<ActivationSite>& top : sample_top) {
+      MergeTopAbs(&report.top3[l], top, 3);
+    }
     float* abs_out = abs_values_[l].data() + sums.filled;
-    for (int64_t i = 0; i < h.numel(); ++i) abs_out[i] = std::fabs(h.f32()[i]);
+    const float* h_values = h.f32();
+    const int64_t h_count = h.numel();
+#pragma omp parallel for schedule(static) if (h_count > 65536)
+    for (int64_t i = 0; i < h_count; ++i) abs_out[i] = std::fabs(h_values[i]);
     // Linear-layer inputs, reduced where they live (a shared input is measured once).
     std::vector<std::pair<const void*, double>> measured;
     for (const NamedTensor& input : layer.linear_inputs) {
@@ -167,7 +190,9 @@ void StatsRunner::AddBatch(const ModelCapture& capture, int64_t rows, int64_t sa
         if (data == input.tensor.data()) max_abs = value;
       }
       if (max_abs < 0) {
+        const auto start = std::chrono::steady_clock::now();
         max_abs = backend_->MaxAbsToHost(FirstSamples(input.tensor, batch_, rows));
+        device_reduce_seconds_ += SecondsSince(start);
         measured.emplace_back(input.tensor.data(), max_abs);
       }
       AddLinearInputMax(input.name, max_abs, report);
@@ -221,13 +246,18 @@ absl::StatusOr<StatsReport> StatsRunner::Compute(Model& model, const Loader& val
   sums.gate.assign(layers_, 0.0);
   sums.moments.assign(layers_, MomentAccumulator());
   bool has_gate = false;
+  copy_seconds_ = device_reduce_seconds_ = 0;
+  double forward_seconds = 0, batch_seconds = 0;
+  const auto start = std::chrono::steady_clock::now();
   for (int64_t batch = 0; batch < model_batches_; ++batch) {
+    const auto forward_start = std::chrono::steady_clock::now();
     val.GetEvalBatch(batch, batch_, host_inputs_.data(), host_targets_.data());
     backend_->CopyFromHost(inputs_, host_inputs_.data());
     backend_->CopyFromHost(targets_, host_targets_.data());
     model.set_capture_attention(true);
     model.Forward(inputs_, targets_);
     model.set_capture_attention(false);
+    forward_seconds += SecondsSince(forward_start);
     const ModelCapture capture = model.Capture();
     SL_CHECK_MSG(capture.prefix_tokens == model_config_.prefix_tokens() &&
                      capture.bias_keys == (model_config_.attention().kv_bias() ? 1 : 0),
@@ -237,10 +267,18 @@ absl::StatusOr<StatsReport> StatsRunner::Compute(Model& model, const Loader& val
     report.bias_keys = capture.bias_keys;
     has_gate = !capture.layers.empty() && !capture.layers[0].attention.gate.empty();
     const int64_t rows = std::min(batch_, samples - batch * batch_);
+    const auto batch_start = std::chrono::steady_clock::now();
     AddBatch(capture, rows, batch * batch_, sums, report);
+    batch_seconds += SecondsSince(batch_start);
   }
   SL_CHECK(sums.filled == samples * positions * model_config_.d_model());
+  const auto finish_start = std::chrono::steady_clock::now();
   Finish(sums, has_gate, report);
+  LogInfo(absl::StrFormat(
+      "statistics of %d samples in %.3f s: forward %.3f s, copies to the host %.3f s, device "
+      "reductions %.3f s, host reductions %.3f s, medians and summaries %.3f s",
+      samples, SecondsSince(start), forward_seconds, copy_seconds_, device_reduce_seconds_,
+      batch_seconds - copy_seconds_ - device_reduce_seconds_, SecondsSince(finish_start)));
   return report;
 }
 
@@ -263,8 +301,12 @@ void StatsRunner::Finish(const Sums& sums, bool has_gate, StatsReport& report) {
   if (report.prefix_tokens > 0) report.prefix_mass = averaged(sums.prefix);
   if (report.bias_keys > 0) report.bias_mass = averaged(sums.bias);
   if (HasVirtualMass(model_config_)) report.virtual_mass = averaged(sums.virtual_mass);
+  // The medians (a selection over samples x S x D values each) dominate; layers in parallel.
+  std::vector<double> medians(layers_);
+#pragma omp parallel for schedule(dynamic)
+  for (int64_t l = 0; l < layers_; ++l) medians[l] = MedianInPlace(&abs_values_[l]);
   for (int64_t l = 0; l < layers_; ++l) {
-    report.median_abs.push_back(MedianInPlace(&abs_values_[l]));
+    report.median_abs.push_back(medians[l]);
     const double top1 = report.top3[l].empty() ? 0.0 : std::fabs(report.top3[l][0].value);
     report.top1_ratio.push_back(top1 / report.median_abs.back());
     report.kurtosis.push_back(sums.moments[l].ExcessKurtosis());

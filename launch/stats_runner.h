@@ -114,6 +114,9 @@ class StatsRunner {
   std::vector<std::vector<float>> abs_values_;  // [layer][samples * S * D] |h^l| for medians
   std::vector<float> staging_f32_;              // non-CPU backends only
   std::vector<uint16_t> staging_bf16_;
+  // Wall seconds of the parts of the current Compute (logged at its end): host copies
+  // (HostF32, conversion included) and device reductions (MaxAbsToHost).
+  double copy_seconds_ = 0, device_reduce_seconds_ = 0;
 };
 
 }  // namespace sinklab

@@ -283,33 +283,54 @@ MassiveActivationStats MassiveActivations(const Tensor& h) {
   return stats;
 }
 
-void MomentAccumulator::Add(const float* x, int64_t n) {
-  if (n <= 0) return;
+MomentAccumulator MomentAccumulator::OfChunk(const float* x, int64_t n) {
   // The chunk's own mean and central sums (two passes).
-  double mean_b = 0;
-  for (int64_t i = 0; i < n; ++i) mean_b += x[i];
-  mean_b /= static_cast<double>(n);
-  double m2_b = 0, m3_b = 0, m4_b = 0;
+  MomentAccumulator chunk;
+  if (n <= 0) return chunk;
+  double mean = 0;
+  for (int64_t i = 0; i < n; ++i) mean += x[i];
+  mean /= static_cast<double>(n);
   for (int64_t i = 0; i < n; ++i) {
-    const double d = x[i] - mean_b, d2 = d * d;
-    m2_b += d2;
-    m3_b += d2 * d;
-    m4_b += d2 * d2;
+    const double d = x[i] - mean, d2 = d * d;
+    chunk.m2_ += d2;
+    chunk.m3_ += d2 * d;
+    chunk.m4_ += d2 * d2;
   }
+  chunk.mean_ = mean;
+  chunk.count_ = n;
+  return chunk;
+}
+
+void MomentAccumulator::Merge(const MomentAccumulator& b) {
+  if (b.count_ == 0) return;
   // Pebay 2008, eqs. 2.1 (mean), 3.1 (M2), and the pairwise M3, M4 updates.
-  const double na = static_cast<double>(count_), nb = static_cast<double>(n), nt = na + nb;
-  const double delta = mean_b - mean_, d2 = delta * delta;
-  const double m4 = m4_ + m4_b +
+  const double na = static_cast<double>(count_), nb = static_cast<double>(b.count_);
+  const double nt = na + nb;
+  const double delta = b.mean_ - mean_, d2 = delta * delta;
+  const double m4 = m4_ + b.m4_ +
                     d2 * d2 * na * nb * (na * na - na * nb + nb * nb) / (nt * nt * nt) +
-                    6 * d2 * (na * na * m2_b + nb * nb * m2_) / (nt * nt) +
-                    4 * delta * (na * m3_b - nb * m3_) / nt;
-  const double m3 = m3_ + m3_b + d2 * delta * na * nb * (na - nb) / (nt * nt) +
-                    3 * delta * (na * m2_b - nb * m2_) / nt;
-  m2_ = m2_ + m2_b + d2 * na * nb / nt;
+                    6 * d2 * (na * na * b.m2_ + nb * nb * m2_) / (nt * nt) +
+                    4 * delta * (na * b.m3_ - nb * m3_) / nt;
+  const double m3 = m3_ + b.m3_ + d2 * delta * na * nb * (na - nb) / (nt * nt) +
+                    3 * delta * (na * b.m2_ - nb * m2_) / nt;
+  m2_ = m2_ + b.m2_ + d2 * na * nb / nt;
   m3_ = m3;
   m4_ = m4;
   mean_ += delta * nb / nt;
-  count_ += n;
+  count_ += b.count_;
+}
+
+void MomentAccumulator::Add(const float* x, int64_t n) { Merge(OfChunk(x, n)); }
+
+void MomentAccumulator::AddInChunks(const float* x, int64_t n, int64_t chunk) {
+  SL_CHECK(chunk > 0);
+  const int64_t parts = (n + chunk - 1) / chunk;
+  std::vector<MomentAccumulator> sums(std::max<int64_t>(parts, 0));
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < parts; ++i) {
+    sums[i] = OfChunk(x + i * chunk, std::min(chunk, n - i * chunk));
+  }
+  for (const MomentAccumulator& part : sums) Merge(part);  // in order: deterministic
 }
 
 double MomentAccumulator::ExcessKurtosis() const {
@@ -347,6 +368,7 @@ std::vector<double> TokenZeroNormRatio(const Tensor& x, int64_t first_data_posit
     return std::sqrt(sum);
   };
   std::vector<double> out(batch * groups);
+#pragma omp parallel for collapse(2) schedule(static)
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t g = 0; g < groups; ++g) {
       double rest = 0;

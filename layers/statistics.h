@@ -142,6 +142,11 @@ class MomentAccumulator {
  public:
   // Adds x[0 .. n) (two passes over the chunk in double, then one merge).
   void Add(const float* x, int64_t n);
+  // Adds x[0 .. n) as consecutive chunks of `chunk` elements, whose sums are taken in
+  // parallel (OpenMP) and merged in order: the result depends on `chunk`, not on the threads.
+  void AddInChunks(const float* x, int64_t n, int64_t chunk);
+  // Adds another accumulator's elements (the pairwise update).
+  void Merge(const MomentAccumulator& other);
   int64_t count() const { return count_; }
   double mean() const { return mean_; }
   // E[(x - mu)^4] / sigma^4 - 3 with population moments (Bondarenko et al. 2023, "Quantizable
@@ -149,6 +154,8 @@ class MomentAccumulator {
   double ExcessKurtosis() const;
 
  private:
+  static MomentAccumulator OfChunk(const float* x, int64_t n);
+
   int64_t count_ = 0;
   double mean_ = 0, m2_ = 0, m3_ = 0, m4_ = 0;
 };

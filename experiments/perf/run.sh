@@ -95,9 +95,9 @@ if [[ " $steps " == *" bench "* ]]; then
   bench prefix_tokens 'model { prefix_tokens: 4 }'
   bench qk_norm 'model { attention { qk_norm: true } }'
   bench stats_every_5 'stats { every: 5 }'
-  # Statistics cost: the wall-time difference per stats step (steps/5 of them, plus the one
-  # at the end), as a fraction of the training time between stats steps at the preset's
-  # interval (stats.every = 500) and the baseline's step time.
+  # Statistics cost: the wall-time difference per stats step (every 5th step, plus the last
+  # when steps is not a multiple of 5), as a fraction of the training time between stats
+  # steps at the preset's interval (stats.every = 500) and the baseline's step time.
   [[ -z "${BENCH_RUNS:-}" || " $BENCH_RUNS " == *" stats_every_5 "* ]] &&
   python3 - "$OUT/wall.txt" "$OUT/bench.txt" ${BENCH_STEPS:-25} <<'PY' | tee -a "$OUT/bench.txt"
 import re, sys
@@ -105,7 +105,7 @@ wall = dict(line.split() for line in open(sys.argv[1]))
 rates = {m.group(1): float(m.group(2).replace(",", "")) for m in
          re.finditer(r"sinklab (\S+)\s+([\d,]+) tokens/s", open(sys.argv[2]).read())}
 steps = int(sys.argv[3])
-per_stats = (float(wall["stats_every_5"]) - float(wall["baseline"])) / (steps // 5 + 1)
+per_stats = (float(wall["stats_every_5"]) - float(wall["baseline"])) / (steps // 5 + (steps % 5 > 0))
 step_s = 16 * 1024 / rates["baseline"]
 print(f"stats step {per_stats:.3f} s = {100 * per_stats / (500 * step_s):.2f}% of training time "
       f"at stats.every=500 (train step {1000 * step_s:.1f} ms)")

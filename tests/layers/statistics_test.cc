@@ -6,6 +6,8 @@
 // random attention, for every normalizer and layout.
 #include "layers/statistics.h"
 
+#include <omp.h>
+
 #include <cmath>
 #include <vector>
 
@@ -182,6 +184,28 @@ TEST(StatisticsTest, KurtosisOfNormalDataIsNearZeroEvenWithALargeMean) {
   for (int64_t i = 0; i < n; i += 4096) moments.Add(x.data() + i, std::min<int64_t>(4096, n - i));
   EXPECT_NEAR(moments.ExcessKurtosis(), 0.0, 0.06);
   EXPECT_NEAR(moments.mean(), 1000.0, 0.02);
+}
+
+// Chunked, parallel moments (the stats runner's path) merge to the one-pass moments, with
+// the same bits for any thread count (fixed chunks, merged in order).
+TEST(StatisticsTest, MomentChunksMergeToTheOnePassMoments) {
+  const int64_t n = 300007;
+  std::vector<float> x(n);
+  FillNormal(x.data(), n, 3.0f, 2.0f, /*seed=*/8, /*stream=*/0);
+  x[12345] = 400.0f;  // an outlier, so the kurtosis is far from 0
+  MomentAccumulator one_pass, chunked, again;
+  one_pass.Add(x.data(), n);
+  chunked.AddInChunks(x.data(), n, 4096);
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(1);
+  again.AddInChunks(x.data(), n, 4096);
+  omp_set_num_threads(saved);
+  EXPECT_GT(one_pass.ExcessKurtosis(), 100.0);
+  EXPECT_NEAR(chunked.ExcessKurtosis(), one_pass.ExcessKurtosis(),
+              1e-9 * one_pass.ExcessKurtosis());
+  EXPECT_NEAR(chunked.mean(), one_pass.mean(), 1e-12 * std::fabs(one_pass.mean()));
+  EXPECT_EQ(chunked.count(), n);
+  EXPECT_EQ(again.ExcessKurtosis(), chunked.ExcessKurtosis());
 }
 
 TEST(StatisticsTest, MassiveActivationsFindTheTopThreeAndTheMedian) {
