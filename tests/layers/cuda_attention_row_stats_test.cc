@@ -33,30 +33,6 @@ const RowStatsCase kCases[] = {
     {"GqaBias_P1_S130_D64_LargeLogits", 2, 1, 130, 1, 4, 2, 64, 3.0f},
 };
 
-const AttentionNormalizer kNormalizers[] = {
-    AttentionNormalizer::kSoftmax,   AttentionNormalizer::kSoftmax1,
-    AttentionNormalizer::kSinkLogit, AttentionNormalizer::kSoftpick,
-    AttentionNormalizer::kSigmoid,   AttentionNormalizer::kClippedSoftmax,
-};
-
-const char* NormalizerName(AttentionNormalizer n) {
-  switch (n) {
-    case AttentionNormalizer::kSoftmax:
-      return "Softmax";
-    case AttentionNormalizer::kSoftmax1:
-      return "Softmax1";
-    case AttentionNormalizer::kSinkLogit:
-      return "SinkLogit";
-    case AttentionNormalizer::kSoftpick:
-      return "Softpick";
-    case AttentionNormalizer::kSigmoid:
-      return "Sigmoid";
-    case AttentionNormalizer::kClippedSoftmax:
-      return "ClippedSoftmax";
-  }
-  return "Unknown";
-}
-
 const char* FieldName(int f) {
   switch (f) {
     case kRowDataTokenZero:
@@ -168,7 +144,7 @@ TEST_P(CudaAttentionRowStatsTest, MatchTheCpuReferenceFieldByField) {
 
 INSTANTIATE_TEST_SUITE_P(
     AllNormalizers, CudaAttentionRowStatsTest,
-    ::testing::Combine(::testing::ValuesIn(kNormalizers), ::testing::ValuesIn(kCases)),
+    ::testing::Combine(::testing::ValuesIn(kAllNormalizers), ::testing::ValuesIn(kCases)),
     [](const ::testing::TestParamInfo<CudaAttentionRowStatsTest::ParamType>& info) {
       return absl::StrCat(NormalizerName(std::get<0>(info.param)), "_",
                           std::get<1>(info.param).name);

@@ -39,30 +39,6 @@ const AttentionCase kCases[] = {
     {"Mha_S200_D128_LargeLogits", 2, 200, 0, 2, 2, 128, 3.0f},
 };
 
-const AttentionNormalizer kNormalizers[] = {
-    AttentionNormalizer::kSoftmax,   AttentionNormalizer::kSoftmax1,
-    AttentionNormalizer::kSinkLogit, AttentionNormalizer::kSoftpick,
-    AttentionNormalizer::kSigmoid,   AttentionNormalizer::kClippedSoftmax,
-};
-
-const char* NormalizerName(AttentionNormalizer n) {
-  switch (n) {
-    case AttentionNormalizer::kSoftmax:
-      return "Softmax";
-    case AttentionNormalizer::kSoftmax1:
-      return "Softmax1";
-    case AttentionNormalizer::kSinkLogit:
-      return "SinkLogit";
-    case AttentionNormalizer::kSoftpick:
-      return "Softpick";
-    case AttentionNormalizer::kSigmoid:
-      return "Sigmoid";
-    case AttentionNormalizer::kClippedSoftmax:
-      return "ClippedSoftmax";
-  }
-  return "Unknown";
-}
-
 // zeta > 1 so that both clips happen (rows whose softmax is near 1 clip at 1).
 AttentionSpec SpecFor(AttentionNormalizer normalizer, int64_t d, int64_t keys) {
   AttentionSpec spec;
@@ -195,7 +171,7 @@ TEST_P(CudaAttentionTest, ForwardAndBackwardMatchTheCpuReference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(NormalizersAndShapes, CudaAttentionTest,
-                         ::testing::Combine(::testing::ValuesIn(kNormalizers),
+                         ::testing::Combine(::testing::ValuesIn(kAllNormalizers),
                                             ::testing::ValuesIn(kCases)),
                          [](const ::testing::TestParamInfo<CudaAttentionTest::ParamType>& info) {
                            return absl::StrCat(NormalizerName(std::get<0>(info.param)), "_",
@@ -206,7 +182,7 @@ INSTANTIATE_TEST_SUITE_P(NormalizersAndShapes, CudaAttentionTest,
 TEST(CudaAttentionF32Test, Fp32TensorsMatchTheCpuReference) {
   SL_SKIP_WITHOUT_CUDA();
   const AttentionCase c{"GqaBias_S70_D32", 2, 70, 1, 4, 2, 32, 1.0f};
-  for (AttentionNormalizer normalizer : kNormalizers) {
+  for (AttentionNormalizer normalizer : kAllNormalizers) {
     SCOPED_TRACE(NormalizerName(normalizer));
     GpuTest t;
     const Problem p(t, c, normalizer);

@@ -36,18 +36,6 @@ ModelConfig VariantConfig(const std::string& variant) {
   return config;
 }
 
-std::vector<float> HostF32(const Tensor& t) {
-  std::vector<float> out(t.numel());
-  if (t.dtype() == DType::kBF16) {
-    std::vector<BF16> bits(t.numel());
-    CopyTensorToHost(bits.data(), t);
-    for (int64_t i = 0; i < t.numel(); ++i) out[i] = BF16ToFloat(bits[i]);
-  } else {
-    CopyTensorToHost(out.data(), t);
-  }
-  return out;
-}
-
 class CudaModelTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(CudaModelTest, LossGradientsAndAttentionMatchTheCpu) {
@@ -83,9 +71,9 @@ TEST_P(CudaModelTest, LossGradientsAndAttentionMatchTheCpu) {
   for (size_t l = 0; l < cpu_capture.layers.size(); ++l) {
     EXPECT_TRUE(gpu_capture.layers[l].attention.probs.empty());  // never materialized
     const Tensor& want = cpu_capture.layers[l].attention.row_stats;
-    EXPECT_LT(GpuTest::RelError(HostF32(gpu_capture.layers[l].attention.row_stats), want), 2e-2)
-        << "row statistics of layer " << l;
-    EXPECT_LT(GpuTest::RelError(HostF32(gpu_capture.layers[l].output),
+    const std::vector<float> got = DeviceValues(gpu_capture.layers[l].attention.row_stats);
+    EXPECT_LT(GpuTest::RelError(got, want), 2e-2) << "row statistics of layer " << l;
+    EXPECT_LT(GpuTest::RelError(DeviceValues(gpu_capture.layers[l].output),
                                 cpu_capture.layers[l].output), 2e-2)
         << "h of layer " << l;
   }
@@ -108,7 +96,7 @@ TEST_P(CudaModelTest, LossGradientsAndAttentionMatchTheCpu) {
     ASSERT_EQ(c.name, g.name);
     const double tolerance = c.grad.numel() <= config.n_heads() ? kHeadScalarGradRelTol
                                                                   : kGradRelTol;
-    EXPECT_LT(GpuTest::RelError(HostF32(g.grad), c.grad), tolerance) << c.name;
+    EXPECT_LT(GpuTest::RelError(DeviceValues(g.grad), c.grad), tolerance) << c.name;
   }
 }
 

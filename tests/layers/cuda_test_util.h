@@ -33,6 +33,43 @@ namespace sinklab {
 constexpr double kBf16RelTol = 1.5e-2;  // a bf16 output vs the fp32 reference
 constexpr double kF32RelTol = 2e-3;     // an fp32 output computed from bf16 inputs
 
+// Every element of a device f32/bf16 tensor as float.
+inline std::vector<float> DeviceValues(const Tensor& t) {
+  std::vector<float> v(t.numel());
+  if (t.dtype() == DType::kBF16) {
+    std::vector<BF16> bits(t.numel());
+    CopyTensorToHost(bits.data(), t);
+    for (int64_t i = 0; i < t.numel(); ++i) v[i] = BF16ToFloat(bits[i]);
+  } else {
+    CopyTensorToHost(v.data(), t);
+  }
+  return v;
+}
+
+// The attention normalizers every kernel test covers, and their names in test labels.
+inline constexpr AttentionNormalizer kAllNormalizers[] = {
+    AttentionNormalizer::kSoftmax,   AttentionNormalizer::kSoftmax1,
+    AttentionNormalizer::kSinkLogit, AttentionNormalizer::kSoftpick,
+    AttentionNormalizer::kSigmoid,   AttentionNormalizer::kClippedSoftmax,
+};
+inline const char* NormalizerName(AttentionNormalizer n) {
+  switch (n) {
+    case AttentionNormalizer::kSoftmax:
+      return "Softmax";
+    case AttentionNormalizer::kSoftmax1:
+      return "Softmax1";
+    case AttentionNormalizer::kSinkLogit:
+      return "SinkLogit";
+    case AttentionNormalizer::kSoftpick:
+      return "Softpick";
+    case AttentionNormalizer::kSigmoid:
+      return "Sigmoid";
+    case AttentionNormalizer::kClippedSoftmax:
+      return "ClippedSoftmax";
+  }
+  return "Unknown";
+}
+
 class GpuTest {
  public:
   GpuTest() : gpu_(std::make_unique<CudaBackend>()) {}

@@ -43,18 +43,6 @@ std::vector<float> RoundBf16(std::vector<float> v) {
   return v;
 }
 
-std::vector<float> ToHost(const Tensor& t) {
-  std::vector<float> v(t.numel());
-  if (t.dtype() == DType::kBF16) {
-    std::vector<BF16> bits(t.numel());
-    CopyTensorToHost(bits.data(), t);
-    for (int64_t i = 0; i < t.numel(); ++i) v[i] = BF16ToFloat(bits[i]);
-  } else {
-    CopyTensorToHost(v.data(), t);
-  }
-  return v;
-}
-
 void Upload(const Tensor& t, const std::vector<float>& v) {
   if (t.dtype() == DType::kBF16) {
     std::vector<BF16> bits(v.size());
@@ -116,8 +104,8 @@ TEST(CudaMultiTensorTest, BatchedGemmMatchesPerMatrixProducts) {
         }
       }
     }
-    EXPECT_LT(RelError(ToHost(d_dev), want), kF32RelTol) << "trans_a=" << trans_a;
-    EXPECT_EQ(ToHost(c_dev), c) << "c is an input only";
+    EXPECT_LT(RelError(DeviceValues(d_dev), want), kF32RelTol) << "trans_a=" << trans_a;
+    EXPECT_EQ(DeviceValues(c_dev), c) << "c is an input only";
   }
 }
 
@@ -153,11 +141,11 @@ TEST(CudaMultiTensorTest, BatchedNewtonSchulzMatchesSingleMatrixAndCpu) {
     const Tensor one = gpu_arena.Allocate(DType::kBF16, {n, m});
     Upload(one, x);
     single.Run(one, 5, sums, 0);
-    single_out.push_back(ToHost(one));
+    single_out.push_back(DeviceValues(one));
   }
   const Tensor x = gpu_arena.Allocate(DType::kBF16, {batch, n, m});
   Upload(x, oriented_batch);
-  const std::vector<float> got = ToHost(batched.Iterate(x, 5));
+  const std::vector<float> got = DeviceValues(batched.Iterate(x, 5));
   for (int64_t i = 0; i < batch; ++i) {
     const std::vector<float> mine(got.begin() + i * n * m, got.begin() + (i + 1) * n * m);
     EXPECT_LT(RelError(mine, single_out[i]), 3e-2) << "matrix " << i;
@@ -207,7 +195,7 @@ std::vector<float> HostValues(const Tensor& t) {
 
 void ExpectComputeCopiesRefreshed(const std::vector<Parameter*>& params) {
   for (const Parameter* param : params) {
-    const std::vector<float> master = ToHost(param->master), compute = ToHost(param->compute);
+    const std::vector<float> master = DeviceValues(param->master), compute = DeviceValues(param->compute);
     for (size_t j = 0; j < master.size(); ++j) {
       ASSERT_EQ(compute[j], BF16ToFloat(FloatToBF16(master[j]))) << param->name << " " << j;
     }
@@ -226,14 +214,14 @@ std::unique_ptr<OptimizerSet> RunClippedSteps(const OptimConfig& config, Twins& 
   constexpr float kClip = 0.5f;
   for (int step = 1; step <= steps; ++step) {
     p.SetGrads(step, 2.0f);
-    const std::vector<float> grad_before = ToHost(p.gpu[0]->grad);
+    const std::vector<float> grad_before = DeviceValues(p.gpu[0]->grad);
     (*cpu)->set_record_stats(step == steps);
     (*gpu)->set_record_stats(step == steps);
     const float cpu_norm = (*cpu)->ClipGradients(kClip);
     const float gpu_norm = (*gpu)->ClipGradients(kClip);
     EXPECT_GT(cpu_norm, 4 * kClip);
     EXPECT_NEAR(gpu_norm, cpu_norm, 1e-5 * cpu_norm) << "step " << step;
-    EXPECT_EQ(ToHost(p.gpu[0]->grad), grad_before) << "the GPU folds the clip into Step";
+    EXPECT_EQ(DeviceValues(p.gpu[0]->grad), grad_before) << "the GPU folds the clip into Step";
     (*cpu)->Step(0.8f, step);
     (*gpu)->Step(0.8f, step);
   }
@@ -283,7 +271,7 @@ TEST(CudaMultiTensorTest, AdamWMatchesTheCpuWithClippingAndRefreshesCopies) {
   std::map<std::string, double> cpu_stats;
   const std::unique_ptr<OptimizerSet> gpu = RunClippedSteps(config, p, 3, &cpu_stats);
   for (size_t i = 0; i < p.cpu.size(); ++i) {
-    EXPECT_LT(RelError(ToHost(p.gpu[i]->master), HostValues(p.cpu[i]->master)), 1e-6)
+    EXPECT_LT(RelError(DeviceValues(p.gpu[i]->master), HostValues(p.cpu[i]->master)), 1e-6)
         << p.cpu[i]->name;
   }
   ExpectComputeCopiesRefreshed(p.gpu);
@@ -320,7 +308,7 @@ TEST(CudaMultiTensorTest, MuonMatchesTheCpuOverEveryShapeGroupWithClipping) {
   ASSERT_NE(gpu->muon(), nullptr);
   for (size_t i = 0; i < p.cpu.size(); ++i) {  // the updates, not the weights
     std::vector<float> cpu_delta = HostValues(p.cpu[i]->master);
-    std::vector<float> gpu_delta = ToHost(p.gpu[i]->master);
+    std::vector<float> gpu_delta = DeviceValues(p.gpu[i]->master);
     for (size_t j = 0; j < cpu_delta.size(); ++j) {
       cpu_delta[j] -= before[i][j];
       gpu_delta[j] -= before[i][j];

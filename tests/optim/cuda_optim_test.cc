@@ -33,18 +33,6 @@ std::vector<float> RandomValues(int64_t n, uint64_t stream, float std) {
   return v;
 }
 
-std::vector<float> ToHost(const Tensor& t) {
-  std::vector<float> v(t.numel());
-  if (t.dtype() == DType::kBF16) {
-    std::vector<BF16> bits(t.numel());
-    CopyTensorToHost(bits.data(), t);
-    for (int64_t i = 0; i < t.numel(); ++i) v[i] = BF16ToFloat(bits[i]);
-  } else {
-    CopyTensorToHost(v.data(), t);
-  }
-  return v;
-}
-
 double RelError(const std::vector<float>& got, const std::vector<float>& want) {
   double diff = 0, norm = 0;
   for (size_t i = 0; i < want.size(); ++i) {
@@ -108,7 +96,7 @@ TEST(CudaOptimTest, AdamWMatchesTheCpuUpdateOverSeveralSteps) {
   for (size_t i = 0; i < p.cpu.size(); ++i) {
     const std::vector<float> want(p.cpu[i]->master.f32(),
                                   p.cpu[i]->master.f32() + p.cpu[i]->master.numel());
-    EXPECT_LT(RelError(ToHost(p.gpu[i]->master), want), 1e-6) << p.cpu[i]->name;
+    EXPECT_LT(RelError(DeviceValues(p.gpu[i]->master), want), 1e-6) << p.cpu[i]->name;
     EXPECT_NEAR(gpu.last_update_sum_squares()[i], cpu.last_update_sum_squares()[i],
                 1e-4 * cpu.last_update_sum_squares()[i]);
   }
@@ -129,7 +117,7 @@ TEST(CudaOptimTest, GradNormAndClippingMatchTheCpu) {
   for (size_t i = 0; i < p.cpu.size(); ++i) {
     const std::vector<float> want(p.cpu[i]->grad.f32(),
                                   p.cpu[i]->grad.f32() + p.cpu[i]->grad.numel());
-    EXPECT_LT(RelError(ToHost(p.gpu[i]->grad), want), 1e-6);
+    EXPECT_LT(RelError(DeviceValues(p.gpu[i]->grad), want), 1e-6);
   }
   ZeroGrads(p.gpu);
   EXPECT_EQ(GlobalGradNorm(p.gpu), 0.0f);
@@ -154,7 +142,7 @@ TEST(CudaOptimTest, NewtonSchulzGpuMatchesCpuAndKeepsSingularVectors) {
     NewtonSchulzGpu newton_schulz(rows * cols, std::min(rows, cols), &gpu_arena);
     cuda_optim::DeviceSums sums(1);
     newton_schulz.Run(x, 5, sums, 0);
-    const std::vector<float> gpu_out = ToHost(x);
+    const std::vector<float> gpu_out = DeviceValues(x);
     EXPECT_LT(RelError(gpu_out, cpu_out), 5e-2) << rows << "x" << cols;
 
     // Singular values in the band (bf16 widens it a little) and U^T X V diagonal.
@@ -194,7 +182,7 @@ TEST(CudaOptimTest, MuonStepMatchesTheCpuWithinBf16Noise) {
   Muon cpu(config, p.cpu, decays, &p.cpu_arena);
   Muon gpu(config, p.gpu, decays, &p.gpu_arena);
   std::vector<std::vector<float>> before;
-  for (Parameter* param : p.cpu) before.push_back(ToHost(param->master));
+  for (Parameter* param : p.cpu) before.push_back(DeviceValues(param->master));
   for (int step = 1; step <= 2; ++step) {
     p.SetGrads(step);
     cpu.set_record_stats(true);
@@ -203,7 +191,7 @@ TEST(CudaOptimTest, MuonStepMatchesTheCpuWithinBf16Noise) {
     gpu.Step(0.02f, step);
   }
   for (size_t i = 0; i < p.cpu.size(); ++i) {  // compare the updates, not the weights
-    std::vector<float> cpu_delta = ToHost(p.cpu[i]->master), gpu_delta = ToHost(p.gpu[i]->master);
+    std::vector<float> cpu_delta = DeviceValues(p.cpu[i]->master), gpu_delta = DeviceValues(p.gpu[i]->master);
     for (size_t j = 0; j < cpu_delta.size(); ++j) {
       cpu_delta[j] -= before[i][j];
       gpu_delta[j] -= before[i][j];
@@ -226,7 +214,7 @@ TEST(CudaOptimTest, OptimizerSetRefreshesTheBf16ComputeCopies) {
   p.SetGrads(3);
   (*set)->Step(1.0f, 1);
   for (Parameter* param : p.gpu) {
-    const std::vector<float> master = ToHost(param->master), compute = ToHost(param->compute);
+    const std::vector<float> master = DeviceValues(param->master), compute = DeviceValues(param->compute);
     for (size_t j = 0; j < master.size(); ++j) {
       ASSERT_EQ(compute[j], BF16ToFloat(FloatToBF16(master[j]))) << param->name << " " << j;
     }
