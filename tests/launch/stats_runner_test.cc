@@ -53,15 +53,16 @@ std::vector<uint32_t> RandomTokens() {
   return tokens;
 }
 
-// A model of micro-batch `batch` with its runner, built in the trainer's order.
+// A model of `config` and micro-batch `batch` with its runner, built in the trainer's order.
 struct Fixture {
-  explicit Fixture(int batch, StatsConfig stats = SmallStats())
+  explicit Fixture(int batch, StatsConfig stats = SmallStats(),
+                   const ModelConfig& config = TinyModel(), uint64_t init_seed = 9)
       : tokens(RandomTokens()),
         val(&tokens, kSeqLen, batch, /*seed=*/1, 0, 1),
-        model(TinyModel(), batch, kSeqLen, &backend, &arena),
+        model(config, batch, kSeqLen, &backend, &arena),
         runner(stats, model, &backend, &arena) {
     arena.Seal();
-    model.InitParameters(/*seed=*/9);
+    model.InitParameters(init_seed);
   }
   CpuBackend backend;
   Arena arena{Device::kCpu, size_t{1} << 20};
@@ -126,19 +127,12 @@ TEST(StatsRunnerTest, VariantLayoutsGiveTheirMassesAndGateMean) {
   config.mutable_attention()->set_normalizer(AttentionConfig::SOFTMAX1);
   config.mutable_attention()->mutable_gate()->set_position(GateConfig::SDPA_OUTPUT);
   config.mutable_attention()->mutable_gate()->set_granularity(GateConfig::HEADWISE);
-  CpuBackend backend;
-  Arena arena(Device::kCpu, size_t{1} << 20);
-  const std::vector<uint32_t> tokens = RandomTokens();
-  const Loader val(&tokens, kSeqLen, 3, 1, 0, 1);
-  Model model(config, /*batch=*/3, kSeqLen, &backend, &arena);
-  StatsRunner runner(SmallStats(), model, &backend, &arena);
-  arena.Seal();
-  model.InitParameters(/*seed=*/4);
-  const absl::StatusOr<StatsReport> report = runner.Compute(model, val);
+  Fixture f(/*batch=*/3, SmallStats(), config, /*init_seed=*/4);
+  const absl::StatusOr<StatsReport> report = f.runner.Compute(f.model, f.val);
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_EQ(report->prefix_tokens, 2);
   EXPECT_EQ(report->bias_keys, 1);
-  const ModelCapture capture = model.Capture();  // the same (only) batch
+  const ModelCapture capture = f.model.Capture();  // the same (only) batch
   const int64_t P = 2, S = P + kSeqLen, K = 1 + S;
   for (int l = 0; l < 2; ++l) {
     const float* probs = capture.layers[l].attention.probs.f32();  // [3, 2, S, K]
@@ -204,17 +198,10 @@ TEST(StatsRunnerTest, AttentionStatisticsEqualTheProbsReference) {
     config.set_prefix_tokens(variant.prefix_tokens);
     config.mutable_attention()->set_kv_bias(variant.kv_bias);
     config.mutable_attention()->set_normalizer(variant.normalizer);
-    CpuBackend backend;
-    Arena arena(Device::kCpu, size_t{1} << 20);
-    const std::vector<uint32_t> tokens = RandomTokens();
-    const Loader val(&tokens, kSeqLen, 3, 1, 0, 1);
-    Model model(config, /*batch=*/3, kSeqLen, &backend, &arena);
-    StatsRunner runner(SmallStats(), model, &backend, &arena);
-    arena.Seal();
-    model.InitParameters(/*seed=*/6);
-    const absl::StatusOr<StatsReport> report = runner.Compute(model, val);
+    Fixture f(/*batch=*/3, SmallStats(), config, /*init_seed=*/6);
+    const absl::StatusOr<StatsReport> report = f.runner.Compute(f.model, f.val);
     ASSERT_TRUE(report.ok()) << report.status();
-    const ModelCapture capture = model.Capture();  // the same (only) batch of 3 samples
+    const ModelCapture capture = f.model.Capture();  // the same (only) batch of 3 samples
     const AttentionLayout layout{variant.prefix_tokens, variant.kv_bias ? 1 : 0};
     const int64_t heads = 2;
     for (int l = 0; l < 2; ++l) {

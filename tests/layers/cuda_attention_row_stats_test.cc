@@ -49,17 +49,6 @@ const char* FieldName(int f) {
   return "unknown";
 }
 
-// zeta > 1 so that both clips happen (rows whose softmax is near 1 clip at 1).
-AttentionSpec SpecFor(AttentionNormalizer normalizer, int64_t d, int64_t keys) {
-  AttentionSpec spec;
-  spec.normalizer = normalizer;
-  spec.scale = 1.0f / std::sqrt(static_cast<float>(d));
-  spec.sigmoid_bias = -std::log(static_cast<float>(keys));
-  spec.clip_gamma = -0.03f;
-  spec.clip_zeta = 1.03f;
-  return spec;
-}
-
 // Field f of every row of a row-statistics array [rows * R].
 std::vector<float> Field(const float* rows, int64_t count, int f) {
   std::vector<float> out(count);
@@ -76,7 +65,7 @@ TEST_P(CudaAttentionRowStatsTest, MatchTheCpuReferenceFieldByField) {
   GpuTest t;
   const int64_t B = c.batch, S = c.seq, P = c.prefix, K = c.seq + c.bias_keys;
   const int64_t H = c.heads, Hkv = c.kv_heads, d = c.d, R = kAttentionRowStatFields;
-  const AttentionSpec spec = SpecFor(normalizer, d, K);
+  const AttentionSpec spec = AttentionTestSpec(normalizer, d, K);
   const float input_std = std::sqrt(c.logit_std);
   // Host inputs rounded to bf16 (what the GPU reads) and the CPU reference.
   const Tensor q = t.HostRandom({B, S, H, d}, 1, input_std);

@@ -39,17 +39,6 @@ const AttentionCase kCases[] = {
     {"Mha_S200_D128_LargeLogits", 2, 200, 0, 2, 2, 128, 3.0f},
 };
 
-// zeta > 1 so that both clips happen (rows whose softmax is near 1 clip at 1).
-AttentionSpec SpecFor(AttentionNormalizer normalizer, int64_t d, int64_t keys) {
-  AttentionSpec spec;
-  spec.normalizer = normalizer;
-  spec.scale = 1.0f / std::sqrt(static_cast<float>(d));
-  spec.sigmoid_bias = -std::log(static_cast<float>(keys));
-  spec.clip_gamma = -0.03f;
-  spec.clip_zeta = 1.03f;
-  return spec;
-}
-
 double Rms(const Tensor& x) {
   double sum = 0;
   for (int64_t i = 0; i < x.numel(); ++i) sum += double{x.f32()[i]} * x.f32()[i];
@@ -72,7 +61,7 @@ struct Problem {
         H(c.heads),
         Hkv(c.kv_heads),
         d(c.d),
-        spec(SpecFor(normalizer, c.d, K)) {
+        spec(AttentionTestSpec(normalizer, c.d, K)) {
     const float input_std = std::sqrt(c.logit_std);
     q = t.HostRandom({B, S, H, d}, 1, input_std);
     k = t.HostRandom({B, K, Hkv, d}, 2, input_std);

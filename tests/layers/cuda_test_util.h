@@ -46,6 +46,18 @@ inline std::vector<float> DeviceValues(const Tensor& t) {
   return v;
 }
 
+// The spec of the attention kernel tests: scale 1/sqrt(d), sigmoid bias -log(keys), and
+// clipped softmax with zeta > 1 so that both clips happen (rows near 1 clip at 1).
+inline AttentionSpec AttentionTestSpec(AttentionNormalizer normalizer, int64_t d, int64_t keys) {
+  AttentionSpec spec;
+  spec.normalizer = normalizer;
+  spec.scale = 1.0f / std::sqrt(static_cast<float>(d));
+  spec.sigmoid_bias = -std::log(static_cast<float>(keys));
+  spec.clip_gamma = -0.03f;
+  spec.clip_zeta = 1.03f;
+  return spec;
+}
+
 // The attention normalizers every kernel test covers, and their names in test labels.
 inline constexpr AttentionNormalizer kAllNormalizers[] = {
     AttentionNormalizer::kSoftmax,   AttentionNormalizer::kSoftmax1,
