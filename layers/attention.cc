@@ -79,6 +79,9 @@ Attention::Attention(Backend* backend, Arena* arena, const std::string& prefix,
     probs_ = arena->Allocate(DType::kF32, {B, H, S, K});
   }
   lse_ = arena->Allocate(DType::kF32, {B, H, S});
+  if (spec_.normalizer == AttentionNormalizer::kClippedSoftmax) {
+    unclipped_values_ = arena->Allocate(DType::kF32, {B, S, H, dh});
+  }
   row_stats_ = arena->Allocate(DType::kF32, {B, H, S, int64_t{kAttentionRowStatFields}});
   // Gradients, aliased the same way.
   dq_ = alloc(S, H);
@@ -93,9 +96,11 @@ Attention::Attention(Backend* backend, Arena* arena, const std::string& prefix,
   dv_ = value_gate ? alloc(S, Hkv) : dv_gated_;
   d_wo_in_ = alloc(S, H);
   d_att_ = output_gate ? alloc(S, H) : d_wo_in_;
-  for (const Tensor* t : {&dq_, &dq_pre_, &dq_proj_, &dk_all_, &dk_, &dk_pre_, &dk_proj_,
-                          &dv_all_, &dv_gated_, &dv_, &d_wo_in_, &d_att_}) {
-    bool seen = t->data() == d_wo_in_.data();  // wo's backward overwrites it
+  // Zeroed before each backward: the gradients some kernel accumulates into. Not: d_wo_in_
+  // (wo's backward overwrites it) and dq_pre_, dk_pre_, dq_proj_, dk_proj_ (RoPE's and
+  // QK-norm's backward overwrite them).
+  for (const Tensor* t : {&dq_, &dk_all_, &dk_, &dv_all_, &dv_gated_, &dv_, &d_att_}) {
+    bool seen = t->data() == d_wo_in_.data();
     for (const Tensor& z : zeroed_grads_) seen |= z.data() == t->data();
     if (!seen) zeroed_grads_.push_back(*t);
   }
@@ -124,7 +129,7 @@ Tensor Attention::gate_values() const {
   return gate.Reshaped({batch_, seq_len_, gate.dim(1)});
 }
 
-void Attention::Forward(const Tensor& out, const Tensor& inp) {
+void Attention::Forward(const Tensor& out, const Tensor& inp, const Tensor& residual) {
   const int64_t n = inp.numel() / inp.dim(-1), dh = dims_.head_dim;
   SL_CHECK_MSG(n == batch_ * seq_len_, absl::StrCat("Attention input ", inp.ShapeString(),
                                                     " vs q ", q_.ShapeString()));
@@ -142,13 +147,14 @@ void Attention::Forward(const Tensor& out, const Tensor& inp) {
     backend_->PrependRows(k_all_, kv_bias_k_.compute, k_);
     backend_->PrependRows(v_all_, kv_bias_v_.compute, v_gated_);
   }
-  backend_->AttentionForward(att_, probs_, lse_, q_, k_all_, v_all_, sink_logit_.compute, spec_);
+  backend_->AttentionForward(att_, probs_, lse_, unclipped_values_, q_, k_all_, v_all_,
+                             sink_logit_.compute, spec_);
   if (capture_statistics_) {
     backend_->AttentionRowStats(row_stats_, probs_, q_, k_all_, lse_, sink_logit_.compute, spec_,
                                 prefix_tokens_);
   }
   if (gate_position_ == GateConfig::SDPA_OUTPUT) gate_->Forward(wo_in_, att_, inp);  // G1
-  wo_.Forward(out, wo_in_);
+  wo_.Forward(out, wo_in_, residual);
 }
 
 void Attention::Backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp) {
@@ -164,7 +170,7 @@ void Attention::Backward(const Tensor& dinp, const Tensor& dout, const Tensor& i
     gate_->Backward(d_att_, dinp, d_wo_in_, att_, inp, next_dinp_write());
   }
   backend_->AttentionBackward(dq_, dk_all_, dv_all_, sink_logit_.grad, d_att_, q_, k_all_, v_all_,
-                              sink_logit_.compute, att_, probs_, lse_, spec_);
+                              sink_logit_.compute, att_, unclipped_values_, probs_, lse_, spec_);
   if (bias_keys_ > 0) {
     backend_->PrependRowsBackward(kv_bias_k_.grad, dk_, dk_all_);
     backend_->PrependRowsBackward(kv_bias_v_.grad, dv_gated_, dv_all_);
@@ -172,11 +178,13 @@ void Attention::Backward(const Tensor& dinp, const Tensor& dout, const Tensor& i
   if (gate_position_ == GateConfig::VALUE) {
     gate_->Backward(dv_, dinp, dv_gated_, v_, inp, next_dinp_write());
   }
-  rope_->Backward(dq_pre_, dq_);
-  rope_->Backward(dk_pre_, dk_);
+  rope_->Backward(dq_pre_, dq_, GradWrite::kAssign);
+  rope_->Backward(dk_pre_, dk_, GradWrite::kAssign);
   if (q_norm_) {
-    q_norm_->Backward(RowsOf(dq_proj_, dh), RowsOf(dq_pre_, dh), RowsOf(q_proj_, dh));
-    k_norm_->Backward(RowsOf(dk_proj_, dh), RowsOf(dk_pre_, dh), RowsOf(k_proj_, dh));
+    q_norm_->Backward(RowsOf(dq_proj_, dh), RowsOf(dq_pre_, dh), RowsOf(q_proj_, dh),
+                      GradWrite::kAssign);
+    k_norm_->Backward(RowsOf(dk_proj_, dh), RowsOf(dk_pre_, dh), RowsOf(k_proj_, dh),
+                      GradWrite::kAssign);
   }
   wq_.Backward(dinp, dq_proj_, inp, next_dinp_write());
   wk_.Backward(dinp, dk_proj_, inp, GradWrite::kAccumulate);

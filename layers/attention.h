@@ -35,11 +35,13 @@ class Attention {
             const ModelConfig& config, int64_t batch, int64_t seq_len, const Rope* rope);
   ~Attention();
 
-  // out [B, S, D] = attention of inp [B, S, D] (both owned by the caller). Caches q, k
+  // out [B, S, D] = residual + attention of inp [B, S, D] (residual empty: attention alone;
+  // all owned by the caller; residual may alias out). Caches q, k
   // (normed, rotated), v, the keys/values with the bias pair, the gate values, the kernel
-  // output, lse [B, H, S], probs [B, H, S, K] where the backend's backward reads them, and
-  // while capturing, the row statistics [B, H, S, kAttentionRowStatFields].
-  void Forward(const Tensor& out, const Tensor& inp);
+  // output, lse [B, H, S], clipped softmax's unclipped_values [B, S, H, d_h] (backend.h),
+  // probs [B, H, S, K] where the backend's backward reads them, and while capturing, the
+  // row statistics [B, H, S, kAttentionRowStatFields].
+  void Forward(const Tensor& out, const Tensor& inp, const Tensor& residual);
   // dinp [B, S, D] = ... (overwritten); weight grads += ...; inp is the Forward input.
   void Backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp);
 
@@ -87,6 +89,7 @@ class Attention {
   Tensor k_all_, v_all_;        // [k'; k], [v'; v]: the kernel's k, v         [B, K, Hkv, d]
   Tensor att_, wo_in_;          // kernel output; after the output gate (G1)    [B, S, H, d]
   Tensor probs_, lse_;          // [B, H, S, K] (or empty, see probs()), [B, H, S] f32
+  Tensor unclipped_values_;     // clipped softmax's C (backend.h), [B, S, H, d] f32, or empty
   Tensor row_stats_;            // [B, H, S, kAttentionRowStatFields] f32
   bool capture_statistics_ = false;
   // Backward scratch: the gradient of each cache above (aliased the same way).

@@ -118,8 +118,10 @@ class Backend {
   // How MatmulBackward writes dinp: kAssign overwrites it (its first writer in a backward
   // pass: no zero fill, and a GPU GEMM with beta 0 never reads it), kAccumulate adds (an
   // input read by several layers).
-  // out [N, OC] = inp [N, C] @ weight[OC, C]^T.
-  virtual void MatmulForward(const Tensor& out, const Tensor& inp, const Tensor& weight) = 0;
+  // out [N, OC] = inp [N, C] @ weight[OC, C]^T, plus residual [N, OC] when it is not empty
+  // (a block's residual add fused into its output projection; residual may alias out).
+  virtual void MatmulForward(const Tensor& out, const Tensor& inp, const Tensor& weight,
+                             const Tensor& residual) = 0;
   // dinp [N, C] (= or +=, dinp_write) dout [N, OC] @ weight [OC, C];
   // dweight [OC, C] += dout^T @ inp. dinp may be empty (skipped).
   virtual void MatmulBackward(const Tensor& dinp, const Tensor& dweight, const Tensor& dout,
@@ -137,10 +139,11 @@ class Backend {
   // out [N, D], rstd [N] f32 (cached for the backward), inp [N, D], weight [D].
   virtual void RmsNormForward(const Tensor& out, const Tensor& rstd, const Tensor& inp,
                               const Tensor& weight, float eps) = 0;
-  // dinp [N, D] +=, dweight [D] += ; dout, inp [N, D]; weight [D]; rstd [N] from Forward.
+  // dinp [N, D] = or += (dinp_write), dweight [D] += ; dout, inp [N, D]; weight [D]; rstd [N]
+  // from Forward.
   virtual void RmsNormBackward(const Tensor& dinp, const Tensor& dweight, const Tensor& dout,
-                               const Tensor& inp, const Tensor& weight,
-                               const Tensor& rstd) = 0;
+                               const Tensor& inp, const Tensor& weight, const Tensor& rstd,
+                               GradWrite dinp_write) = 0;
 
   // ---- Rotary position embedding (Su et al. 2021), rotate-half convention exactly as
   // Hugging Face Llama apply_rotary_pos_emb: for head dim d and i < d/2 the pair
@@ -151,9 +154,10 @@ class Backend {
   // layers/rope.h); the position of row (b, t) is t.
   virtual void RopeForward(const Tensor& out, const Tensor& inp, const Tensor& cos,
                            const Tensor& sin) = 0;
-  // dinp [B, T, H, d] += R(t)^T dout (the inverse rotation); dinp must not alias dout.
+  // dinp [B, T, H, d] = or += (dinp_write) R(t)^T dout (the inverse rotation); dinp must not
+  // alias dout.
   virtual void RopeBackward(const Tensor& dinp, const Tensor& dout, const Tensor& cos,
-                            const Tensor& sin) = 0;
+                            const Tensor& sin, GradWrite dinp_write) = 0;
 
   // ---- Causal multi-head attention with grouped-query attention (Ainslie et al. 2023) --
   // q [B, S, H, d], k and v [B, K, Hkv, d] with K >= S and Hkv dividing H; query head h
@@ -163,19 +167,24 @@ class Backend {
   // Cached for the backward and for statistics: probs [B, H, S, K] f32 (the weights p_ij,
   // zero for keys the query does not see; may be empty, then not written, when
   // attention_backward_reads_probs() is false) and lse [B, H, S] f32 (see
-  // AttentionNormalizer).
+  // AttentionNormalizer). unclipped_values [B, S, H, d] f32, kClippedSoftmax only (else
+  // empty, unwritten): C_i = sum_j (p_ij - gamma) [0 < p_ij < 1] v_j, the output over the
+  // keys whose weight is not clipped, gamma removed; the backward's row sum is dout_i . C_i.
   virtual void AttentionForward(const Tensor& out, const Tensor& probs, const Tensor& lse,
-                                const Tensor& q, const Tensor& k, const Tensor& v,
-                                const Tensor& sink_logit, const AttentionSpec& spec) = 0;
+                                const Tensor& unclipped_values, const Tensor& q,
+                                const Tensor& k, const Tensor& v, const Tensor& sink_logit,
+                                const AttentionSpec& spec) = 0;
   // dq [B, S, H, d] +=, dk, dv [B, K, Hkv, d] +=, dsink_logit [H] += (kSinkLogit only;
-  // may be empty otherwise); dout [B, S, H, d]; out [B, S, H, d] the Forward's output (a
-  // fused kernel gets sum_j p_ij dp_ij = dout_i . out_i from it); the rest as Forward
+  // may be empty otherwise); dout [B, S, H, d]; out [B, S, H, d] the Forward's output (the
+  // row sum sum_j p_ij dp_ij = dout_i . out_i of the softmax family comes from it);
+  // unclipped_values the Forward's (kClippedSoftmax: its row sum sum_j sm_ij dsm_ij =
+  // dout_i . C_i, see layers/cpu/attention_normalizer.cc; else empty); the rest as Forward
   // (probs unread when attention_backward_reads_probs() is false).
   virtual void AttentionBackward(const Tensor& dq, const Tensor& dk, const Tensor& dv,
                                  const Tensor& dsink_logit, const Tensor& dout,
                                  const Tensor& q, const Tensor& k, const Tensor& v,
                                  const Tensor& sink_logit, const Tensor& out,
-                                 const Tensor& probs,
+                                 const Tensor& unclipped_values, const Tensor& probs,
                                  const Tensor& lse, const AttentionSpec& spec) = 0;
   // Per-query-row statistics of the last AttentionForward's weights (DESIGN.md section 6),
   // without a [S, K] matrix: row_stats [B, H, S, kAttentionRowStatFields] f32, the fields of
@@ -214,10 +223,6 @@ class Backend {
   // dgate, dup [N, F] = (overwritten; either may be empty: skipped); dout, gate, up [N, F].
   virtual void SwigluBackward(const Tensor& dgate, const Tensor& dup, const Tensor& dout,
                               const Tensor& gate, const Tensor& up) = 0;
-
-  // ---- Residual add --------------------------------------------------------------------
-  // out = a + b, same shape (out may alias a or b). Backward: AddInto both inputs' grads.
-  virtual void ResidualForward(const Tensor& out, const Tensor& a, const Tensor& b) = 0;
 
   // ---- Cross-entropy over logits (the LM head's matmul is separate) ---------------------
   // losses [N] f32 = lse_n - logits[n, targets[n]] (0 where targets[n] == -1);

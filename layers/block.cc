@@ -16,7 +16,7 @@ Block::Block(Backend* backend, Arena* arena, int index, const ModelConfig& confi
                 batch * seq_len, config.norm_eps()),
       ffn_(backend, arena, absl::StrCat("layers.", index, ".ffn"), config.d_model(),
            config.ffn_hidden(), batch * seq_len) {
-  for (Tensor* t : {&attn_in_, &ffn_in_, &mid_, &branch_out_, &d_attn_in_, &d_ffn_in_}) {
+  for (Tensor* t : {&attn_in_, &ffn_in_, &mid_, &d_attn_in_, &d_ffn_in_}) {
     *t = arena->Allocate(backend->activation_dtype(), {batch, seq_len, config.d_model()});
   }
 }
@@ -35,11 +35,9 @@ std::vector<Parameter*> Block::output_projections() {
 
 void Block::Forward(const Tensor& out, const Tensor& inp) {
   attn_norm_.Forward(attn_in_, inp);
-  attn_.Forward(branch_out_, attn_in_);
-  backend_->ResidualForward(mid_, inp, branch_out_);
+  attn_.Forward(mid_, attn_in_, /*residual=*/inp);  // mid = inp + attention(norm(inp))
   ffn_norm_.Forward(ffn_in_, mid_);
-  ffn_.Forward(branch_out_, ffn_in_);
-  backend_->ResidualForward(out, mid_, branch_out_);
+  ffn_.Forward(out, ffn_in_, /*residual=*/mid_);  // out = mid + FFN(norm(mid))
 }
 
 void Block::Backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp) {
@@ -49,9 +47,9 @@ void Block::Backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp) 
   if (dinp.data() != dout.data()) backend_->Copy(dinp, dout);
   const Tensor& d = dinp;
   ffn_.Backward(d_ffn_in_, d, ffn_in_);
-  ffn_norm_.Backward(d, d_ffn_in_, mid_);  // d += : now d_mid
+  ffn_norm_.Backward(d, d_ffn_in_, mid_, GradWrite::kAccumulate);  // now d_mid
   attn_.Backward(d_attn_in_, d, attn_in_);
-  attn_norm_.Backward(d, d_attn_in_, inp);  // d += : now dinp
+  attn_norm_.Backward(d, d_attn_in_, inp, GradWrite::kAccumulate);  // now dinp
 }
 
 }  // namespace sinklab

@@ -51,7 +51,6 @@ class Block {
   SwiGlu ffn_;
   Tensor attn_in_, ffn_in_;  // normed inputs of the two halves [B, S, D]
   Tensor mid_;               // h = x + attention [B, S, D]
-  Tensor branch_out_;        // output of attention, then of the FFN (not needed by Backward)
   Tensor d_attn_in_, d_ffn_in_;
 };
 

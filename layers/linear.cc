@@ -12,8 +12,10 @@ Linear::Linear(Backend* backend, Arena* arena, std::string name, int64_t in_feat
       weight_(MakeParameter(arena, *backend, std::move(name), kind,
                             {out_features, in_features})) {}
 
-void Linear::Forward(const Tensor& out, const Tensor& inp) {
-  backend_->MatmulForward(out, inp, weight_.compute);
+void Linear::Forward(const Tensor& out, const Tensor& inp) { Forward(out, inp, Tensor()); }
+
+void Linear::Forward(const Tensor& out, const Tensor& inp, const Tensor& residual) {
+  backend_->MatmulForward(out, inp, weight_.compute, residual);
 }
 
 void Linear::Backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp,

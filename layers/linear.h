@@ -18,6 +18,8 @@ class Linear {
 
   // out [N, out_features] = inp [N, in_features] W^T. Caches nothing (Backward takes inp).
   void Forward(const Tensor& out, const Tensor& inp);
+  // out = residual + inp W^T (residual [N, out_features]; empty: as above; may alias out).
+  void Forward(const Tensor& out, const Tensor& inp, const Tensor& residual);
   // dinp [N, in_features] = or += dout W (dinp_write; skipped when dinp is empty);
   // W.grad += dout^T inp.
   void Backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp,

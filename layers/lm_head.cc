@@ -15,7 +15,7 @@ LmHead::LmHead(Backend* backend, Arena* arena, int64_t vocab, int64_t d_model,
 }
 
 void LmHead::Forward(const Tensor& logits, const Tensor& inp) {
-  backend_->MatmulForward(logits, inp, weight_->compute);
+  backend_->MatmulForward(logits, inp, weight_->compute, /*residual=*/Tensor());
 }
 
 void LmHead::Backward(const Tensor& dinp, const Tensor& dlogits, const Tensor& inp) {

@@ -186,8 +186,8 @@ void Model::Backward(float loss_scale) {
   m.head.Backward(m.d_final_in, dlogits, m.final_in);
   // The residual stream's gradient, one buffer updated in place by every block.
   const Tensor& d_residual = m.d_residual;
-  m.backend->Fill(d_residual, 0.0f);
-  m.final_norm.Backward(d_residual, m.d_final_in, m.ResidualAt(m.blocks.size()));
+  m.final_norm.Backward(d_residual, m.d_final_in, m.ResidualAt(m.blocks.size()),
+                        GradWrite::kAssign);
   for (size_t l = m.blocks.size(); l-- > 0;) {
     m.blocks[l]->Backward(d_residual, d_residual, m.ResidualAt(l));
   }

@@ -25,8 +25,10 @@ void RmsNorm::Forward(const Tensor& out, const Tensor& inp) {
   backend_->RmsNormForward(out, RowsOf(inp), inp, weight_.compute, eps_);
 }
 
-void RmsNorm::Backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp) {
-  backend_->RmsNormBackward(dinp, weight_.grad, dout, inp, weight_.compute, RowsOf(inp));
+void RmsNorm::Backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp,
+                       GradWrite dinp_write) {
+  backend_->RmsNormBackward(dinp, weight_.grad, dout, inp, weight_.compute, RowsOf(inp),
+                            dinp_write);
 }
 
 }  // namespace sinklab

@@ -18,8 +18,8 @@ class RmsNorm {
 
   // out [N, D] = RMSNorm(inp [N, D]); caches rstd [N] f32 for Backward.
   void Forward(const Tensor& out, const Tensor& inp);
-  // dinp [N, D] += ..., w.grad += ...; inp is the Forward input.
-  void Backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp);
+  // dinp [N, D] = or += ... (dinp_write), w.grad += ...; inp is the Forward input.
+  void Backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp, GradWrite dinp_write);
 
   Parameter* weight() { return &weight_; }
   const Tensor& rstd() const { return rstd_; }

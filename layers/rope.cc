@@ -30,8 +30,8 @@ void Rope::Forward(const Tensor& out, const Tensor& inp) const {
   backend_->RopeForward(out, inp, cos_, sin_);
 }
 
-void Rope::Backward(const Tensor& dinp, const Tensor& dout) const {
-  backend_->RopeBackward(dinp, dout, cos_, sin_);
+void Rope::Backward(const Tensor& dinp, const Tensor& dout, GradWrite dinp_write) const {
+  backend_->RopeBackward(dinp, dout, cos_, sin_, dinp_write);
 }
 
 }  // namespace sinklab

@@ -17,8 +17,9 @@ class Rope {
 
   // out [B, T, H, d] = rotation of inp at positions t (out may alias inp). Caches nothing.
   void Forward(const Tensor& out, const Tensor& inp) const;
-  // dinp [B, T, H, d] += inverse rotation of dout (dinp must not alias dout).
-  void Backward(const Tensor& dinp, const Tensor& dout) const;
+  // dinp [B, T, H, d] = or += (dinp_write) inverse rotation of dout (dinp must not alias
+  // dout).
+  void Backward(const Tensor& dinp, const Tensor& dout, GradWrite dinp_write) const;
 
   const Tensor& cos() const { return cos_; }
   const Tensor& sin() const { return sin_; }

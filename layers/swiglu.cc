@@ -19,14 +19,14 @@ std::vector<Parameter*> SwiGlu::parameters() {
   return {w_gate_.weight(), w_up_.weight(), w_down_.weight()};
 }
 
-void SwiGlu::Forward(const Tensor& out, const Tensor& inp) {
+void SwiGlu::Forward(const Tensor& out, const Tensor& inp, const Tensor& residual) {
   const int64_t n = inp.numel() / inp.dim(-1);
   SL_CHECK_MSG(n <= gate_.dim(0), absl::StrCat("SwiGlu: ", n, " rows > ", gate_.dim(0)));
   const Tensor gate = gate_.Slice0(0, n), up = up_.Slice0(0, n), act = act_.Slice0(0, n);
   w_gate_.Forward(gate, inp);
   w_up_.Forward(up, inp);
   backend_->SwigluForward(act, gate, up);
-  w_down_.Forward(out, act);
+  w_down_.Forward(out, act, residual);
 }
 
 void SwiGlu::Backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp) {

@@ -18,8 +18,9 @@ class SwiGlu {
   SwiGlu(Backend* backend, Arena* arena, const std::string& prefix, int64_t d_model,
          int64_t ffn_hidden, int64_t max_rows);
 
-  // out [N, D] = FFN(inp [N, D]). Caches gate, up, act = silu(gate) * up, all [N, F].
-  void Forward(const Tensor& out, const Tensor& inp);
+  // out [N, D] = residual + FFN(inp [N, D]) (residual [N, D] or empty: FFN alone; it may
+  // alias out). Caches gate, up, act = silu(gate) * up, all [N, F].
+  void Forward(const Tensor& out, const Tensor& inp, const Tensor& residual);
   // dinp [N, D] = ... (overwritten); weight grads += ...; inp is the Forward input.
   void Backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp);
 

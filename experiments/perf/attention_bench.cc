@@ -37,6 +37,7 @@ int Run(int argc, char** argv) {
   const Tensor v = RandomBf16(arena, {B, T, H, d}, 3), dout = RandomBf16(arena, {B, T, H, d}, 4);
   const Tensor out = arena.Allocate(DType::kBF16, {B, T, H, d});
   const Tensor lse = arena.Allocate(DType::kF32, {B, H, T});
+  const Tensor unclipped = arena.Allocate(DType::kF32, {B, T, H, d});  // clipped softmax's C
   const Tensor dq = arena.Allocate(DType::kBF16, {B, T, H, d});
   const Tensor dk = arena.Allocate(DType::kBF16, {B, T, H, d});
   const Tensor dv = arena.Allocate(DType::kBF16, {B, T, H, d});
@@ -61,12 +62,16 @@ int Run(int argc, char** argv) {
     spec.scale = 1.0f / std::sqrt(static_cast<float>(d));
     spec.sigmoid_bias = -std::log(static_cast<float>(T));
     const bool sink_logit = variant.normalizer == AttentionNormalizer::kSinkLogit;
+    const Tensor unclipped_values =
+        variant.normalizer == AttentionNormalizer::kClippedSoftmax ? unclipped : Tensor();
     auto forward = [&] {
-      backend.AttentionForward(out, Tensor(), lse, q, k, v, sink_logit ? sink : Tensor(), spec);
+      backend.AttentionForward(out, Tensor(), lse, unclipped_values, q, k, v,
+                               sink_logit ? sink : Tensor(), spec);
     };
     auto backward = [&] {
       backend.AttentionBackward(dq, dk, dv, sink_logit ? dsink : Tensor(), dout, q, k, v,
-                                sink_logit ? sink : Tensor(), out, Tensor(), lse, spec);
+                                sink_logit ? sink : Tensor(), out, unclipped_values, Tensor(), lse,
+                                spec);
     };
     float fwd_ms = 0, bwd_ms = 0;
     constexpr int kIters = 20;

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The GPU benchmark of issue "CUDA backend", run on the device machine from the repo root:
-#   bash experiments/perf/run.sh [build] [gputest] [test] [bench]   (default: all four)
+#   bash experiments/perf/run.sh [build] [gputest] [test] [profile] [bench]
+#   (default: build gputest test bench)
 # build:   CMake + Ninja for $CUDA_ARCHS (default "80;90"; Abseil unpacked from .device/debs);
 # gputest: the GPU tests only (every test named Cuda*), with their failures in full;
 # test:    every ctest test (the GPU ones run here; they skip on machines without a GPU);
-# profile: GPU time per kernel of one baseline training step (ncu; PROFILE_OPTIM adds optim
-#          fields, e.g. 'matrix_optimizer: MUON');
+# profile: GPU time per kernel of one training step (ncu) of each variant named in
+#          PROFILE_VARIANTS (labels as in bench; default baseline);
 # bench: attention kernel TFLOP/s (ours, cuDNN's and FlashAttention's through PyTorch),
 #        sinklab training tokens/s + MFU on configs/llama_160m.textproto (16 x 1024, bundled
 #        corpus) for the baseline and every mitigation, Muon, a stats-heavy run, and the
@@ -47,16 +48,37 @@ if [[ " $steps " == *" gputest "* ]]; then
   grep -E "Failure|Expected|Which is|CHECK failed|rel|  Actual" "$OUT/gputest.log" | head -${GPU_LOG_LINES:-60}
 fi
 
+# The --set fragment of each benchmarked variant (bench and profile), by label.
+declare -A variant=(
+  [baseline]='' [muon]='optim { matrix_optimizer: MUON }'
+  [softmax1]='model { attention { normalizer: SOFTMAX1 } }'
+  [sink_logit]='model { attention { normalizer: SINK_LOGIT } }'
+  [softpick]='model { attention { normalizer: SOFTPICK } }'
+  [sigmoid]='model { attention { normalizer: SIGMOID } }'
+  [clipped_softmax]='model { attention { normalizer: CLIPPED_SOFTMAX } }'
+  [gate_g1]='model { attention { gate { position: SDPA_OUTPUT } } }'
+  [gate_g2_headwise]='model { attention { gate { position: VALUE granularity: HEADWISE } } }'
+  [kv_bias]='model { attention { kv_bias: true } }'
+  [prefix_tokens]='model { prefix_tokens: 4 }'
+  [qk_norm]='model { attention { qk_norm: true } }'
+  [stats_every_5]='stats { every: 5 }')
+
 if [[ " $steps " == *" profile "* ]]; then
-  # GPU time per kernel of one baseline training step (step 4: after warm-up and plan caching).
-  SINKLAB_PROFILE_STEP=4 ncu --profile-from-start off --clock-control none --csv --print-units base \
-    --metrics gpu__time_duration.sum --log-file "$OUT/ncu.csv" $build/sinklab train \
-    configs/llama_160m.textproto --device cuda \
-    --set 'data { train_shards: "" val_shards: "" text_corpus: "data/corpus/kjv.txt" }' \
-    --set 'train { steps: 4 batch_size: 16 micro_batch_size: 16 eval_every: 0 run_root: "/tmp/prof_runs" }' \
-    --set "optim { ${PROFILE_OPTIM:-} } stats { every: 0 } checkpoint { every: 0 } logging { tensorboard: false }" \
-    > "$OUT/profile_train.log" 2>&1 || tail -5 "$OUT/profile_train.log"
-  python3 experiments/perf/profile_summary.py "$OUT/ncu.csv" 45 | tee "$OUT/profile.txt"
+  # GPU time per kernel of one training step (step 4: after warm-up and plan caching) of each
+  # variant in PROFILE_VARIANTS (default: baseline).
+  for label in ${PROFILE_VARIANTS:-baseline}; do
+    SINKLAB_PROFILE_STEP=4 ncu --profile-from-start off --clock-control none --csv --print-units base \
+      --metrics gpu__time_duration.sum --log-file "$OUT/ncu_$label.csv" $build/sinklab train \
+      configs/llama_160m.textproto --device cuda \
+      --set 'data { train_shards: "" val_shards: "" text_corpus: "data/corpus/kjv.txt" }' \
+      --set 'train { steps: 4 batch_size: 16 micro_batch_size: 16 eval_every: 0 run_root: "/tmp/prof_runs" }' \
+      --set 'stats { every: 0 } checkpoint { every: 0 } logging { tensorboard: false }' \
+      --set "${variant[$label]}" > "$OUT/profile_train_$label.log" 2>&1 ||
+      tail -5 "$OUT/profile_train_$label.log"
+    echo "== profile $label"
+    python3 experiments/perf/profile_summary.py "$OUT/ncu_$label.csv" ${PROFILE_TOP:-45} |
+      tee "$OUT/profile_$label.txt"
+  done
 fi
 
 if [[ -n "${EXTRA:-}" ]]; then eval "$EXTRA"; fi
@@ -82,19 +104,10 @@ if [[ " $steps " == *" bench "* ]]; then
       echo "sinklab $label FAILED: $(tail -3 "$OUT/train_$label.log")" | tee -a "$OUT/bench.txt"
     fi
   }
-  bench baseline
-  bench muon 'optim { matrix_optimizer: MUON }'
-  bench softmax1 'model { attention { normalizer: SOFTMAX1 } }'
-  bench sink_logit 'model { attention { normalizer: SINK_LOGIT } }'
-  bench softpick 'model { attention { normalizer: SOFTPICK } }'
-  bench sigmoid 'model { attention { normalizer: SIGMOID } }'
-  bench clipped_softmax 'model { attention { normalizer: CLIPPED_SOFTMAX } }'
-  bench gate_g1 'model { attention { gate { position: SDPA_OUTPUT } } }'
-  bench gate_g2_headwise 'model { attention { gate { position: VALUE granularity: HEADWISE } } }'
-  bench kv_bias 'model { attention { kv_bias: true } }'
-  bench prefix_tokens 'model { prefix_tokens: 4 }'
-  bench qk_norm 'model { attention { qk_norm: true } }'
-  bench stats_every_5 'stats { every: 5 }'
+  for label in baseline muon softmax1 sink_logit softpick sigmoid clipped_softmax gate_g1 \
+      gate_g2_headwise kv_bias prefix_tokens qk_norm stats_every_5; do
+    bench "$label" ${variant[$label]:+"${variant[$label]}"}
+  done
   # Statistics cost: the wall-time difference per stats step (every 5th step, plus the last
   # when steps is not a multiple of 5), as a fraction of the training time between stats
   # steps at the preset's interval (stats.every = 500) and the baseline's step time.

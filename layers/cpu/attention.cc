@@ -6,7 +6,9 @@
 //   p_i. = Normalize(s_i.)      one switch: NormalizeRow / NormalizeRowBackward
 //                               (layers/cpu/attention_normalizer.cc)
 //   out_i = sum_j p_ij v_j
-// Backward: dp_ij = dout_i . v_j;  dv_j += p_ij dout_i;  ds_i. = NormalizeBackward(p, dp);
+//   C_i = sum_j UnclippedWeight(p_ij) v_j       (clipped softmax only: unclipped_values)
+// Backward: dp_ij = dout_i . v_j;  dv_j += p_ij dout_i;  ds_i. = NormalizeBackward(p, dp)
+//   (clipped softmax: with its row sum dout_i . C_i);
 //   dq_i += scale * sum_j ds_ij k_j;  dk_j += scale * sum_i ds_ij q_i;  db_h += per-row
 //   sink-logit terms (summed per (b, h), then over b in order).
 //
@@ -41,8 +43,9 @@ struct AttentionDims {
 };
 
 AttentionDims CheckAttentionShapes(const Tensor& out, const Tensor& probs, const Tensor& lse,
-                                   const Tensor& q, const Tensor& k, const Tensor& v,
-                                   const Tensor& sink_logit, const AttentionSpec& spec) {
+                                   const Tensor& unclipped_values, const Tensor& q, const Tensor& k,
+                                   const Tensor& v, const Tensor& sink_logit,
+                                   const AttentionSpec& spec) {
   for (const Tensor* t : {&out, &probs, &lse, &q, &k, &v}) CheckCpuF32(*t, "Attention");
   SL_CHECK_MSG(q.rank() == 4 && k.rank() == 4,
                absl::StrCat("Attention expects q [B, S, H, d], got ", q.ShapeString()));
@@ -57,12 +60,27 @@ AttentionDims CheckAttentionShapes(const Tensor& out, const Tensor& probs, const
   SL_CHECK_MSG(probs.numel() == dims.batch * dims.heads * dims.seq * dims.keys &&
                    lse.numel() == dims.batch * dims.heads * dims.seq,
                shapes);
+  if (spec.normalizer == AttentionNormalizer::kClippedSoftmax) {
+    CheckCpuF32(unclipped_values, "Attention unclipped_values");
+    CheckSameShape(unclipped_values, q, "Attention unclipped_values/q");
+  } else {
+    SL_CHECK_MSG(unclipped_values.empty(),
+                 absl::StrCat("Attention: unclipped_values ", unclipped_values.ShapeString(),
+                              " is for clipped softmax only; expected it empty"));
+  }
   if (spec.normalizer == AttentionNormalizer::kSinkLogit) {
     CheckCpuF32(sink_logit, "Attention sink_logit");
     SL_CHECK_MSG(sink_logit.numel() == dims.heads,
                  absl::StrCat("sink_logit ", sink_logit.ShapeString(), " for ", shapes));
   }
   return dims;
+}
+
+// a . b over n entries, summed in order.
+float Dot(const float* a, const float* b, int64_t n) {
+  float sum = 0.0f;
+  for (int64_t i = 0; i < n; ++i) sum += a[i] * b[i];
+  return sum;
 }
 
 float SinkLogitOf(const Tensor& sink_logit, const AttentionSpec& spec, int64_t h) {
@@ -94,46 +112,65 @@ HeadViews ViewsOf(const AttentionDims& dims, int64_t b, int64_t h) {
 }  // namespace
 
 void CpuBackend::AttentionForward(const Tensor& out, const Tensor& probs, const Tensor& lse,
-                                  const Tensor& q, const Tensor& k, const Tensor& v,
-                                  const Tensor& sink_logit, const AttentionSpec& spec) {
-  const AttentionDims dims = CheckAttentionShapes(out, probs, lse, q, k, v, sink_logit, spec);
+                                  const Tensor& unclipped_values, const Tensor& q, const Tensor& k,
+                                  const Tensor& v, const Tensor& sink_logit,
+                                  const AttentionSpec& spec) {
+  const AttentionDims dims =
+      CheckAttentionShapes(out, probs, lse, unclipped_values, q, k, v, sink_logit, spec);
   const int64_t S = dims.seq, K = dims.keys, H = dims.heads, d = dims.d;
   const int64_t bias = dims.bias_keys();
+  const bool clipped = spec.normalizer == AttentionNormalizer::kClippedSoftmax;
   const bool parallel = dims.batch * H * S * K * d > kParallelWork;
-#pragma omp parallel for collapse(2) schedule(static) if (parallel)
-  for (int64_t b = 0; b < dims.batch; ++b) {
-    for (int64_t h = 0; h < H; ++h) {
-      const HeadViews head = ViewsOf(dims, b, h);
-      const float sink = SinkLogitOf(sink_logit, spec, h);
-      float* p = probs.f32() + (b * H + h) * S * K;  // [S, K]: scores, then weights
-      float* row_lse = lse.f32() + (b * H + h) * S;
-      for (int64_t i0 = 0; i0 < S; i0 += kQueryRows) {
-        const int64_t i1 = std::min(S, i0 + kQueryRows), rows = i1 - i0, keys = bias + i1;
-        // Raw scores q_i . k_j for queries [i0, i1) and keys [0, keys).
-        GemmOneThread(p + i0 * K, K, head.Q(q).FromRow(i0), head.KV(k).Transposed(), rows, keys,
-                      d, /*accumulate=*/false);
-        for (int64_t i = i0; i < i1; ++i) {
-          float* row = p + i * K;
-          const int64_t seen = bias + i + 1;
-          for (int64_t j = 0; j < seen; ++j) row[j] *= spec.scale;
-          row_lse[i] = NormalizeRow(spec, sink, row, seen, row);
-          std::fill(row + seen, row + K, 0.0f);  // causal mask
+#pragma omp parallel if (parallel)
+  {
+    // Clipped softmax: UnclippedWeight of one step's weights [kQueryRows, K].
+    std::vector<float> unclipped(clipped ? kQueryRows * K : 0);
+#pragma omp for collapse(2) schedule(static)
+    for (int64_t b = 0; b < dims.batch; ++b) {
+      for (int64_t h = 0; h < H; ++h) {
+        const HeadViews head = ViewsOf(dims, b, h);
+        const float sink = SinkLogitOf(sink_logit, spec, h);
+        float* p = probs.f32() + (b * H + h) * S * K;  // [S, K]: scores, then weights
+        float* row_lse = lse.f32() + (b * H + h) * S;
+        for (int64_t i0 = 0; i0 < S; i0 += kQueryRows) {
+          const int64_t i1 = std::min(S, i0 + kQueryRows), rows = i1 - i0, keys = bias + i1;
+          // Raw scores q_i . k_j for queries [i0, i1) and keys [0, keys).
+          GemmOneThread(p + i0 * K, K, head.Q(q).FromRow(i0), head.KV(k).Transposed(), rows, keys,
+                        d, /*accumulate=*/false);
+          for (int64_t i = i0; i < i1; ++i) {
+            float* row = p + i * K;
+            const int64_t seen = bias + i + 1;
+            for (int64_t j = 0; j < seen; ++j) row[j] *= spec.scale;
+            row_lse[i] = NormalizeRow(spec, sink, row, seen, row);
+            std::fill(row + seen, row + K, 0.0f);  // causal mask
+          }
+          // out_i = sum_{j < keys} p_ij v_j (p_ij = 0 past the diagonal).
+          GemmOneThread(head.QRow(out, i0), head.q_stride, StridedMatrix{p + i0 * K, K, 1},
+                        head.KV(v), rows, d, keys, /*accumulate=*/false);
+          if (clipped) {  // C_i = sum_j UnclippedWeight(p_ij) v_j (UnclippedWeight(0) = 0)
+            for (int64_t r = 0; r < rows; ++r) {
+              for (int64_t j = 0; j < keys; ++j) {
+                unclipped[r * K + j] = UnclippedWeight(spec, p[(i0 + r) * K + j]);
+              }
+            }
+            GemmOneThread(head.QRow(unclipped_values, i0), head.q_stride,
+                          StridedMatrix{unclipped.data(), K, 1}, head.KV(v), rows, d, keys,
+                          /*accumulate=*/false);
+          }
         }
-        // out_i = sum_{j < keys} p_ij v_j (p_ij = 0 past the diagonal).
-        GemmOneThread(head.QRow(out, i0), head.q_stride, StridedMatrix{p + i0 * K, K, 1},
-                      head.KV(v), rows, d, keys, /*accumulate=*/false);
       }
     }
   }
 }
 
 void CpuBackend::AttentionBackward(const Tensor& dq, const Tensor& dk, const Tensor& dv,
-                                   const Tensor& dsink_logit, const Tensor& dout,
-                                   const Tensor& q, const Tensor& k, const Tensor& v,
-                                   const Tensor& sink_logit, const Tensor& /*out*/,
-                                   const Tensor& probs,
-                                   const Tensor& lse, const AttentionSpec& spec) {
-  const AttentionDims dims = CheckAttentionShapes(dout, probs, lse, q, k, v, sink_logit, spec);
+                                   const Tensor& dsink_logit, const Tensor& dout, const Tensor& q,
+                                   const Tensor& k, const Tensor& v, const Tensor& sink_logit,
+                                   const Tensor& /*out*/, const Tensor& unclipped_values,
+                                   const Tensor& probs, const Tensor& lse,
+                                   const AttentionSpec& spec) {
+  const AttentionDims dims =
+      CheckAttentionShapes(dout, probs, lse, unclipped_values, q, k, v, sink_logit, spec);
   CheckSameShape(dq, q, "AttentionBackward dq");
   CheckSameShape(dk, k, "AttentionBackward dk");
   CheckSameShape(dv, v, "AttentionBackward dv");
@@ -141,6 +178,7 @@ void CpuBackend::AttentionBackward(const Tensor& dq, const Tensor& dk, const Ten
   const int64_t bias = dims.bias_keys(), group = H / Hkv;
   const bool needs_scores = NormalizerNeedsScores(spec.normalizer);
   const bool sink_grad = spec.normalizer == AttentionNormalizer::kSinkLogit;
+  const bool clipped = spec.normalizer == AttentionNormalizer::kClippedSoftmax;
   // dL/db_h of each (b, h), summed over b in order after the parallel loop.
   std::vector<float> dsink(sink_grad ? dims.batch * H : 0, 0.0f);
   const bool parallel = dims.batch * H * S * K * d > kParallelWork;
@@ -168,8 +206,8 @@ void CpuBackend::AttentionBackward(const Tensor& dq, const Tensor& dk, const Ten
             GemmOneThread(ds.data(), K, head.Q(dout).FromRow(i0), head.KV(v).Transposed(), rows,
                           keys, d, /*accumulate=*/false);
             if (needs_scores) {
-              GemmOneThread(scores.data(), K, head.Q(q).FromRow(i0), head.KV(k).Transposed(),
-                            rows, keys, d, /*accumulate=*/false);
+              GemmOneThread(scores.data(), K, head.Q(q).FromRow(i0), head.KV(k).Transposed(), rows,
+                            keys, d, /*accumulate=*/false);
             }
             for (int64_t i = i0; i < i1; ++i) {
               float* row = ds.data() + (i - i0) * K;
@@ -179,8 +217,11 @@ void CpuBackend::AttentionBackward(const Tensor& dq, const Tensor& dk, const Ten
                 s = scores.data() + (i - i0) * K;
                 for (int64_t j = 0; j < seen; ++j) s[j] *= spec.scale;
               }
-              dsink_bh += NormalizeRowBackward(spec, sink, p + i * K, s, row_lse[i], row, seen,
-                                               row);
+              // Clipped softmax's row sum sum_j sm_ij dsm_ij = dout_i . C_i (backend.h).
+              const float clipped_row_dot =
+                  clipped ? Dot(head.QRow(dout, i), head.QRow(unclipped_values, i), d) : 0.0f;
+              dsink_bh += NormalizeRowBackward(spec, sink, p + i * K, s, row_lse[i],
+                                               clipped_row_dot, row, seen, row);
               for (int64_t j = 0; j < seen; ++j) row[j] *= spec.scale;
               std::fill(row + seen, row + keys, 0.0f);
             }
@@ -213,13 +254,12 @@ void CpuBackend::AttentionRowStats(const Tensor& row_stats, const Tensor& probs,
                absl::StrCat("AttentionRowStats expects q [B, S, H, d], got ", q.ShapeString()));
   const int64_t B = q.dim(0), S = q.dim(1), H = q.dim(2), K = k.dim(1);
   const int64_t bias = K - S, R = kAttentionRowStatFields;
-  const std::string shapes =
-      absl::StrCat("AttentionRowStats: q ", q.ShapeString(), " k ", k.ShapeString(), " probs ",
-                   probs.ShapeString(), " row_stats ", row_stats.ShapeString(), " prefix ",
-                   prefix_tokens);
+  const std::string shapes = absl::StrCat(
+      "AttentionRowStats: q ", q.ShapeString(), " k ", k.ShapeString(), " probs ",
+      probs.ShapeString(), " row_stats ", row_stats.ShapeString(), " prefix ", prefix_tokens);
   // The CPU reference reads the weights its forward stored (probs are never empty here).
-  SL_CHECK_MSG(probs.numel() == B * H * S * K && row_stats.numel() == B * H * S * R &&
-                   bias >= 0 && prefix_tokens >= 0 && prefix_tokens < S,
+  SL_CHECK_MSG(probs.numel() == B * H * S * K && row_stats.numel() == B * H * S * R && bias >= 0 &&
+                   prefix_tokens >= 0 && prefix_tokens < S,
                shapes);
   const int64_t first_data_key = bias + prefix_tokens;
 #pragma omp parallel for schedule(static) if (B * H * S * K > kParallelWork)

@@ -104,7 +104,8 @@ float NormalizeRow(const AttentionSpec& spec, float sink_logit, const float* s, 
 }
 
 float NormalizeRowBackward(const AttentionSpec& spec, float sink_logit, const float* p,
-                           const float* s, float lse, const float* dp, int64_t n, float* ds) {
+                           const float* s, float lse, float clipped_row_dot, const float* dp,
+                           int64_t n, float* ds) {
   switch (spec.normalizer) {
     case AttentionNormalizer::kSoftmax:
     case AttentionNormalizer::kSoftmax1:
@@ -135,18 +136,17 @@ float NormalizeRowBackward(const AttentionSpec& spec, float sink_logit, const fl
       for (int64_t j = 0; j < n; ++j) ds[j] = dp[j] * p[j] * (1.0f - p[j]);
       return 0.0f;
     case AttentionNormalizer::kClippedSoftmax: {
-      // sm_j = exp(s_j - lse); y = (zeta - gamma) sm + gamma; p = clip(y, 0, 1). Gradient 0
-      // where clipped (p exactly 0 or 1), then the softmax Jacobian:
-      // dsm_j = (zeta - gamma) dp_j [0 < p_j < 1];  ds_j = sm_j (dsm_j - sum_k sm_k dsm_k).
+      // Bondarenko et al. 2023, eq. 4: sm_j = exp(s_j - lse); y = (zeta - gamma) sm + gamma;
+      // p = clip(y, 0, 1). Gradient 0 where clipped (p exactly 0 or 1), then the softmax
+      // Jacobian: dsm_j = (zeta - gamma) dp_j [0 < p_j < 1];  ds_j = sm_j (dsm_j - R) with
+      // R = sum_k sm_k dsm_k. Where p_k is not clipped, (zeta - gamma) sm_k = p_k - gamma, so
+      // R = sum_k (p_k - gamma) [0 < p_k < 1] dp_k (UnclippedWeight), which the caller
+      // passes: with dp_k = dout . v_k it is dout . C (the forward's unclipped_values).
       const float stretch = spec.clip_zeta - spec.clip_gamma;
-      float dot = 0.0f;
       for (int64_t j = 0; j < n; ++j) {
-        const float sm = VecExp(s[j] - lse);
         const float dsm = (p[j] > 0.0f && p[j] < 1.0f) ? stretch * dp[j] : 0.0f;
-        dot += sm * dsm;
-        ds[j] = dsm;  // ds may alias dp: dp[j] is not read again
+        ds[j] = VecExp(s[j] - lse) * (dsm - clipped_row_dot);  // ds may alias dp
       }
-      for (int64_t j = 0; j < n; ++j) ds[j] = VecExp(s[j] - lse) * (ds[j] - dot);
       return 0.0f;
     }
   }

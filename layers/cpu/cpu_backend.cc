@@ -67,17 +67,6 @@ void CpuBackend::AddInto(const Tensor& dst, const Tensor& src) {
   for (int64_t i = 0; i < n; ++i) d[i] += s[i];
 }
 
-void CpuBackend::ResidualForward(const Tensor& out, const Tensor& a, const Tensor& b) {
-  CheckCpuF32(out, "ResidualForward");
-  CheckSameShape(out, a, "ResidualForward");
-  CheckSameShape(out, b, "ResidualForward");
-  float* o = out.f32();
-  const float* pa = a.f32();
-  const float* pb = b.f32();
-  const int64_t n = out.numel();
-  for (int64_t i = 0; i < n; ++i) o[i] = pa[i] + pb[i];
-}
-
 double CpuBackend::SumToHost(const Tensor& x) {
   CheckCpuF32(x, "SumToHost");
   double sum = 0;

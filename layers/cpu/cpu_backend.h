@@ -29,7 +29,8 @@ class CpuBackend : public Backend {
   int64_t CountNonNegative(const Tensor& x) override;
   double MaxAbsToHost(const Tensor& x) override;
 
-  void MatmulForward(const Tensor& out, const Tensor& inp, const Tensor& weight) override;
+  void MatmulForward(const Tensor& out, const Tensor& inp, const Tensor& weight,
+                     const Tensor& residual) override;
   void MatmulBackward(const Tensor& dinp, const Tensor& dweight, const Tensor& dout,
                       const Tensor& inp, const Tensor& weight,
                       GradWrite dinp_write) override;
@@ -41,20 +42,23 @@ class CpuBackend : public Backend {
   void RmsNormForward(const Tensor& out, const Tensor& rstd, const Tensor& inp,
                       const Tensor& weight, float eps) override;
   void RmsNormBackward(const Tensor& dinp, const Tensor& dweight, const Tensor& dout,
-                       const Tensor& inp, const Tensor& weight, const Tensor& rstd) override;
+                       const Tensor& inp, const Tensor& weight, const Tensor& rstd,
+                       GradWrite dinp_write) override;
 
   void RopeForward(const Tensor& out, const Tensor& inp, const Tensor& cos,
                    const Tensor& sin) override;
   void RopeBackward(const Tensor& dinp, const Tensor& dout, const Tensor& cos,
-                    const Tensor& sin) override;
+                    const Tensor& sin, GradWrite dinp_write) override;
 
   void AttentionForward(const Tensor& out, const Tensor& probs, const Tensor& lse,
-                        const Tensor& q, const Tensor& k, const Tensor& v,
-                        const Tensor& sink_logit, const AttentionSpec& spec) override;
+                        const Tensor& unclipped_values, const Tensor& q, const Tensor& k,
+                        const Tensor& v, const Tensor& sink_logit,
+                        const AttentionSpec& spec) override;
   void AttentionBackward(const Tensor& dq, const Tensor& dk, const Tensor& dv,
                          const Tensor& dsink_logit, const Tensor& dout, const Tensor& q,
                          const Tensor& k, const Tensor& v, const Tensor& sink_logit,
-                         const Tensor& out, const Tensor& probs, const Tensor& lse,
+                         const Tensor& out, const Tensor& unclipped_values,
+                         const Tensor& probs, const Tensor& lse,
                          const AttentionSpec& spec) override;
   void AttentionRowStats(const Tensor& row_stats, const Tensor& probs, const Tensor& q,
                          const Tensor& k, const Tensor& lse, const Tensor& sink_logit,
@@ -73,7 +77,6 @@ class CpuBackend : public Backend {
   void SwigluBackward(const Tensor& dgate, const Tensor& dup, const Tensor& dout,
                       const Tensor& gate, const Tensor& up) override;
 
-  void ResidualForward(const Tensor& out, const Tensor& a, const Tensor& b) override;
 
   void CrossEntropyForward(const Tensor& losses, const Tensor& lse, const Tensor& logits,
                            const Tensor& targets) override;

@@ -1,5 +1,7 @@
 // CPU matmul (a linear layer without bias): the three products of forward and backward,
 // each one call of Gemm (layers/cpu/gemm.h) with the transposes expressed as strides.
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "layers/cpu/cpu_backend.h"
 #include "layers/cpu/gemm.h"
@@ -26,11 +28,18 @@ MatmulShape CheckMatmulShapes(const Tensor& out, const Tensor& inp, const Tensor
 
 }  // namespace
 
-void CpuBackend::MatmulForward(const Tensor& out, const Tensor& inp, const Tensor& weight) {
+void CpuBackend::MatmulForward(const Tensor& out, const Tensor& inp, const Tensor& weight,
+                               const Tensor& residual) {
   const MatmulShape s = CheckMatmulShapes(out, inp, weight);
-  // out[n, o] = sum_c inp[n, c] * weight[o, c]: a = inp, b(c, o) = weight[o, c].
+  if (!residual.empty()) {
+    CheckSameShape(residual, out, "MatmulForward residual");
+    if (residual.data() != out.data()) {
+      std::copy(residual.f32(), residual.f32() + residual.numel(), out.f32());
+    }
+  }
+  // out[n, o] (+)= sum_c inp[n, c] * weight[o, c]: a = inp, b(c, o) = weight[o, c].
   Gemm(out.f32(), s.oc, StridedMatrix{inp.f32(), s.c, 1}, StridedMatrix{weight.f32(), 1, s.c},
-       s.n, s.oc, s.c, /*accumulate=*/false);
+       s.n, s.oc, s.c, /*accumulate=*/!residual.empty());
 }
 
 void CpuBackend::MatmulBackward(const Tensor& dinp, const Tensor& dweight, const Tensor& dout,

@@ -30,13 +30,15 @@ void CpuBackend::RmsNormForward(const Tensor& out, const Tensor& rstd, const Ten
 }
 
 void CpuBackend::RmsNormBackward(const Tensor& dinp, const Tensor& dweight, const Tensor& dout,
-                                 const Tensor& inp, const Tensor& weight, const Tensor& rstd) {
+                                 const Tensor& inp, const Tensor& weight, const Tensor& rstd,
+                                 GradWrite dinp_write) {
   CheckCpuF32(dout, "RmsNormBackward dout");
   CheckSameShape(dout, inp, "RmsNormBackward");
   const int64_t d = weight.numel(), n = inp.numel() / d;
   const float* w = weight.f32();
   if (!dinp.empty()) {
     CheckSameShape(dinp, inp, "RmsNormBackward dinp");
+    const bool accumulate = dinp_write == GradWrite::kAccumulate;  // else dinp is not read
 #pragma omp parallel for schedule(static) if (n * d > 65536)
     for (int64_t i = 0; i < n; ++i) {
       const float* x = inp.f32() + i * d;
@@ -47,7 +49,10 @@ void CpuBackend::RmsNormBackward(const Tensor& dinp, const Tensor& dweight, cons
 #pragma omp simd reduction(+ : dot)
       for (int64_t j = 0; j < d; ++j) dot += dy[j] * w[j] * x[j];
       const float coef = dot * r * r * r / static_cast<float>(d);
-      for (int64_t j = 0; j < d; ++j) dx[j] += r * w[j] * dy[j] - coef * x[j];
+      for (int64_t j = 0; j < d; ++j) {
+        const float g = r * w[j] * dy[j] - coef * x[j];
+        dx[j] = accumulate ? dx[j] + g : g;
+      }
     }
   }
   // dweight: one thread, rows in order (deterministic; ~2 N D flops).

@@ -52,9 +52,9 @@ void CpuBackend::RopeForward(const Tensor& out, const Tensor& inp, const Tensor&
 }
 
 void CpuBackend::RopeBackward(const Tensor& dinp, const Tensor& dout, const Tensor& cos,
-                              const Tensor& sin) {
+                              const Tensor& sin, GradWrite dinp_write) {
   SL_CHECK_MSG(dinp.data() != dout.data(), "RopeBackward: dinp must not alias dout");
-  Rotate(dinp, dout, cos, sin, -1.0f, /*accumulate=*/true);
+  Rotate(dinp, dout, cos, sin, -1.0f, dinp_write == GradWrite::kAccumulate);
 }
 
 }  // namespace sinklab

@@ -6,8 +6,9 @@
 // WeightGradOf (attention_normalizer.cuh) with the row sum D_i, then
 //   dq_i += scale sum_j ds_ij k_j,   dk_j += scale sum_i ds_ij q_i,   dv_j += sum_i p_ij dout_i.
 // D_i = sum_j p_ij dp_ij = dout_i . out_i for softmax, softmax1, sink logit and softpick (out
-// is the forward's output); clipped softmax needs sum_j sm_ij dsm_ij instead, which a pass over
-// the row's keys computes before the pass that uses it (ClippedRowDot); sigmoid needs none.
+// is the forward's output); clipped softmax needs sum_j sm_ij dsm_ij instead, which is
+// dout_i . C_i with C the forward's fp32 unclipped_values (layers/backend.h); sigmoid needs
+// none.
 //
 // bf16 with head dims 64 and 128 takes the tensor-core dq, dk and dv kernels of
 // attention_backward_dq_mma.cu and attention_backward_dkv_mma.cu; the rest takes the generic
@@ -17,9 +18,7 @@
 // - DkvKernel, one block per (32-key tile, b * kv head): the key tile stays in shared memory;
 //   the block loops over the query heads of its group and their query tiles that see the keys,
 //   in order, with the score tile transposed (a quad per key row), dk and dv in registers.
-//   The query tile's lse and D_i are staged in shared memory first. For clipped softmax it
-//   recomputes each query tile's row sum over all of its keys (there is no scratch memory to
-//   pass it on from DqKernel): up to (number of key tiles / 3) times the others' work.
+//   The query tile's lse and D_i are staged in shared memory first.
 // Both paths: SinkLogitPartialsKernel, one block per (chunk of rows, head), and
 // SinkLogitSumKernel: dL/db_h += sum_{b, i} -e^(b_h - lse_i) D_i (kSinkLogit: dp_ij/db =
 // -p_ij p_virtual), per chunk into the backend's reduction scratch, then the chunks in order.
@@ -32,8 +31,9 @@ namespace sinklab {
 namespace cuda {
 namespace {
 
-// D_i = dout_i . out_i of query `row` (this quad's row), from its staged dout row and out in
-// global memory; quad-reduced, 0 past the sequence.
+// D_i = dout_i . x_i of query `row` (this quad's row), from its staged dout row and x in
+// global memory (out, or clipped softmax's fp32 unclipped_values, laid out as out);
+// quad-reduced, 0 past the sequence.
 template <typename T>
 __device__ __forceinline__ float OutputDot(const float* dout_row, const T* out, HeadView view,
                                            int row, int seq, int d) {
@@ -42,37 +42,6 @@ __device__ __forceinline__ float OutputDot(const float* dout_row, const T* out, 
     const T* out_row = out + view.offset + row * view.stride;
     for (int c = threadIdx.x & 3; c < d; c += 4) acc = fmaf(dout_row[c], ToF(out_row[c]), acc);
   }
-  return QuadSum(acc);
-}
-
-// Clipped softmax's row sum sum_j sm_ij dsm_ij (ClippedRowTerm) of query `row` (this quad's;
-// its staged q and dout rows given) over every key it sees, streaming key tiles through
-// k_buf and v_buf. Starts and ends with __syncthreads(); quad-reduced.
-template <typename T>
-__device__ float ClippedRowDot(const AttentionParams& p, const float* query_row,
-                               const float* dout_row, float* k_buf, float* v_buf, const T* k,
-                               const T* v, HeadView kv_head, int i0, int row, float row_lse) {
-  const AttentionDims& dims = p.dims;
-  const int d = dims.d, ld = TileLd(d), quad = threadIdx.x & 3, bias = dims.bias_keys();
-  const int key_end = min(dims.keys, i0 + kGenericRows + bias);
-  float acc = 0.0f;
-  for (int j0 = 0; j0 < key_end; j0 += kGenericRows) {
-    __syncthreads();
-    LoadTile(k_buf, ld, k, kv_head, j0, dims.keys, d);
-    LoadTile(v_buf, ld, v, kv_head, j0, dims.keys, d);
-    __syncthreads();
-    float s[kColsPerLane], dp[kColsPerLane];
-    RowDots(query_row, k_buf + quad * ld, ld, d, s);
-    RowDots(dout_row, v_buf + quad * ld, ld, d, dp);
-#pragma unroll
-    for (int m = 0; m < kColsPerLane; ++m) {
-      const int j = j0 + quad + 4 * m;
-      if (j < dims.keys && j <= row + bias) {
-        acc += ClippedRowTerm(p.norm, p.norm.scale * s[m], row_lse, dp[m]);
-      }
-    }
-  }
-  __syncthreads();
   return QuadSum(acc);
 }
 
@@ -91,7 +60,7 @@ __device__ __forceinline__ void AccumulateRow(T* x_row, const float (&acc)[kMaxD
 template <typename T, int kMaxD>
 __global__ void __launch_bounds__(kGenericThreads)
     DqKernel(AttentionParams p, T* dq, const T* dout, const T* q, const T* k, const T* v,
-             const T* out, const float* lse) {
+             const T* out, const float* unclipped, const float* lse) {
   const AttentionDims& dims = p.dims;
   const NormalizerArgs& n = p.norm;
   const int d = dims.d, ld = TileLd(d), bias = dims.bias_keys();
@@ -114,8 +83,8 @@ __global__ void __launch_bounds__(kGenericThreads)
   float row_dot = 0.0f;
   if (UsesOutputDot(n)) {
     row_dot = OutputDot(my_dout, out, q_head, row, dims.seq, d);
-  } else if (n.kind == AttentionNormalizer::kClippedSoftmax) {
-    row_dot = ClippedRowDot(p, my_query, my_dout, k_tile, v_tile, k, v, kv_head, i0, row, row_lse);
+  } else if (n.kind == AttentionNormalizer::kClippedSoftmax) {  // sum_j sm_ij dsm_ij
+    row_dot = OutputDot(my_dout, unclipped, q_head, row, dims.seq, d);
   }
 
   float acc[kMaxD / 4] = {};
@@ -145,7 +114,7 @@ __global__ void __launch_bounds__(kGenericThreads)
 template <typename T, int kMaxD>
 __global__ void __launch_bounds__(kGenericThreads)
     DkvKernel(AttentionParams p, T* dk, T* dv, const T* dout, const T* q, const T* k, const T* v,
-              const T* out, const float* lse) {
+              const T* out, const float* unclipped, const float* lse) {
   const AttentionDims& dims = p.dims;
   const NormalizerArgs& n = p.norm;
   const int d = dims.d, ld = TileLd(d), bias = dims.bias_keys();
@@ -161,8 +130,6 @@ __global__ void __launch_bounds__(kGenericThreads)
   float* dout_tile = q_tile + kGenericRows * ld;   // its output gradients
   float* row_lse = dout_tile + kGenericRows * ld;  // [32] its lse
   float* row_dot = row_lse + kGenericRows;         // [32] its D_i
-  float* k_buf = row_dot + kGenericRows;           // clipped softmax: key staging for its D_i
-  float* v_buf = k_buf + kGenericRows * ld;
   LoadTile(k_tile, ld, k, kv_head, j0, dims.keys, d);
   LoadTile(v_tile, ld, v, kv_head, j0, dims.keys, d);
   const float* my_key = k_tile + local * ld;
@@ -184,9 +151,8 @@ __global__ void __launch_bounds__(kGenericThreads)
         float dot = 0.0f;
         if (UsesOutputDot(n)) {
           dot = OutputDot(dout_tile + local * ld, out, q_head, query, dims.seq, d);
-        } else if (n.kind == AttentionNormalizer::kClippedSoftmax) {
-          dot = ClippedRowDot(p, q_tile + local * ld, dout_tile + local * ld, k_buf, v_buf, k, v,
-                              kv_head, i0, query, query_lse);
+        } else if (n.kind == AttentionNormalizer::kClippedSoftmax) {  // sum_j sm_ij dsm_ij
+          dot = OutputDot(dout_tile + local * ld, unclipped, q_head, query, dims.seq, d);
         }
         if (quad == 0) {
           row_lse[local] = query_lse;
@@ -256,9 +222,10 @@ __global__ void SinkLogitSumKernel(float* dsink, const double* partials, int hea
 template <typename T>
 void LaunchGenericBackward(cudaStream_t stream, const AttentionParams& p, const Tensor& dq,
                            const Tensor& dk, const Tensor& dv, const Tensor& dout, const Tensor& q,
-                           const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse) {
+                           const Tensor& k, const Tensor& v, const Tensor& out,
+                           const Tensor& unclipped_values, const Tensor& lse) {
   const AttentionDims& dims = p.dims;
-  const bool clipped = p.norm.kind == AttentionNormalizer::kClippedSoftmax;
+  const float* unclipped = unclipped_values.empty() ? nullptr : unclipped_values.f32();
   DispatchHeadDim(dims.d, [&](auto max_d) {
     constexpr int kMaxD = decltype(max_d)::value;
     if (!dq.empty()) {
@@ -267,17 +234,18 @@ void LaunchGenericBackward(cudaStream_t stream, const AttentionParams& p, const 
       AllowSharedMemory(kernel, smem);
       const dim3 grid((dims.seq + kGenericRows - 1) / kGenericRows, dims.batch * dims.heads);
       kernel<<<grid, kGenericThreads, smem, stream>>>(p, Ptr<T>(dq), Ptr<T>(dout), Ptr<T>(q),
-                                                      Ptr<T>(k), Ptr<T>(v), Ptr<T>(out), lse.f32());
+                                                      Ptr<T>(k), Ptr<T>(v), Ptr<T>(out), unclipped,
+                                                      lse.f32());
       SL_CUDA_LAUNCH_CHECK();
     }
     if (!dk.empty() || !dv.empty()) {
       auto kernel = DkvKernel<T, kMaxD>;
-      const size_t smem = (clipped ? 6 : 4) * TileBytes(dims.d) + 2 * kGenericRows * sizeof(float);
+      const size_t smem = 4 * TileBytes(dims.d) + 2 * kGenericRows * sizeof(float);
       AllowSharedMemory(kernel, smem);
       const dim3 grid((dims.keys + kGenericRows - 1) / kGenericRows, dims.batch * dims.kv_heads);
       kernel<<<grid, kGenericThreads, smem, stream>>>(
           p, dk.empty() ? nullptr : Ptr<T>(dk), dv.empty() ? nullptr : Ptr<T>(dv), Ptr<T>(dout),
-          Ptr<T>(q), Ptr<T>(k), Ptr<T>(v), Ptr<T>(out), lse.f32());
+          Ptr<T>(q), Ptr<T>(k), Ptr<T>(v), Ptr<T>(out), unclipped, lse.f32());
       SL_CUDA_LAUNCH_CHECK();
     }
   });
@@ -311,10 +279,12 @@ void LaunchSinkLogitGrad(cudaStream_t stream, double* scratch, int scratch_doubl
 void CudaBackend::AttentionBackward(const Tensor& dq, const Tensor& dk, const Tensor& dv,
                                     const Tensor& dsink_logit, const Tensor& dout, const Tensor& q,
                                     const Tensor& k, const Tensor& v, const Tensor& sink_logit,
-                                    const Tensor& out, const Tensor& /*probs: recomputed*/,
-                                    const Tensor& lse, const AttentionSpec& spec) {
+                                    const Tensor& out, const Tensor& unclipped_values,
+                                    const Tensor& /*probs: recomputed*/, const Tensor& lse,
+                                    const AttentionSpec& spec) {
   const cuda::AttentionDims dims =
       cuda::CheckAttentionShapes("AttentionBackward", out, lse, q, k, v, sink_logit, spec);
+  cuda::CheckUnclippedValues("AttentionBackward", unclipped_values, q, spec);
   const auto same = [](const Tensor& a, const Tensor& b) {
     if (a.rank() != b.rank() || a.dtype() != b.dtype()) return false;
     for (int i = 0; i < a.rank(); ++i) {
@@ -337,19 +307,18 @@ void CudaBackend::AttentionBackward(const Tensor& dq, const Tensor& dk, const Te
   const cuda::AttentionParams params = cuda::ParamsOf(dims, spec, sink_logit);
   cuda::DispatchFloat(q.dtype(), [&](auto t) {
     using T = decltype(t);
-    if (cuda::MmaAttentionSupports(dims, {&dq, &dk, &dv, &dout, &q, &k, &v, &out})) {
-      // Clipped softmax: the dq pass hands its row sums to the dk/dv pass (scratch [B, H, S]).
-      float* row_dots = nullptr;
-      if (spec.normalizer == AttentionNormalizer::kClippedSoftmax && !dq.empty() &&
-          (!dk.empty() || !dv.empty())) {
-        row_dots = static_cast<float*>(Workspace(lse.numel() * sizeof(float)));
+    // (MmaDkvKernel stages unclipped_values in 16-byte copies.)
+    if (cuda::MmaAttentionSupports(dims, {&dq, &dk, &dv, &dout, &q, &k, &v, &out}) &&
+        reinterpret_cast<uintptr_t>(unclipped_values.data()) % 16 == 0) {
+      if (!dq.empty()) {
+        cuda::LaunchMmaDq(stream_, params, dq, dout, q, k, v, out, unclipped_values, lse);
       }
-      if (!dq.empty()) cuda::LaunchMmaDq(stream_, params, dq, dout, q, k, v, out, lse, row_dots);
       if (!dk.empty() || !dv.empty()) {
-        cuda::LaunchMmaDkv(stream_, params, dk, dv, dout, q, k, v, out, lse, row_dots);
+        cuda::LaunchMmaDkv(stream_, params, dk, dv, dout, q, k, v, out, unclipped_values, lse);
       }
     } else {
-      cuda::LaunchGenericBackward<T>(stream_, params, dq, dk, dv, dout, q, k, v, out, lse);
+      cuda::LaunchGenericBackward<T>(stream_, params, dq, dk, dv, dout, q, k, v, out,
+                                     unclipped_values, lse);
     }
     if (spec.normalizer == AttentionNormalizer::kSinkLogit && !dsink_logit.empty()) {
       cuda::LaunchSinkLogitGrad<T>(stream_, scratch_, kScratchDoubles, params, dsink_logit, dout,

@@ -4,8 +4,9 @@
 // [16 w, 16 w + 16). The query and dout tiles are staged once; 64-key tiles of k and v stream
 // through two buffers (cp.async, swizzled; attention_mma.cuh). Per key tile: S = Q K^T and
 // dP = dO V^T (16 x 64 per warp, fp32), ds from the row's lse and D_i (registers: the quad of
-// the row computes D_i = dout_i . out_i once), then dQ += dS K with dS rounded to bf16 A
-// fragments. Query tiles are issued longest first (causal balance).
+// the row computes D_i = dout_i . out_i once, or dout_i . C_i for clipped softmax, C its
+// fp32 unclipped_values), then dQ += dS K with dS rounded to bf16 A fragments. Query tiles are
+// issued longest first (causal balance).
 #include "layers/cuda/attention_backward_mma.cuh"
 
 namespace sinklab {
@@ -15,7 +16,7 @@ namespace {
 template <int kD, AttentionNormalizer kKind>
 __global__ void __launch_bounds__(kBwdThreads)
     MmaDqKernel(AttentionParams p, bf16* dq, const bf16* dout, const bf16* q, const bf16* k,
-                const bf16* v, const bf16* out, const float* lse, float* row_dots) {
+                const bf16* v, const bf16* out, const float* unclipped, const float* lse) {
   constexpr int kKeyTiles = kBwdRows / 8;
   NormalizerArgs n = p.norm;
   n.kind = kKind;
@@ -45,30 +46,20 @@ __global__ void __launch_bounds__(kBwdThreads)
   };
   const int key_end = min(dims.keys, i0 + kBwdRows + bias);
   const int tiles = (key_end + kBwdRows - 1) / kBwdRows;
-  const bool clipped = kKind == AttentionNormalizer::kClippedSoftmax;
-  if (!clipped) issue(0);  // (clipped softmax first streams the keys for its row sums)
+  issue(0);
 
   float row_lse[2], row_dot[2];  // rows g and g + 8
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int row = warp_row0 + g + 8 * r;
     row_lse[r] = row < dims.seq ? lse[RowIndex(dims, b, h, row)] : 0.0f;
-    const float partial =
-        UsesOutputDot(n) ? PartialOutputDot<kD>(dout, out, q_head, row, dims.seq, t, 4) : 0.0f;
-    row_dot[r] = QuadSum(partial);
-  }
-  if (clipped) {
-    CopyAsyncWait<0>();  // the query and dout tiles
-    ClippedRowDots<kD, kBwdThreads>(n, dims, /*active=*/true, q_tile, dout_tile, warp, i0, key_end,
-                                    k_tiles, v_tiles, k, v, kv_head, row_lse, row_dot);
-    if (row_dots != nullptr && t == 0) {  // passed on to MmaDkvKernel
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        const int row = warp_row0 + g + 8 * r;
-        if (row < dims.seq) row_dots[RowIndex(dims, b, h, row)] = row_dot[r];
-      }
+    float partial = 0.0f;
+    if (kKind == AttentionNormalizer::kClippedSoftmax) {  // dout_i . C_i = sum_j sm_ij dsm_ij
+      partial = PartialRowDot<kD>(dout, unclipped, q_head, row, dims.seq, t, 4);
+    } else if (UsesOutputDot(n)) {
+      partial = PartialRowDot<kD>(dout, out, q_head, row, dims.seq, t, 4);
     }
-    issue(0);
+    row_dot[r] = QuadSum(partial);
   }
 
   float acc[kD / 8][4] = {};
@@ -116,16 +107,16 @@ __global__ void __launch_bounds__(kBwdThreads)
 
 void LaunchMmaDq(cudaStream_t stream, const AttentionParams& p, const Tensor& dq,
                  const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
-                 const Tensor& out, const Tensor& lse, float* row_dots) {
+                 const Tensor& out, const Tensor& unclipped_values, const Tensor& lse) {
   DispatchMmaKernel(p, [&](auto head_dim, auto kind) {
     constexpr int kD = decltype(head_dim)::value;
     auto kernel = MmaDqKernel<kD, decltype(kind)::value>;
     const size_t smem = sizeof(bf16) * kBwdRows * kD * 6;
     AllowSharedMemory(kernel, smem);
     const dim3 grid((p.dims.seq + kBwdRows - 1) / kBwdRows, p.dims.batch * p.dims.heads);
-    kernel<<<grid, kBwdThreads, smem, stream>>>(p, Ptr<bf16>(dq), Ptr<bf16>(dout), Ptr<bf16>(q),
-                                                Ptr<bf16>(k), Ptr<bf16>(v), Ptr<bf16>(out),
-                                                lse.f32(), row_dots);
+    kernel<<<grid, kBwdThreads, smem, stream>>>(
+        p, Ptr<bf16>(dq), Ptr<bf16>(dout), Ptr<bf16>(q), Ptr<bf16>(k), Ptr<bf16>(v), Ptr<bf16>(out),
+        unclipped_values.empty() ? nullptr : unclipped_values.f32(), lse.f32());
     SL_CUDA_LAUNCH_CHECK();
   });
 }

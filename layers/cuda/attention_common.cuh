@@ -73,6 +73,24 @@ inline AttentionDims CheckAttentionShapes(const char* what, const Tensor& out, c
   return dims;
 }
 
+// Clipped softmax's unclipped_values (backend.h): f32 on the device, q's shape; empty for the
+// other normalizers.
+inline void CheckUnclippedValues(const char* what, const Tensor& unclipped_values, const Tensor& q,
+                                 const AttentionSpec& spec) {
+  if (spec.normalizer != AttentionNormalizer::kClippedSoftmax) {
+    SL_CHECK_MSG(unclipped_values.empty(),
+                 absl::StrCat(what, ": unclipped_values ", unclipped_values.ShapeString(),
+                              " is for clipped softmax only; expected it empty"));
+    return;
+  }
+  CheckCuda(unclipped_values, what);
+  bool same = unclipped_values.rank() == q.rank();
+  for (int i = 0; same && i < q.rank(); ++i) same = unclipped_values.dim(i) == q.dim(i);
+  SL_CHECK_MSG(same && unclipped_values.dtype() == DType::kF32,
+               absl::StrCat(what, ": clipped softmax needs unclipped_values f32 of q's shape ",
+                            q.ShapeString(), ", got ", unclipped_values.ShapeString()));
+}
+
 inline AttentionParams ParamsOf(const AttentionDims& dims, const AttentionSpec& spec,
                                 const Tensor& sink_logit) {
   const bool sink = spec.normalizer == AttentionNormalizer::kSinkLogit;
@@ -183,21 +201,21 @@ void DispatchHeadDim(int d, F&& f) {
 void LaunchAttentionProbs(cudaStream_t stream, const AttentionParams& p, const Tensor& probs,
                           const Tensor& lse, const Tensor& q, const Tensor& k);
 // attention_forward_mma.cu: whether the tensor-core kernels take these tensors (bf16, 16-byte
-// aligned, d = 64 or 128), and the tensor-core forward.
+// aligned, d = 64 or 128), and the tensor-core forward (unclipped_values: clipped softmax's C,
+// else empty).
 bool MmaAttentionSupports(const AttentionDims& dims, std::initializer_list<const Tensor*> tensors);
 void LaunchMmaForward(cudaStream_t stream, const AttentionParams& p, const Tensor& out,
-                      const Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v);
+                      const Tensor& lse, const Tensor& unclipped_values, const Tensor& q,
+                      const Tensor& k, const Tensor& v);
 // attention_backward_dq_mma.cu and attention_backward_dkv_mma.cu: the tensor-core dq, and
-// dk and dv (either may be empty: skipped). Clipped softmax: row_dots [B, H, S] f32 (device
-// scratch, or null) receives from LaunchMmaDq each row's sum_j sm_ij dsm_ij, which
-// LaunchMmaDkv, launched after it on the same stream, then reads instead of recomputing it
-// per key tile (null: it recomputes). Unused by the other normalizers.
+// dk and dv (either may be empty: skipped). Each computes its rows' sums D_i from dout and
+// out, or for clipped softmax from dout and unclipped_values (else empty).
 void LaunchMmaDq(cudaStream_t stream, const AttentionParams& p, const Tensor& dq,
                  const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
-                 const Tensor& out, const Tensor& lse, float* row_dots);
+                 const Tensor& out, const Tensor& unclipped_values, const Tensor& lse);
 void LaunchMmaDkv(cudaStream_t stream, const AttentionParams& p, const Tensor& dk, const Tensor& dv,
                   const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
-                  const Tensor& out, const Tensor& lse, const float* row_dots);
+                  const Tensor& out, const Tensor& unclipped_values, const Tensor& lse);
 
 }  // namespace cuda
 }  // namespace sinklab

@@ -10,7 +10,8 @@
 // raised and the weights formed (attention_normalizer.cuh), and O += w v with the weights
 // passed along the quad by shuffles. fp32 throughout; out is rounded once at the end.
 // Clipped softmax takes two passes over the keys: its softmax lse first, then the clipped
-// weights with that lse.
+// weights p with that lse, accumulating next to O its unclipped_values C += w v with
+// w = UnclippedWeight(p) (layers/backend.h; kClipped instantiations only).
 //
 // probs (statistics steps only) are written by attention_probs.cu from the stored lse.
 #include "layers/cuda/attention_common.cuh"
@@ -20,10 +21,11 @@ namespace sinklab {
 namespace cuda {
 namespace {
 
-template <typename T, int kMaxD>
+// kClipped: clipped softmax (p.norm.kind), which also writes its unclipped_values.
+template <typename T, int kMaxD, bool kClipped>
 __global__ void __launch_bounds__(kGenericThreads)
-    GenericForwardKernel(AttentionParams p, T* out, float* lse, const T* q, const T* k,
-                         const T* v) {
+    GenericForwardKernel(AttentionParams p, T* out, float* lse, float* unclipped, const T* q,
+                         const T* k, const T* v) {
   const AttentionDims& dims = p.dims;
   const NormalizerArgs& n = p.norm;
   const int d = dims.d, ld = TileLd(d), bias = dims.bias_keys();
@@ -39,13 +41,13 @@ __global__ void __launch_bounds__(kGenericThreads)
   LoadTile(q_tile, ld, q, q_head, i0, dims.seq, d);
   const float* my_query = q_tile + (threadIdx.x / 4) * ld;
 
-  const bool clipped = n.kind == AttentionNormalizer::kClippedSoftmax;
   const int key_end = min(dims.keys, i0 + kGenericRows + bias);  // keys the tile's rows see
   OnlineRow state = StartRow(n, SinkLogitOf(p, h));
   float row_lse = 0.0f;
   float o[kMaxD / 4] = {};
-  for (int pass = clipped ? 0 : 1; pass < 2; ++pass) {
-    const bool clipped_weights = clipped && pass == 1;  // else online weights
+  float c[kClipped ? kMaxD / 4 : 1] = {};  // clipped softmax's C
+  for (int pass = kClipped ? 0 : 1; pass < 2; ++pass) {
+    const bool clipped_weights = kClipped && pass == 1;  // else online weights
     for (int j0 = 0; j0 < key_end; j0 += kGenericRows) {
       __syncthreads();  // the previous tile is consumed (and q_tile is complete)
       LoadTile(k_tile, ld, k, kv_head, j0, dims.keys, d);
@@ -64,10 +66,13 @@ __global__ void __launch_bounds__(kGenericThreads)
       }
       float w[kColsPerLane];
       if (clipped_weights) {
+        float unclipped_w[kColsPerLane];
 #pragma unroll
         for (int m = 0; m < kColsPerLane; ++m) {
           w[m] = visible[m] ? WeightFromLse(n, s[m], row_lse) : 0.0f;
+          unclipped_w[m] = UnclippedWeight(n, w[m]);
         }
+        if constexpr (kClipped) AccumulateRows<kMaxD>(c, unclipped_w, v_tile, ld, d);
       } else {
         const float alpha = RaiseMax(n, state, QuadMax(tile_max));
         const float e_neg_m = __expf(-state.m);
@@ -81,34 +86,49 @@ __global__ void __launch_bounds__(kGenericThreads)
         }
         state.l += QuadSum(mass);
 #pragma unroll
-        for (int c = 0; c < kMaxD / 4; ++c) o[c] *= alpha;
+        for (int m = 0; m < kMaxD / 4; ++m) o[m] *= alpha;
       }
       if (pass == 1) AccumulateRows<kMaxD>(o, w, v_tile, ld, d);
     }
     if (pass == 0) FinishRow(n, state, &row_lse);  // clipped softmax: the softmax lse
   }
-  const float factor = clipped ? 1.0f : FinishRow(n, state, &row_lse);
+  const float factor = kClipped ? 1.0f : FinishRow(n, state, &row_lse);
   if (row >= dims.seq) return;
   T* out_row = out + q_head.offset + row * q_head.stride;
 #pragma unroll
-  for (int c = 0; c < kMaxD / 4; ++c) {
-    if (quad + 4 * c < d) out_row[quad + 4 * c] = FromF<T>(o[c] * factor);
+  for (int m = 0; m < kMaxD / 4; ++m) {
+    if (quad + 4 * m < d) out_row[quad + 4 * m] = FromF<T>(o[m] * factor);
+  }
+  if constexpr (kClipped) {
+    float* c_row = unclipped + q_head.offset + row * q_head.stride;
+#pragma unroll
+    for (int m = 0; m < kMaxD / 4; ++m) {
+      if (quad + 4 * m < d) c_row[quad + 4 * m] = c[m];
+    }
   }
   if (quad == 0) lse[RowIndex(dims, b, h, row)] = row_lse;
 }
 
 template <typename T>
 void LaunchGenericForward(cudaStream_t stream, const AttentionParams& p, const Tensor& out,
-                          const Tensor& lse, const Tensor& q, const Tensor& k, const Tensor& v) {
-  DispatchHeadDim(p.dims.d, [&](auto max_d) {
-    constexpr int kMaxD = decltype(max_d)::value;
-    auto kernel = GenericForwardKernel<T, kMaxD>;
+                          const Tensor& lse, const Tensor& unclipped_values, const Tensor& q,
+                          const Tensor& k, const Tensor& v) {
+  const auto launch = [&](auto kernel) {
     const size_t smem = 3 * TileBytes(p.dims.d);
     AllowSharedMemory(kernel, smem);
     const dim3 grid((p.dims.seq + kGenericRows - 1) / kGenericRows, p.dims.batch * p.dims.heads);
-    kernel<<<grid, kGenericThreads, smem, stream>>>(p, Ptr<T>(out), lse.f32(), Ptr<T>(q), Ptr<T>(k),
-                                                    Ptr<T>(v));
+    float* unclipped = unclipped_values.empty() ? nullptr : unclipped_values.f32();
+    kernel<<<grid, kGenericThreads, smem, stream>>>(p, Ptr<T>(out), lse.f32(), unclipped, Ptr<T>(q),
+                                                    Ptr<T>(k), Ptr<T>(v));
     SL_CUDA_LAUNCH_CHECK();
+  };
+  DispatchHeadDim(p.dims.d, [&](auto max_d) {
+    constexpr int kMaxD = decltype(max_d)::value;
+    if (p.norm.kind == AttentionNormalizer::kClippedSoftmax) {
+      launch(GenericForwardKernel<T, kMaxD, true>);
+    } else {
+      launch(GenericForwardKernel<T, kMaxD, false>);
+    }
   });
 }
 
@@ -117,18 +137,20 @@ void LaunchGenericForward(cudaStream_t stream, const AttentionParams& p, const T
 }  // namespace cuda
 
 void CudaBackend::AttentionForward(const Tensor& out, const Tensor& probs, const Tensor& lse,
-                                   const Tensor& q, const Tensor& k, const Tensor& v,
-                                   const Tensor& sink_logit, const AttentionSpec& spec) {
+                                   const Tensor& unclipped_values, const Tensor& q, const Tensor& k,
+                                   const Tensor& v, const Tensor& sink_logit,
+                                   const AttentionSpec& spec) {
   const cuda::AttentionDims dims =
       cuda::CheckAttentionShapes("AttentionForward", out, lse, q, k, v, sink_logit, spec);
+  cuda::CheckUnclippedValues("AttentionForward", unclipped_values, q, spec);
   if (out.numel() == 0) return;
   const cuda::AttentionParams params = cuda::ParamsOf(dims, spec, sink_logit);
   cuda::DispatchFloat(q.dtype(), [&](auto t) {
     using T = decltype(t);
     if (cuda::MmaAttentionSupports(dims, {&out, &q, &k, &v})) {
-      cuda::LaunchMmaForward(stream_, params, out, lse, q, k, v);
+      cuda::LaunchMmaForward(stream_, params, out, lse, unclipped_values, q, k, v);
     } else {
-      cuda::LaunchGenericForward<T>(stream_, params, out, lse, q, k, v);
+      cuda::LaunchGenericForward<T>(stream_, params, out, lse, unclipped_values, q, k, v);
     }
   });
   if (!probs.empty()) cuda::LaunchAttentionProbs(stream_, params, probs, lse, q, k);

@@ -143,27 +143,25 @@ __device__ __forceinline__ float WeightFromLse(const NormalizerArgs& n, float s,
   }
 }
 
+// Clipped softmax: the weight of v_j in the forward's unclipped_values C_i (backend.h),
+// (p - gamma) [0 < p < 1] from the weight p of WeightFromLse. Where p is not clipped it is
+// (zeta - gamma) sm, so dout_i . C_i = sum_j sm_ij dsm_ij, the backward's row sum
+// (layers/cpu/attention_normalizer.cc derives it).
+__device__ __forceinline__ float UnclippedWeight(const NormalizerArgs& n, float p) {
+  return p > 0.0f && p < 1.0f ? p - n.clip_gamma : 0.0f;
+}
+
 // ---- Backward ------------------------------------------------------------------------------
 // Whether ds needs the row sum D_i = sum_j p_ij dp_ij = dout_i . out_i (every variant but
-// sigmoid, which needs none, and clipped softmax, whose row sum is ClippedRowTerm's).
+// sigmoid, which needs none, and clipped softmax, whose row sum is dout_i . C_i with C the
+// forward's unclipped_values).
 __device__ __forceinline__ bool UsesOutputDot(const NormalizerArgs& n) {
   return n.kind != AttentionNormalizer::kSigmoid && n.kind != AttentionNormalizer::kClippedSoftmax;
 }
 
-// Clipped softmax: sm_j dsm_j of one visible key, the terms of its row sum sum_k sm_k dsm_k,
-// with sm = e^(s - lse) the softmax and dsm = (zeta - gamma) dp [0 < p < 1] (zero gradient
-// where clipped, as the reference).
-__device__ __forceinline__ float ClippedRowTerm(const NormalizerArgs& n, float s, float lse,
-                                                float dp) {
-  const float stretch = n.clip_zeta - n.clip_gamma;
-  const float sm = __expf(s - lse);
-  const float y = stretch * sm + n.clip_gamma;
-  return (y > 0.0f && y < 1.0f) ? sm * stretch * dp : 0.0f;
-}
-
 // The weight p and dL/ds of one visible key from its score s, the row's lse, dp = dout_i . v_j
-// and the row sum `row_dot` (UsesOutputDot: dout_i . out_i; clipped softmax: sum of
-// ClippedRowTerm; sigmoid: unused). The derivations are layers/cpu/attention_normalizer.cc's.
+// and the row sum `row_dot` (UsesOutputDot: dout_i . out_i; clipped softmax: dout_i . C_i =
+// sum_k sm_k dsm_k; sigmoid: unused). The derivations are layers/cpu/attention_normalizer.cc's.
 struct WeightGrad {
   float p;
   float ds;
@@ -183,7 +181,7 @@ __device__ __forceinline__ WeightGrad WeightGradOf(const NormalizerArgs& n, floa
       return {p, dp * p * (1.0f - p)};
     }
     case AttentionNormalizer::kClippedSoftmax: {
-      // ds = sm (dsm - sum_k sm_k dsm_k).
+      // ds = sm (dsm - sum_k sm_k dsm_k), dsm = (zeta - gamma) dp [0 < y < 1].
       const float stretch = n.clip_zeta - n.clip_gamma;
       const float sm = __expf(s - lse);
       const float y = stretch * sm + n.clip_gamma;

@@ -212,13 +212,6 @@ void CudaBackend::AddInto(const Tensor& dst, const Tensor& src) {
   });
 }
 
-void CudaBackend::ResidualForward(const Tensor& out, const Tensor& a, const Tensor& b) {
-  DispatchFloat(out.dtype(), [&](auto t) {
-    using T = decltype(t);
-    cuda::Add<T>(stream_, out, a, b);
-  });
-}
-
 double CudaBackend::PartialsToHost(bool take_max) {
   cuda::FinishPartialsKernel<<<1, kBlock, 0, stream_>>>(scratch_ + cuda::kSumBlocks, scratch_,
                                                         cuda::kSumBlocks, take_max);

@@ -3,11 +3,13 @@
 // (c = 1 elementwise, c = d_h headwise). Backward: dy += dout g;
 // dz += g (1 - g) sum_{its c channels} dout y.
 //
-// Plan: c == 1 is elementwise (packets of kVec gates and channels). c > 1: one thread per
-// gate walks its c channels in packets (kVec when c allows), so the per-gate sum of the
-// backward is a private, fixed-order loop (deterministic, no shared memory). Each thread
-// reads its logit before writing its gate, so gate may alias logits. out is computed with
-// the gate as stored (rounded to its dtype), the same g the backward reads.
+// Plan: c == 1 is elementwise (packets of kVec gates and channels). c > 1: a group of L
+// lanes per gate (kernel_util.cuh's ForEachRowGroup; headwise d_h = 64: 8 lanes of 8-channel
+// packets, 4 gates per warp) walks its c channels in packets (kVec when c allows), so loads
+// are coalesced and the per-gate sum of the backward is a fixed shuffle tree (deterministic,
+// no shared memory). A group's first lane reads its logit and writes its gate, so gate may
+// alias logits. out is computed with the gate as stored (rounded to its dtype), the same g
+// the backward reads.
 #include "layers/cuda/cuda_backend.h"
 #include "layers/cuda/kernel_util.cuh"
 
@@ -65,31 +67,32 @@ __global__ void GateElementwiseBackwardKernel(T* dy, TG* dlogits, const T* dout,
   });
 }
 
-template <int W, typename T, typename TG>
+template <int W, int L, typename T, typename TG>
 __global__ void GateGroupForwardKernel(T* out, TG* gate, const T* y, const TG* logits,
                                        int64_t gates, int64_t c) {
-  for (int64_t j = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; j < gates;
-       j += int64_t{gridDim.x} * blockDim.x) {
-    const float g = StoredSigmoid<TG>(ToF(logits[j]));
-    for (int64_t i = j * c; i < (j + 1) * c; i += W) {
+  ForEachRowGroup<L>(gates, [&](int64_t j, int lane, bool active) {
+    // The group's first lane alone reads logits[j] and writes gate[j] (they may alias).
+    float g = active && lane == 0 ? StoredSigmoid<TG>(ToF(logits[j])) : 0.0f;
+    g = __shfl_sync(0xffffffffu, g, (threadIdx.x & 31) & ~(L - 1));
+    if (!active) return;
+    for (int64_t i = j * c + lane * W; i < (j + 1) * c; i += L * W) {
       float v[W];
       LoadF<W>(y + i, v);
 #pragma unroll
       for (int k = 0; k < W; ++k) v[k] *= g;
       StoreF<W>(out + i, v);
     }
-    gate[j] = FromF<TG>(g);
-  }
+    if (lane == 0) gate[j] = FromF<TG>(g);
+  });
 }
 
-template <int W, typename T, typename TG>
+template <int W, int L, typename T, typename TG>
 __global__ void GateGroupBackwardKernel(T* dy, TG* dlogits, const T* dout, const T* y,
                                         const TG* gate, int64_t gates, int64_t c) {
-  for (int64_t j = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; j < gates;
-       j += int64_t{gridDim.x} * blockDim.x) {
-    const float g = ToF(gate[j]);
-    float dot = 0.0f;  // sum over the group of dout * y
-    for (int64_t i = j * c; i < (j + 1) * c; i += W) {
+  ForEachRowGroup<L>(gates, [&](int64_t j, int lane, bool active) {
+    const float g = active ? ToF(gate[j]) : 0.0f;
+    float dot = 0.0f;  // this lane's part of the sum over the group of dout * y
+    for (int64_t i = j * c + lane * W; active && i < (j + 1) * c; i += L * W) {
       float d[W];
       LoadF<W>(dout + i, d);
       if (dlogits != nullptr) {
@@ -106,8 +109,10 @@ __global__ void GateGroupBackwardKernel(T* dy, TG* dlogits, const T* dout, const
         StoreF<W>(dy + i, acc);
       }
     }
-    if (dlogits != nullptr) dlogits[j] = FromF<TG>(ToF(dlogits[j]) + dot * g * (1.0f - g));
-  }
+    if (dlogits == nullptr) return;
+    dot = GroupSum<L>(dot);
+    if (active && lane == 0) dlogits[j] = FromF<TG>(ToF(dlogits[j]) + dot * g * (1.0f - g));
+  });
 }
 
 // Channels per gate c, after checking y (numel N C) against gate [N, G].
@@ -151,8 +156,12 @@ void CudaBackend::SigmoidGateForward(const Tensor& out, const Tensor& gate, cons
       } else {
         DispatchWidth(CanVectorize(c, out, y), [&](auto width) {
           constexpr int W = decltype(width)::value;
-          cuda::GateGroupForwardKernel<W, T, TG><<<GridFor(gates), kBlock, 0, stream_>>>(
-              Ptr<T>(out), Ptr<TG>(gate), Ptr<T>(y), Ptr<TG>(logits), gates, c);
+          cuda::DispatchLanes(c, W, [&](auto lanes) {
+            constexpr int L = decltype(lanes)::value;
+            cuda::GateGroupForwardKernel<W, L, T, TG>
+                <<<GridFor(gates * L), kBlock, 0, stream_>>>(
+                    Ptr<T>(out), Ptr<TG>(gate), Ptr<T>(y), Ptr<TG>(logits), gates, c);
+          });
         });
       }
     });
@@ -184,9 +193,13 @@ void CudaBackend::SigmoidGateBackward(const Tensor& dy, const Tensor& dlogits,
       } else {
         DispatchWidth(CanVectorize(c, dy, dout, y), [&](auto width) {
           constexpr int W = decltype(width)::value;
-          cuda::GateGroupBackwardKernel<W, T, TG><<<GridFor(gates), kBlock, 0, stream_>>>(
-              PtrOrNull<T>(dy), PtrOrNull<TG>(dlogits), Ptr<T>(dout), Ptr<T>(y),
-              Ptr<TG>(gate), gates, c);
+          cuda::DispatchLanes(c, W, [&](auto lanes) {
+            constexpr int L = decltype(lanes)::value;
+            cuda::GateGroupBackwardKernel<W, L, T, TG>
+                <<<GridFor(gates * L), kBlock, 0, stream_>>>(
+                    PtrOrNull<T>(dy), PtrOrNull<TG>(dlogits), Ptr<T>(dout), Ptr<T>(y),
+                    Ptr<TG>(gate), gates, c);
+          });
         });
       }
     });

@@ -137,22 +137,31 @@ const GemmLt::Plan& GemmLt::PlanFor(const Key& key) {
 
 void GemmLt::RowMajor(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b,
                       bool trans_b, float alpha, float beta) {
+  RowMajor(c, a, trans_a, b, trans_b, alpha, beta, c);
+}
+
+void GemmLt::RowMajor(const Tensor& d, const Tensor& a, bool trans_a, const Tensor& b,
+                      bool trans_b, float alpha, float beta, const Tensor& c) {
   SL_CHECK_MSG(a.dtype() == b.dtype(), "GemmLt: a and b must share a dtype");
   const int64_t a_rows = Rows(a), a_cols = a.dim(-1);
   const int64_t b_rows = Rows(b), b_cols = b.dim(-1);
   const int64_t m = trans_a ? a_cols : a_rows, k = trans_a ? a_rows : a_cols;
   const int64_t kb = trans_b ? b_cols : b_rows, n = trans_b ? b_rows : b_cols;
-  SL_CHECK_MSG(k == kb && Rows(c) == m && c.dim(-1) == n,
-               absl::StrCat("GemmLt: c ", c.ShapeString(), " = op(a ", a.ShapeString(),
+  SL_CHECK_MSG(k == kb && Rows(d) == m && d.dim(-1) == n,
+               absl::StrCat("GemmLt: d ", d.ShapeString(), " = op(a ", a.ShapeString(),
                             trans_a ? "^T" : "", ") op(b ", b.ShapeString(),
                             trans_b ? "^T" : "", ")"));
-  const int align = std::min({Alignment(a.data()), Alignment(b.data()), Alignment(c.data())});
-  const Key key{m, n, k, trans_a, trans_b, CudaType(a.dtype()), CudaType(c.dtype()),
+  SL_CHECK_MSG(c.dtype() == d.dtype() && Rows(c) == m && c.dim(-1) == n,
+               absl::StrCat("GemmLt: c ", c.ShapeString(), " ", DTypeName(c.dtype()),
+                            " must match d ", d.ShapeString(), " ", DTypeName(d.dtype())));
+  const int align = std::min({Alignment(a.data()), Alignment(b.data()), Alignment(c.data()),
+                              Alignment(d.data())});
+  const Key key{m, n, k, trans_a, trans_b, CudaType(a.dtype()), CudaType(d.dtype()),
                 beta != 0.0f, align, /*batch=*/1};
   const Plan& plan = PlanFor(key);
   SL_CUBLAS_CHECK(cublasLtMatmul(static_cast<cublasLtHandle_t>(handle_), plan.op, &alpha,
                                  b.data(), plan.a, a.data(), plan.b, &beta, c.data(), plan.c,
-                                 c.data(), plan.c, &plan.algo, workspace_, workspace_bytes_,
+                                 d.data(), plan.c, &plan.algo, workspace_, workspace_bytes_,
                                  stream_));
 }
 

@@ -30,6 +30,10 @@ class GemmLt {
   // are taken as 2-D [numel / last dim, last dim].
   void RowMajor(const Tensor& c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b,
                 float alpha, float beta);
+  // d = alpha * op(a) @ op(b) + beta * c with c another tensor of d's 2-D shape and dtype
+  // (read in the epilogue; e.g. a residual stream), or d itself.
+  void RowMajor(const Tensor& d, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b,
+                float alpha, float beta, const Tensor& c);
 
   // Strided-batched: d[i] = alpha * op(a[i]) @ op(b[i]) + beta * c[i] for i < batch, each
   // of a, b, c, d rank 3 [batch, rows, cols], dense (matrix i at i * rows * cols), with the

@@ -84,6 +84,30 @@ __device__ __forceinline__ float WarpMax(float v) {
   return v;
 }
 
+// Sum over the L lanes of an aligned lane group (L a power of two <= 32); every lane of the
+// warp must call it (full-mask shuffles).
+template <int L>
+__device__ __forceinline__ float GroupSum(float v) {
+#pragma unroll
+  for (int o = L / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// Row loop of L-lane groups: calls body(row, lane_in_group, active) for every row, with all 32
+// lanes of a warp in the same iteration (inactive lanes past the last row still run the
+// group sums, so the shuffles stay convergent).
+template <int L, typename Body>
+__device__ __forceinline__ void ForEachRowGroup(int64_t rows, Body&& body) {
+  constexpr int kGroups = 32 / L;  // rows per warp
+  const int lane = threadIdx.x & 31;
+  const int64_t warps = int64_t{gridDim.x} * blockDim.x / 32;
+  for (int64_t base = (blockIdx.x * int64_t{blockDim.x} + threadIdx.x) / 32 * kGroups;
+       base < rows; base += warps * kGroups) {
+    const int64_t row = base + lane / L;
+    body(row, lane % L, row < rows);
+  }
+}
+
 // Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the
 // result. Deterministic: a fixed tree. `shared` holds 32 values of T.
 template <typename T>
@@ -177,6 +201,29 @@ bool CanVectorize(int64_t length, const Tensors&... tensors) {
   return length % kVec == 0 && AllAligned16(tensors...);
 }
 
+// Lanes per row for rows of `dim` channels in packets of `width`: enough to cover the row
+// in one packet each, a power of two in [4, 32].
+inline int LanesPerRow(int64_t dim, int width) {
+  int lanes = 4;
+  while (lanes < 32 && int64_t{lanes} * width < dim) lanes *= 2;
+  return lanes;
+}
+
+// f(std::integral_constant<int, L>{}) for L = LanesPerRow(dim, width).
+template <typename F>
+void DispatchLanes(int64_t dim, int width, F&& f) {
+  switch (LanesPerRow(dim, width)) {
+    case 4:
+      return f(std::integral_constant<int, 4>{});
+    case 8:
+      return f(std::integral_constant<int, 8>{});
+    case 16:
+      return f(std::integral_constant<int, 16>{});
+    default:
+      return f(std::integral_constant<int, 32>{});
+  }
+}
+
 // Calls f(std::integral_constant<int, W>{}) with W = kVec when `vectorize`, else W = 1.
 template <typename F>
 void DispatchWidth(bool vectorize, F&& f) {
@@ -201,7 +248,10 @@ __device__ __forceinline__ void ForEachPacket(int64_t n, F&& f) {
   }
 }
 
-__device__ __forceinline__ float Sigmoid(float x) { return 1.0f / (1.0f + __expf(-x)); }
+// 1 / (1 + e^-x) with the approximate division (2 ulp; an IEEE division is a multi-instruction
+// sequence with a slow path, which made sigmoid attention 60% slower than softmax). For
+// x -> -inf the denominator overflows and __fdividef gives 0, the limit.
+__device__ __forceinline__ float Sigmoid(float x) { return __fdividef(1.0f, 1.0f + __expf(-x)); }
 
 }  // namespace cuda
 }  // namespace sinklab

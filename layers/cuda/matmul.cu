@@ -1,5 +1,6 @@
 // Linear layers without bias through cuBLASLt (layers/cuda/gemm_lt.h): bf16 operands, fp32
-// accumulation; activations bf16, weight gradients accumulated in fp32 (beta = 1). The
+// accumulation; activations bf16, weight gradients accumulated in fp32 (beta = 1); a block's
+// residual add rides in the output projection's epilogue (C = residual, beta = 1). The
 // weight [OC, C] fixes the 2-D view of the activations: [numel / C, C] in, [.., OC] out
 // (so q [B, T, H, d] is [N, H d], as backend.h lays it out).
 #include "absl/strings/str_cat.h"
@@ -17,10 +18,21 @@ Tensor Rows(const Tensor& t, int64_t cols) {
 
 }  // namespace
 
-void CudaBackend::MatmulForward(const Tensor& out, const Tensor& inp, const Tensor& weight) {
+void CudaBackend::MatmulForward(const Tensor& out, const Tensor& inp, const Tensor& weight,
+                                const Tensor& residual) {
   const int64_t oc = weight.dim(0), c = weight.dim(1);
-  gemm_->RowMajor(Rows(out, oc), Rows(inp, c), /*trans_a=*/false, weight, /*trans_b=*/true,
-                  1.0f, 0.0f);
+  const Tensor out2 = Rows(out, oc);
+  if (residual.empty()) {
+    gemm_->RowMajor(out2, Rows(inp, c), /*trans_a=*/false, weight, /*trans_b=*/true, 1.0f, 0.0f);
+    return;
+  }
+  // The residual enters as cuBLASLt's C (beta 1, read in the epilogue): out = one rounding of
+  // the fp32 sum, and no separate add kernel or branch-output buffer.
+  SL_CHECK_MSG(residual.numel() == out.numel() && residual.dtype() == out.dtype(),
+               absl::StrCat("MatmulForward: residual ", residual.ShapeString(), " ",
+                            DTypeName(residual.dtype()), " vs out ", out.ShapeString(), " ",
+                            DTypeName(out.dtype())));
+  gemm_->RowMajor(out2, Rows(inp, c), false, weight, true, 1.0f, 1.0f, Rows(residual, oc));
 }
 
 void CudaBackend::MatmulBackward(const Tensor& dinp, const Tensor& dweight, const Tensor& dout,

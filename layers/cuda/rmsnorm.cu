@@ -1,11 +1,13 @@
 // CUDA RMSNorm (Zhang & Sennrich 2019; reference: layers/cpu/rmsnorm.cc):
 // y = x * rstd * w, rstd = 1 / sqrt(mean_j x_j^2 + eps). Per row with r = rstd:
-//   dx_j += r w_j dy_j - x_j r^3 / D * sum_k dy_k w_k x_k,    dw_j += sum_rows dy_j x_j r.
+//   dx_j (= or +=) r w_j dy_j - x_j r^3 / D * sum_k dy_k w_k x_k,    dw_j += sum_rows dy_j x_j r.
 //
 // Tiling plan:
-// - Forward and dinp: one warp per row; lanes take packets of W channels (16-byte loads of
-//   bf16 when the row allows), a warp sum gives the row's statistic, then a second pass over
-//   the row (L1/L2-resident) writes. rstd is fp32, one per row.
+// - Forward and dinp: a group of L lanes per row (L = 32 for wide rows; fewer for short rows
+//   such as QK-norm's d_h = 64, where 8 lanes of 8-channel packets cover a row and a warp
+//   takes 4 rows: a warp per row left 3/4 of its lanes idle). Lanes take packets of W
+//   channels (16-byte loads of bf16 when the row allows), a group sum gives the row's
+//   statistic, then a second pass over the row (L1/L2-resident) writes. rstd is fp32.
 // - dweight, deterministic without atomics: block (32 channels) x (kRowLanes row lanes);
 //   a block owns 32 channels of a contiguous split of the rows, each thread sums its rows in
 //   order, and a fixed shared-memory tree adds the row lanes. With one split the block adds
@@ -24,24 +26,22 @@ namespace {
 constexpr int kRowLanes = 16;        // dweight: row lanes per block (x 32 channels)
 constexpr int kWeightGradBlocks = 528;  // dweight: ~4 blocks of 512 threads per SM
 
-template <int W, typename T, typename TW>
+template <int W, int L, typename T, typename TW>
 __global__ void RmsNormForwardKernel(T* out, float* rstd, const T* inp, const TW* weight,
                                      int64_t rows, int64_t dim, float eps) {
-  const int lane = threadIdx.x & 31;
-  const int64_t warps = int64_t{gridDim.x} * blockDim.x / 32;
-  for (int64_t row = (blockIdx.x * int64_t{blockDim.x} + threadIdx.x) / 32; row < rows;
-       row += warps) {
+  ForEachRowGroup<L>(rows, [&](int64_t row, int lane, bool active) {
     const T* x = inp + row * dim;
     float sum_sq = 0.0f;
-    for (int64_t col = lane * W; col < dim; col += 32 * W) {
+    for (int64_t col = lane * W; active && col < dim; col += L * W) {
       float v[W];
       LoadF<W>(x + col, v);
 #pragma unroll
       for (int k = 0; k < W; ++k) sum_sq += v[k] * v[k];
     }
-    const float r = rsqrtf(WarpSum(sum_sq) / static_cast<float>(dim) + eps);
+    const float r = rsqrtf(GroupSum<L>(sum_sq) / static_cast<float>(dim) + eps);
+    if (!active) return;
     if (lane == 0) rstd[row] = r;
-    for (int64_t col = lane * W; col < dim; col += 32 * W) {
+    for (int64_t col = lane * W; col < dim; col += L * W) {
       float v[W], w[W];
       LoadF<W>(x + col, v);
       LoadF<W>(weight + col, w);
@@ -49,20 +49,17 @@ __global__ void RmsNormForwardKernel(T* out, float* rstd, const T* inp, const TW
       for (int k = 0; k < W; ++k) v[k] = v[k] * r * w[k];
       StoreF<W>(out + row * dim + col, v);
     }
-  }
+  });
 }
 
-template <int W, typename T, typename TW>
+template <int W, int L, bool kAccumulate, typename T, typename TW>
 __global__ void RmsNormInputGradKernel(T* dinp, const T* dout, const T* inp, const TW* weight,
                                        const float* rstd, int64_t rows, int64_t dim) {
-  const int lane = threadIdx.x & 31;
-  const int64_t warps = int64_t{gridDim.x} * blockDim.x / 32;
-  for (int64_t row = (blockIdx.x * int64_t{blockDim.x} + threadIdx.x) / 32; row < rows;
-       row += warps) {
+  ForEachRowGroup<L>(rows, [&](int64_t row, int lane, bool active) {
     const T* x = inp + row * dim;
     const T* dy = dout + row * dim;
     float dot = 0.0f;  // sum_k dy_k w_k x_k
-    for (int64_t col = lane * W; col < dim; col += 32 * W) {
+    for (int64_t col = lane * W; active && col < dim; col += L * W) {
       float xv[W], gv[W], wv[W];
       LoadF<W>(x + col, xv);
       LoadF<W>(dy + col, gv);
@@ -70,19 +67,21 @@ __global__ void RmsNormInputGradKernel(T* dinp, const T* dout, const T* inp, con
 #pragma unroll
       for (int k = 0; k < W; ++k) dot += gv[k] * wv[k] * xv[k];
     }
+    dot = GroupSum<L>(dot);
+    if (!active) return;
     const float r = rstd[row];
-    const float coef = WarpSum(dot) * r * r * r / static_cast<float>(dim);
-    for (int64_t col = lane * W; col < dim; col += 32 * W) {
-      float xv[W], gv[W], wv[W], dx[W];
+    const float coef = dot * r * r * r / static_cast<float>(dim);
+    for (int64_t col = lane * W; col < dim; col += L * W) {
+      float xv[W], gv[W], wv[W], dx[W] = {};
       LoadF<W>(x + col, xv);
       LoadF<W>(dy + col, gv);
       LoadF<W>(weight + col, wv);
-      LoadF<W>(dinp + row * dim + col, dx);
+      if constexpr (kAccumulate) LoadF<W>(dinp + row * dim + col, dx);
 #pragma unroll
       for (int k = 0; k < W; ++k) dx[k] += r * wv[k] * gv[k] - coef * xv[k];
       StoreF<W>(dinp + row * dim + col, dx);
     }
-  }
+  });
 }
 
 // Block (32, kRowLanes) sums dy x r over rows [split begin, split end) for 32 channels.
@@ -166,8 +165,12 @@ void CudaBackend::RmsNormForward(const Tensor& out, const Tensor& rstd, const Te
       using TW = decltype(tw);
       DispatchWidth(CanVectorize(dim, out, inp, weight), [&](auto width) {
         constexpr int W = decltype(width)::value;
-        cuda::RmsNormForwardKernel<W, T, TW><<<GridFor(rows * 32), cuda::kBlock, 0, stream_>>>(
-            Ptr<T>(out), rstd.f32(), Ptr<T>(inp), Ptr<TW>(weight), rows, dim, eps);
+        cuda::DispatchLanes(dim, W, [&](auto lanes) {
+          constexpr int L = decltype(lanes)::value;
+          cuda::RmsNormForwardKernel<W, L, T, TW>
+              <<<GridFor(rows * L), cuda::kBlock, 0, stream_>>>(
+                  Ptr<T>(out), rstd.f32(), Ptr<T>(inp), Ptr<TW>(weight), rows, dim, eps);
+        });
       });
     });
   });
@@ -175,7 +178,8 @@ void CudaBackend::RmsNormForward(const Tensor& out, const Tensor& rstd, const Te
 }
 
 void CudaBackend::RmsNormBackward(const Tensor& dinp, const Tensor& dweight, const Tensor& dout,
-                                  const Tensor& inp, const Tensor& weight, const Tensor& rstd) {
+                                  const Tensor& inp, const Tensor& weight, const Tensor& rstd,
+                                  GradWrite dinp_write) {
   const int64_t rows = cuda::CheckRows(inp, weight, rstd, "RmsNormBackward");
   cuda::CheckLike(dout, inp, "RmsNormBackward dout");
   const int64_t dim = weight.numel();
@@ -188,10 +192,19 @@ void CudaBackend::RmsNormBackward(const Tensor& dinp, const Tensor& dweight, con
         using TW = decltype(tw);
         DispatchWidth(CanVectorize(dim, dinp, dout, inp, weight), [&](auto width) {
           constexpr int W = decltype(width)::value;
-          cuda::RmsNormInputGradKernel<W, T, TW>
-              <<<GridFor(rows * 32), cuda::kBlock, 0, stream_>>>(
+          cuda::DispatchLanes(dim, W, [&](auto lanes) {
+            constexpr int L = decltype(lanes)::value;
+            const auto launch = [&](auto kernel) {
+              kernel<<<GridFor(rows * L), cuda::kBlock, 0, stream_>>>(
                   Ptr<T>(dinp), Ptr<T>(dout), Ptr<T>(inp), Ptr<TW>(weight), rstd.f32(), rows,
                   dim);
+            };
+            if (dinp_write == GradWrite::kAccumulate) {
+              launch(cuda::RmsNormInputGradKernel<W, L, true, T, TW>);
+            } else {
+              launch(cuda::RmsNormInputGradKernel<W, L, false, T, TW>);
+            }
+          });
         });
       });
       SL_CUDA_LAUNCH_CHECK();

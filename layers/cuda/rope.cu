@@ -2,7 +2,8 @@
 // Llama (reference: layers/cpu/rope.cc). For i < d/2 at position t, with c = cos[t, i] and
 // s = sin[t, i]:
 //   forward:  x'_i = x_i c - x_{i+d/2} s,     x'_{i+d/2} = x_{i+d/2} c + x_i s
-//   backward: dx_i += g_i c + g_{i+d/2} s,    dx_{i+d/2} += g_{i+d/2} c - g_i s   (R^T g)
+//   backward: dx_i (= or +=) g_i c + g_{i+d/2} s,    dx_{i+d/2} (= or +=) g_{i+d/2} c - g_i s
+//             (R^T g)
 // One thread per packet of W pairs (i, i + d/2) of one head of one row: it reads both halves
 // before writing them, so the forward may run in place (out == inp).
 #include "layers/cuda/cuda_backend.h"
@@ -12,8 +13,9 @@ namespace sinklab {
 namespace cuda {
 namespace {
 
-// y [B, T, H, d] (=, or += when kBackward) rotation of x by +angle (forward) or -angle.
-template <int W, bool kBackward, typename T>
+// y [B, T, H, d] (=, or += when kAccumulate) rotation of x by +angle (forward) or -angle
+// (kBackward).
+template <int W, bool kBackward, bool kAccumulate, typename T>
 __global__ void RopeKernel(T* y, const T* x, const float* cos, const float* sin,
                            int64_t head_rows, int64_t seq, int64_t heads, int64_t half) {
   const int64_t packets = half / W;
@@ -32,9 +34,11 @@ __global__ void RopeKernel(T* y, const T* x, const float* cos, const float* sin,
     LoadF<W>(sin + t * half + pair, s);
     float new_lo[W], new_hi[W];
     if constexpr (kBackward) {
-      float old_lo[W], old_hi[W];
-      LoadF<W>(y + lo_offset, old_lo);
-      LoadF<W>(y + hi_offset, old_hi);
+      float old_lo[W] = {}, old_hi[W] = {};
+      if constexpr (kAccumulate) {
+        LoadF<W>(y + lo_offset, old_lo);
+        LoadF<W>(y + hi_offset, old_hi);
+      }
 #pragma unroll
       for (int k = 0; k < W; ++k) {
         new_lo[k] = old_lo[k] + (lo[k] * c[k] + hi[k] * s[k]);
@@ -52,7 +56,7 @@ __global__ void RopeKernel(T* y, const T* x, const float* cos, const float* sin,
   }
 }
 
-template <bool kBackward>
+template <bool kBackward, bool kAccumulate>
 void Rotate(cudaStream_t stream, const Tensor& y, const Tensor& x, const Tensor& cos,
             const Tensor& sin, const char* what) {
   SL_CHECK_MSG(x.rank() == 4 && y.rank() == 4 && y.numel() == x.numel() &&
@@ -75,7 +79,7 @@ void Rotate(cudaStream_t stream, const Tensor& y, const Tensor& x, const Tensor&
     using T = decltype(t);
     DispatchWidth(CanVectorize(half, y, x, cos, sin), [&](auto width) {
       constexpr int W = decltype(width)::value;
-      RopeKernel<W, kBackward, T><<<GridFor(head_rows * half / W), kBlock, 0, stream>>>(
+      RopeKernel<W, kBackward, kAccumulate, T><<<GridFor(head_rows * half / W), kBlock, 0, stream>>>(
           Ptr<T>(y), Ptr<T>(x), cos.f32(), sin.f32(), head_rows, seq, heads, half);
     });
   });
@@ -87,13 +91,18 @@ void Rotate(cudaStream_t stream, const Tensor& y, const Tensor& x, const Tensor&
 
 void CudaBackend::RopeForward(const Tensor& out, const Tensor& inp, const Tensor& cos,
                               const Tensor& sin) {
-  cuda::Rotate</*kBackward=*/false>(stream_, out, inp, cos, sin, "RopeForward");
+  cuda::Rotate</*kBackward=*/false, /*kAccumulate=*/false>(stream_, out, inp, cos, sin,
+                                                            "RopeForward");
 }
 
 void CudaBackend::RopeBackward(const Tensor& dinp, const Tensor& dout, const Tensor& cos,
-                               const Tensor& sin) {
+                               const Tensor& sin, GradWrite dinp_write) {
   SL_CHECK_MSG(dinp.data() != dout.data(), "RopeBackward: dinp must not alias dout");
-  cuda::Rotate</*kBackward=*/true>(stream_, dinp, dout, cos, sin, "RopeBackward");
+  if (dinp_write == GradWrite::kAccumulate) {
+    cuda::Rotate<true, true>(stream_, dinp, dout, cos, sin, "RopeBackward");
+  } else {
+    cuda::Rotate<true, false>(stream_, dinp, dout, cos, sin, "RopeBackward");
+  }
 }
 
 }  // namespace sinklab

@@ -2,6 +2,8 @@
 // the KV-bias keys of the CPU attention kernel: hand-worked rows, the properties each
 // variant promises, finite-difference gradients (incl. the sink logit's) with grouped-query
 // attention with and without a bias key, and bit-identical results for any thread count.
+#include "layers/cpu/attention_normalizer.h"
+
 #include <omp.h>
 
 #include <algorithm>
@@ -10,7 +12,6 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "layers/cpu/attention_normalizer.h"
 #include "layers/cpu/cpu_backend.h"
 #include "layers/model_dims.h"
 #include "tests/layers/gradient_check.h"
@@ -19,9 +20,9 @@ namespace sinklab {
 namespace {
 
 const AttentionNormalizer kAllNormalizers[] = {
-    AttentionNormalizer::kSoftmax,  AttentionNormalizer::kSoftmax1,
+    AttentionNormalizer::kSoftmax,   AttentionNormalizer::kSoftmax1,
     AttentionNormalizer::kSinkLogit, AttentionNormalizer::kSoftpick,
-    AttentionNormalizer::kSigmoid,  AttentionNormalizer::kClippedSoftmax};
+    AttentionNormalizer::kSigmoid,   AttentionNormalizer::kClippedSoftmax};
 
 // gamma/zeta wider than the defaults so that both clip sides occur in small random cases.
 AttentionSpec SpecFor(AttentionNormalizer normalizer, int64_t head_dim) {
@@ -32,6 +33,14 @@ AttentionSpec SpecFor(AttentionNormalizer normalizer, int64_t head_dim) {
   spec.clip_gamma = -0.1f;
   spec.clip_zeta = 1.1f;
   return spec;
+}
+
+// Clipped softmax's row sum sum_k sm_k dsm_k = sum_k UnclippedWeight(p_k) dp_k (the kernel's
+// dout . C with dp_k = dout . v_k); what NormalizeRowBackward expects.
+float ClippedRowDot(const AttentionSpec& spec, const std::vector<float>& p, const float* dp) {
+  float sum = 0.0f;
+  for (size_t j = 0; j < p.size(); ++j) sum += UnclippedWeight(spec, p[j]) * dp[j];
+  return sum;
 }
 
 float Normalize(AttentionSpec spec, float sink, std::vector<float> s, std::vector<float>* p) {
@@ -63,8 +72,8 @@ TEST(AttentionNormalizerTest, ScoresFarBelowTheSinkGiveRowsSummingWellUnderOne) 
   EXPECT_NEAR(sum, expected / (1 + expected), 1e-8);  // = 4.1e-4
   EXPECT_LT(sum, 1e-3);
   // A sink logit of 30 above scores of 10 (no overflow: the max includes b).
-  const float lse = Normalize(SpecFor(AttentionNormalizer::kSinkLogit, 1), 30.0f,
-                              {10.0f, 9.0f}, &p);
+  const float lse =
+      Normalize(SpecFor(AttentionNormalizer::kSinkLogit, 1), 30.0f, {10.0f, 9.0f}, &p);
   EXPECT_NEAR(p[0], std::exp(-20.0), 1e-12);
   EXPECT_NEAR(lse, 30.0, 1e-5);
 }
@@ -111,7 +120,8 @@ TEST(AttentionNormalizerTest, ClippedSoftmaxClipsToExactlyZeroAndOneWithZeroGrad
   EXPECT_EQ(p[2], 1.0f);
   EXPECT_NEAR(lse, std::log(100.0), 1e-6);
   std::vector<float> ds(3), dp = {0.3f, -1.2f, 0.7f};
-  NormalizeRowBackward(spec, 0, p.data(), s.data(), lse, dp.data(), 3, ds.data());
+  NormalizeRowBackward(spec, 0, p.data(), s.data(), lse, ClippedRowDot(spec, p, dp.data()),
+                       dp.data(), 3, ds.data());
   for (float x : ds) EXPECT_EQ(x, 0.0f);
   // softmax (0.25, 0.75): 1.2 sm - 0.1 = (0.2, 0.8), inside (0, 1): no clipping.
   Normalize(spec, 0, {0.0f, std::log(3.0f)}, &p);
@@ -150,8 +160,10 @@ TEST(AttentionNormalizerTest, RowBackwardMatchesFiniteDifferencesAwayFromKinks) 
       }
     }
     Tensor ds = pool.Zeros({n}), dsink = pool.Zeros({1});
-    dsink.f32()[0] = NormalizeRowBackward(spec, sink.f32()[0], p.data(), s.f32(), lse, r.f32(),
-                                          n, ds.f32());
+    // The clipped row sum through the identity of NormalizeRowBackward (from p, not sm): the
+    // finite differences judge it.
+    dsink.f32()[0] = NormalizeRowBackward(spec, sink.f32()[0], p.data(), s.f32(), lse,
+                                          ClippedRowDot(spec, p, r.f32()), r.f32(), n, ds.f32());
     ExpectGradientMatches("ds", s, ds, loss);
     if (normalizer == AttentionNormalizer::kSinkLogit) {
       ExpectGradientMatches("dsink", sink, dsink, loss);
@@ -161,11 +173,16 @@ TEST(AttentionNormalizerTest, RowBackwardMatchesFiniteDifferencesAwayFromKinks) 
 
 struct KernelCase {
   Tensor q, k, v, sink, out, probs, lse;
+  Tensor unclipped;  // [B, S, H, d]
+  // unclipped_values for the kernel: the tensor for clipped softmax, else empty.
+  Tensor UnclippedFor(const AttentionSpec& spec) const {
+    return spec.normalizer == AttentionNormalizer::kClippedSoftmax ? unclipped : Tensor();
+  }
 };
 
 // q [B, S, H, d]; k, v [B, bias + S, Hkv, d]; sink [H]; the random draws use `stream`.
-KernelCase MakeCase(TensorPool& pool, int64_t B, int64_t S, int64_t bias, int64_t H,
-                    int64_t Hkv, int64_t d, uint64_t stream) {
+KernelCase MakeCase(TensorPool& pool, int64_t B, int64_t S, int64_t bias, int64_t H, int64_t Hkv,
+                    int64_t d, uint64_t stream) {
   KernelCase c;
   c.q = pool.Random({B, S, H, d}, stream);
   c.k = pool.Random({B, bias + S, Hkv, d}, stream + 1);
@@ -174,6 +191,7 @@ KernelCase MakeCase(TensorPool& pool, int64_t B, int64_t S, int64_t bias, int64_
   c.out = pool.Zeros({B, S, H, d});
   c.probs = pool.Zeros({B, H, S, bias + S});
   c.lse = pool.Zeros({B, H, S});
+  c.unclipped = pool.Zeros({B, S, H, d});
   return c;
 }
 
@@ -203,8 +221,8 @@ double DistanceToKinks(const KernelCase& c, const AttentionSpec& spec) {
           if (spec.normalizer == AttentionNormalizer::kSoftpick) {
             closest = std::min(closest, std::fabs(x));
           } else {
-            const double y = (spec.clip_zeta - spec.clip_gamma) * std::exp(x - max) / sum +
-                             spec.clip_gamma;
+            const double y =
+                (spec.clip_zeta - spec.clip_gamma) * std::exp(x - max) / sum + spec.clip_gamma;
             closest = std::min({closest, std::fabs(y), std::fabs(y - 1)});
           }
         }
@@ -234,14 +252,15 @@ void CheckKernelGradients(AttentionNormalizer normalizer, int64_t bias, int64_t 
   }
   Tensor r = pool.Random({B, S, H, d}, 9);
   auto loss = [&] {
-    backend.AttentionForward(c.out, c.probs, c.lse, c.q, c.k, c.v, c.sink, spec);
+    backend.AttentionForward(c.out, c.probs, c.lse, c.UnclippedFor(spec), c.q, c.k, c.v, c.sink,
+                             spec);
     return WeightedSum(c.out, r);
   };
   loss();
   Tensor dq = pool.Zeros({B, S, H, d}), dk = pool.Zeros({B, bias + S, Hkv, d});
   Tensor dv = pool.Zeros({B, bias + S, Hkv, d}), dsink = pool.Zeros({H});
-  backend.AttentionBackward(dq, dk, dv, dsink, r, c.q, c.k, c.v, c.sink, c.out, c.probs, c.lse,
-                            spec);
+  backend.AttentionBackward(dq, dk, dv, dsink, r, c.q, c.k, c.v, c.sink, c.out,
+                            c.UnclippedFor(spec), c.probs, c.lse, spec);
   const GradCheckOptions options = GradCheckOptions::WithSamples(48);
   ExpectGradientMatches("dq", c.q, dq, loss, options);
   ExpectGradientMatches("dk", c.k, dk, loss, options);
@@ -267,6 +286,60 @@ TEST(AttentionNormalizerTest, EveryNormalizerWithABiasKeyMatchesFiniteDifference
   }
 }
 
+// The forward's unclipped_values against their definition in double, from the softmax (not
+// from p): C_i = sum_j (zeta - gamma) sm_ij [0 < y_ij < 1] v_j, y = (zeta - gamma) sm + gamma.
+// With a bias key and grouped-query attention; q scaled by 3 (scores of std 3) so that rows
+// clip both at 0 and at 1 (counted).
+TEST(AttentionNormalizerTest, ClippedSoftmaxUnclippedValuesMatchTheSoftmaxFormula) {
+  CpuBackend backend;
+  TensorPool pool;
+  const int64_t B = 2, S = 9, bias = 1, H = 4, Hkv = 2, d = 4, K = bias + S;
+  const AttentionSpec spec = SpecFor(AttentionNormalizer::kClippedSoftmax, d);
+  KernelCase c = MakeCase(pool, B, S, bias, H, Hkv, d, 21);
+  for (int64_t i = 0; i < c.q.numel(); ++i) c.q.f32()[i] *= 3.0f;
+  backend.AttentionForward(c.out, c.probs, c.lse, c.unclipped, c.q, c.k, c.v, c.sink, spec);
+  const double stretch = spec.clip_zeta - spec.clip_gamma;
+  int both_ways = 0, inside = 0;  // rows with weights clipped to 0 and to 1; unclipped ones
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t h = 0; h < H; ++h) {
+      const int64_t g = h / (H / Hkv);
+      for (int64_t i = 0; i < S; ++i) {
+        std::vector<double> sm(bias + i + 1);
+        double max = -1e30, sum = 0;
+        for (int64_t j = 0; j <= bias + i; ++j) {
+          double dot = 0;
+          for (int64_t x = 0; x < d; ++x) {
+            dot += static_cast<double>(c.q.f32()[((b * S + i) * H + h) * d + x]) *
+                   c.k.f32()[((b * K + j) * Hkv + g) * d + x];
+          }
+          sm[j] = dot * spec.scale;
+          max = std::max(max, sm[j]);
+        }
+        for (double& x : sm) sum += (x = std::exp(x - max));
+        std::vector<double> want(d, 0.0);
+        int row_zero = 0, row_one = 0;
+        for (int64_t j = 0; j <= bias + i; ++j) {
+          const double y = stretch * sm[j] / sum + spec.clip_gamma;
+          row_zero += y <= 0;
+          row_one += y >= 1;
+          if (y <= 0 || y >= 1) continue;
+          ++inside;
+          for (int64_t x = 0; x < d; ++x) {
+            want[x] += stretch * sm[j] / sum * c.v.f32()[((b * K + j) * Hkv + g) * d + x];
+          }
+        }
+        both_ways += row_zero > 0 && row_one > 0;
+        for (int64_t x = 0; x < d; ++x) {
+          EXPECT_NEAR(c.unclipped.f32()[((b * S + i) * H + h) * d + x], want[x], 1e-5)
+              << b << "," << h << "," << i << "," << x;
+        }
+      }
+    }
+  }
+  EXPECT_GT(both_ways, 5);  // 16 of the 72 rows
+  EXPECT_GT(inside, 20);    // 149
+}
+
 // Through the kernel: with q = 0 every score is 0, so row i of softmax1 is 1 / (i + 2) per
 // key and that of the sink logit b = ln 3 is 1 / (i + 4); the mask and lse follow.
 TEST(AttentionNormalizerTest, KernelRowsOfZeroScoresMatchTheHandFormula) {
@@ -278,7 +351,7 @@ TEST(AttentionNormalizerTest, KernelRowsOfZeroScoresMatchTheHandFormula) {
   c.sink.f32()[0] = std::log(3.0f);
   for (AttentionNormalizer normalizer :
        {AttentionNormalizer::kSoftmax1, AttentionNormalizer::kSinkLogit}) {
-    backend.AttentionForward(c.out, c.probs, c.lse, c.q, c.k, c.v, c.sink,
+    backend.AttentionForward(c.out, c.probs, c.lse, Tensor(), c.q, c.k, c.v, c.sink,
                              SpecFor(normalizer, d));
     const double virtual_weight = normalizer == AttentionNormalizer::kSoftmax1 ? 1.0 : 3.0;
     for (int64_t i = 0; i < S; ++i) {
@@ -299,7 +372,8 @@ TEST(AttentionNormalizerTest, KernelSoftpickZerosMatchTheSignOfTheScores) {
   const int64_t S = 6, d = 4;
   KernelCase c = MakeCase(pool, 1, S, 0, 1, 1, d, 7);
   const AttentionSpec spec = SpecFor(AttentionNormalizer::kSoftpick, d);
-  backend.AttentionForward(c.out, c.probs, c.lse, c.q, c.k, c.v, c.sink, spec);
+  backend.AttentionForward(c.out, c.probs, c.lse, c.UnclippedFor(spec), c.q, c.k, c.v, c.sink,
+                           spec);
   int zeros = 0;
   for (int64_t i = 0; i < S; ++i) {
     double sum = 0;
@@ -331,7 +405,7 @@ TEST(AttentionNormalizerTest, DominantBiasKeyTakesTheMass) {
     for (int64_t x = 0; x < d; ++x) c.q.f32()[i * d + x] = 1.0f + 0.1f * c.q.f32()[i * d + x];
   }
   for (int64_t x = 0; x < d; ++x) c.k.f32()[x] = 8.0f;  // bias key: s ~ 16 vs O(1)
-  backend.AttentionForward(c.out, c.probs, c.lse, c.q, c.k, c.v, c.sink,
+  backend.AttentionForward(c.out, c.probs, c.lse, Tensor(), c.q, c.k, c.v, c.sink,
                            SpecFor(AttentionNormalizer::kSoftmax, d));
   for (int64_t i = 0; i < S; ++i) {
     EXPECT_GT(c.probs.f32()[i * (S + 1)], 0.999f) << i;
@@ -349,13 +423,14 @@ std::vector<float> RunVariant(int threads, AttentionNormalizer normalizer, int64
   const int64_t B = 3, S = 33, H = 4, Hkv = 2, d = 16;
   const AttentionSpec spec = SpecFor(normalizer, d);
   KernelCase c = MakeCase(pool, B, S, bias, H, Hkv, d, 1);
-  backend.AttentionForward(c.out, c.probs, c.lse, c.q, c.k, c.v, c.sink, spec);
+  backend.AttentionForward(c.out, c.probs, c.lse, c.UnclippedFor(spec), c.q, c.k, c.v, c.sink,
+                           spec);
   Tensor dq = pool.Zeros({B, S, H, d}), dk = pool.Zeros({B, bias + S, Hkv, d});
   Tensor dv = pool.Zeros({B, bias + S, Hkv, d}), dsink = pool.Zeros({H});
-  backend.AttentionBackward(dq, dk, dv, dsink, c.out, c.q, c.k, c.v, c.sink, c.out, c.probs, c.lse,
-                            spec);
+  backend.AttentionBackward(dq, dk, dv, dsink, c.out, c.q, c.k, c.v, c.sink, c.out,
+                            c.UnclippedFor(spec), c.probs, c.lse, spec);
   std::vector<float> all;
-  for (const Tensor* t : {&c.out, &c.probs, &c.lse, &dq, &dk, &dv, &dsink}) {
+  for (const Tensor* t : {&c.out, &c.probs, &c.lse, &c.unclipped, &dq, &dk, &dv, &dsink}) {
     const std::vector<float> v = Values(*t);
     all.insert(all.end(), v.begin(), v.end());
   }

@@ -36,7 +36,7 @@ TEST(AttentionTest, MatchesHandComputedSingleHeadCase) {
   std::memcpy(v.data(), v_values, sizeof(v_values));
   Tensor out = pool.Zeros({1, 3, 1, 2}), probs = pool.Zeros({1, 1, 3, 3});
   Tensor lse = pool.Zeros({1, 1, 3});
-  backend.AttentionForward(out, probs, lse, q, k, v, Tensor(), SoftmaxSpec(2));
+  backend.AttentionForward(out, probs, lse, Tensor(), q, k, v, Tensor(), SoftmaxSpec(2));
 
   // Row 0 sees only key 0: p_00 = 1, out_0 = v_0.
   EXPECT_FLOAT_EQ(probs.f32()[0], 1.0f);
@@ -84,7 +84,8 @@ TEST(AttentionTest, RowsSumToOneAreCausalAndMatchLse) {
   TensorPool pool;
   const int64_t B = 2, T = 7, H = 4, Hkv = 2, d = 8;
   AttentionInputs in = MakeInputs(pool, B, T, H, Hkv, d);
-  backend.AttentionForward(in.out, in.probs, in.lse, in.q, in.k, in.v, Tensor(), SoftmaxSpec(d));
+  backend.AttentionForward(in.out, in.probs, in.lse, Tensor(), in.q, in.k, in.v, Tensor(),
+                           SoftmaxSpec(d));
   for (int64_t bh = 0; bh < B * H; ++bh) {
     for (int64_t i = 0; i < T; ++i) {
       const float* p = in.probs.f32() + (bh * T + i) * T;
@@ -105,14 +106,16 @@ TEST(AttentionTest, FutureTokenDoesNotInfluenceEarlierOutputs) {
   TensorPool pool;
   const int64_t B = 1, T = 6, H = 2, Hkv = 1, d = 4;
   AttentionInputs in = MakeInputs(pool, B, T, H, Hkv, d);
-  backend.AttentionForward(in.out, in.probs, in.lse, in.q, in.k, in.v, Tensor(), SoftmaxSpec(d));
+  backend.AttentionForward(in.out, in.probs, in.lse, Tensor(), in.q, in.k, in.v, Tensor(),
+                           SoftmaxSpec(d));
   const std::vector<float> before = Values(in.out);
   // Change q, k and v of the last position only.
   for (Tensor* t : {&in.q, &in.k, &in.v}) {
     const int64_t row = t->numel() / T;
     for (int64_t i = (T - 1) * row; i < T * row; ++i) t->f32()[i] += 3.0f;
   }
-  backend.AttentionForward(in.out, in.probs, in.lse, in.q, in.k, in.v, Tensor(), SoftmaxSpec(d));
+  backend.AttentionForward(in.out, in.probs, in.lse, Tensor(), in.q, in.k, in.v, Tensor(),
+                           SoftmaxSpec(d));
   const int64_t row = H * d;
   for (int64_t i = 0; i < (T - 1) * row; ++i) EXPECT_EQ(in.out.f32()[i], before[i]) << i;
   bool last_changed = false;
@@ -129,14 +132,14 @@ void CheckKernelGradients(int64_t heads, int64_t kv_heads) {
   Tensor r = pool.Random({B, T, heads, d}, 9);
   const AttentionSpec spec = SoftmaxSpec(d);
   auto loss = [&] {
-    backend.AttentionForward(in.out, in.probs, in.lse, in.q, in.k, in.v, Tensor(), spec);
+    backend.AttentionForward(in.out, in.probs, in.lse, Tensor(), in.q, in.k, in.v, Tensor(), spec);
     return WeightedSum(in.out, r);
   };
   loss();
   Tensor dq = pool.Zeros({B, T, heads, d}), dk = pool.Zeros({B, T, kv_heads, d});
   Tensor dv = pool.Zeros({B, T, kv_heads, d});
-  backend.AttentionBackward(dq, dk, dv, Tensor(), r, in.q, in.k, in.v, Tensor(), in.out, in.probs,
-                            in.lse, spec);
+  backend.AttentionBackward(dq, dk, dv, Tensor(), r, in.q, in.k, in.v, Tensor(), in.out, Tensor(),
+                            in.probs, in.lse, spec);
   const GradCheckOptions options = GradCheckOptions::WithSamples(64);
   ExpectGradientMatches("dq", in.q, dq, loss, options);
   ExpectGradientMatches("dk", in.k, dk, loss, options);
@@ -170,7 +173,7 @@ TEST(AttentionTest, LayerBackwardMatchesFiniteDifferencesWithGqaAndRope) {
   Tensor x = pool.Random({B, T, 8}, 1), y = pool.Zeros({B, T, 8});
   Tensor r = pool.Random({B, T, 8}, 2), dx = pool.Zeros({B, T, 8});
   auto loss = [&] {
-    attention.Forward(y, x);
+    attention.Forward(y, x, /*residual=*/Tensor());
     return WeightedSum(y, r);
   };
   loss();
@@ -187,11 +190,12 @@ std::vector<float> RunAttention(int threads) {
   TensorPool pool;
   const int64_t B = 3, T = 33, H = 4, Hkv = 2, d = 16;
   AttentionInputs in = MakeInputs(pool, B, T, H, Hkv, d);
-  backend.AttentionForward(in.out, in.probs, in.lse, in.q, in.k, in.v, Tensor(), SoftmaxSpec(d));
+  backend.AttentionForward(in.out, in.probs, in.lse, Tensor(), in.q, in.k, in.v, Tensor(),
+                           SoftmaxSpec(d));
   Tensor dq = pool.Zeros({B, T, H, d}), dk = pool.Zeros({B, T, Hkv, d});
   Tensor dv = pool.Zeros({B, T, Hkv, d});
   backend.AttentionBackward(dq, dk, dv, Tensor(), in.out, in.q, in.k, in.v, Tensor(), in.out,
-                            in.probs, in.lse, SoftmaxSpec(d));
+                            Tensor(), in.probs, in.lse, SoftmaxSpec(d));
   std::vector<float> all;
   for (const Tensor* t : {&in.out, &in.probs, &in.lse, &dq, &dk, &dv}) {
     const std::vector<float> v = Values(*t);

@@ -49,7 +49,7 @@ std::vector<std::string> CheckLayerGradients(const ModelConfig& config) {
   Tensor x = pool.Random({B, T, D}, 1), y = pool.Zeros({B, T, D});
   Tensor r = pool.Random({B, T, D}, 2), dx = pool.Zeros({B, T, D});
   auto loss = [&] {
-    attention.Forward(y, x);
+    attention.Forward(y, x, /*residual=*/Tensor());
     return WeightedSum(y, r);
   };
   loss();

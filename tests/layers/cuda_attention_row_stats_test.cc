@@ -76,7 +76,9 @@ TEST_P(CudaAttentionRowStatsTest, MatchTheCpuReferenceFieldByField) {
   const Tensor probs = t.HostZeros(DType::kF32, {B, H, S, K});
   const Tensor lse = t.HostZeros(DType::kF32, {B, H, S});
   const Tensor want = t.HostZeros(DType::kF32, {B, H, S, R});
-  t.cpu().AttentionForward(out, probs, lse, q, k, v, sink, spec);
+  const bool clipped = normalizer == AttentionNormalizer::kClippedSoftmax;
+  const Tensor unclipped = clipped ? t.HostZeros(DType::kF32, {B, S, H, d}) : Tensor();
+  t.cpu().AttentionForward(out, probs, lse, unclipped, q, k, v, sink, spec);
   t.cpu().AttentionRowStats(want, probs, q, k, lse, sink, spec, P);
 
   // GPU: the fused forward (no probs), then the row statistics from its lse.
@@ -85,8 +87,9 @@ TEST_P(CudaAttentionRowStatsTest, MatchTheCpuReferenceFieldByField) {
   const Tensor g_out = t.DeviceZeros(DType::kBF16, {B, S, H, d});
   const Tensor g_lse = t.DeviceZeros(DType::kF32, {B, H, S});
   const Tensor g_rows = t.DeviceZeros(DType::kF32, {B, H, S, R});
+  const Tensor g_unclipped = clipped ? t.DeviceZeros(DType::kF32, {B, S, H, d}) : Tensor();
   t.gpu().Fill(g_rows, NAN);  // every entry must be written
-  t.gpu().AttentionForward(g_out, Tensor(), g_lse, g_q, g_k, g_v, g_sink, spec);
+  t.gpu().AttentionForward(g_out, Tensor(), g_lse, g_unclipped, g_q, g_k, g_v, g_sink, spec);
   t.gpu().AttentionRowStats(g_rows, Tensor(), g_q, g_k, g_lse, g_sink, spec, P);
   const std::vector<float> got = t.ToHostF32(g_rows);
   ASSERT_TRUE(GpuTest::AllFinite(got));
@@ -94,8 +97,7 @@ TEST_P(CudaAttentionRowStatsTest, MatchTheCpuReferenceFieldByField) {
   const int64_t count = B * H * S;
   for (int f = 0; f < R; ++f) {
     const std::vector<float> got_f = Field(got.data(), count, f);
-    const bool absent = (f == kRowBiasKey && c.bias_keys == 0) ||
-                        (f == kRowPrefixMass && P == 0);
+    const bool absent = (f == kRowBiasKey && c.bias_keys == 0) || (f == kRowPrefixMass && P == 0);
     if (absent) {
       for (int64_t r = 0; r < count; ++r) ASSERT_EQ(got_f[r], 0.0f) << FieldName(f) << " " << r;
       continue;
@@ -116,7 +118,7 @@ TEST_P(CudaAttentionRowStatsTest, MatchTheCpuReferenceFieldByField) {
   // The CPU reduction of the GPU's own probs: the same weights, so only the summation
   // order (and f32 vs double) differs.
   const Tensor g_probs = t.DeviceZeros(DType::kF32, {B, H, S, K});
-  t.gpu().AttentionForward(g_out, g_probs, g_lse, g_q, g_k, g_v, g_sink, spec);
+  t.gpu().AttentionForward(g_out, g_probs, g_lse, g_unclipped, g_q, g_k, g_v, g_sink, spec);
   const std::vector<float> gpu_probs = t.ToHostF32(g_probs);
   const Tensor host_probs = t.HostZeros(DType::kF32, {B, H, S, K});
   std::copy(gpu_probs.begin(), gpu_probs.end(), host_probs.f32());

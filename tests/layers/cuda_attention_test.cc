@@ -1,9 +1,10 @@
 // The fused CUDA attention (layers/cuda/attention_*.cu) against the CPU reference, for every
-// normalizer: out, lse and probs of the forward; dq, dk, dv (and dsink_logit for the sink
-// logit) of the backward, added to nonzero gradients; GQA, MQA and MHA, with and without a
-// KV-bias key, head dims 8..128, sequence lengths that are no multiple of any tile, and large
-// logits that move the running max. Also: asking for probs changes neither out nor lse,
-// the backward is bitwise deterministic, and empty gradient outputs are skipped.
+// normalizer: out, lse and probs of the forward (and clipped softmax's unclipped_values C);
+// dq, dk, dv (and dsink_logit for the sink logit) of the backward, added to nonzero gradients; GQA,
+// MQA and MHA, with and without a KV-bias key, head dims 8..128, sequence lengths that are no
+// multiple of any tile, and large logits that move the running max. Also: asking for probs changes
+// neither out nor lse, the backward is bitwise deterministic, and empty gradient outputs are
+// skipped.
 #if SINKLAB_WITH_CUDA
 
 #include <cmath>
@@ -39,6 +40,34 @@ const AttentionCase kCases[] = {
     {"Mha_S200_D128_LargeLogits", 2, 200, 0, 2, 2, 128, 3.0f},
 };
 
+// AttentionTestSpec with zeta = 3 for clipped softmax (gamma -0.03): y = 3.03 sm - 0.03 clips
+// at 1 from sm >= 0.34 and at 0 below sm = 0.0099, so every case (kCases and the two below)
+// has rows whose weights clip both ways, next to many unclipped ones. Counted on the inputs of
+// each case in double: 9 to 724 such rows per case, at least 1612 unclipped weights, no row
+// without an unclipped weight; the test checks the count > 0 on the CPU weights.
+AttentionSpec TestSpec(AttentionNormalizer normalizer, int64_t d, int64_t keys) {
+  AttentionSpec spec = AttentionTestSpec(normalizer, d, keys);
+  spec.clip_zeta = 3.0f;
+  return spec;
+}
+
+// Rows of the weights probs [B, H, S, K] with a visible weight clipped to 0 and one clipped
+// to 1 (clipped softmax; key j visible to query i iff j <= i + K - S).
+int64_t RowsClippedBothWays(const Tensor& probs) {
+  const int64_t S = probs.dim(2), K = probs.dim(3), rows = probs.numel() / K;
+  int64_t count = 0;
+  for (int64_t row = 0; row < rows; ++row) {
+    const float* p = probs.f32() + row * K;
+    bool zero = false, one = false;
+    for (int64_t j = 0; j <= row % S + K - S; ++j) {
+      zero |= p[j] == 0.0f;
+      one |= p[j] == 1.0f;
+    }
+    count += zero && one;
+  }
+  return count;
+}
+
 double Rms(const Tensor& x) {
   double sum = 0;
   for (int64_t i = 0; i < x.numel(); ++i) sum += double{x.f32()[i]} * x.f32()[i];
@@ -61,7 +90,7 @@ struct Problem {
         H(c.heads),
         Hkv(c.kv_heads),
         d(c.d),
-        spec(AttentionTestSpec(normalizer, c.d, K)) {
+        spec(TestSpec(normalizer, c.d, K)) {
     const float input_std = std::sqrt(c.logit_std);
     q = t.HostRandom({B, S, H, d}, 1, input_std);
     k = t.HostRandom({B, K, Hkv, d}, 2, input_std);
@@ -71,16 +100,27 @@ struct Problem {
     out = t.HostZeros(DType::kF32, {B, S, H, d});
     probs = t.HostZeros(DType::kF32, {B, H, S, K});
     lse = t.HostZeros(DType::kF32, {B, H, S});
-    t.cpu().AttentionForward(out, probs, lse, q, k, v, sink, spec);
+    if (normalizer == AttentionNormalizer::kClippedSoftmax) {
+      unclipped = t.HostZeros(DType::kF32, {B, S, H, d});
+    }
+    t.cpu().AttentionForward(out, probs, lse, unclipped, q, k, v, sink, spec);
     g_q = t.ToDevice(q, DType::kBF16);
     g_k = t.ToDevice(k, DType::kBF16);
     g_v = t.ToDevice(v, DType::kBF16);
     g_sink = t.ToDevice(sink, DType::kBF16);  // the parameter's compute copy
     g_dout = t.ToDevice(dout, DType::kBF16);
   }
+  // A zeroed device tensor for clipped softmax's unclipped_values (empty for the others).
+  Tensor DeviceUnclipped(GpuTest& t) const {
+    if (unclipped.empty()) return Tensor();
+    const Tensor x = t.DeviceZeros(DType::kF32, {B, S, H, d});
+    t.gpu().Fill(x, 0.0f);
+    return x;
+  }
   const int64_t B, S, K, H, Hkv, d;
   const AttentionSpec spec;
   Tensor q, k, v, sink, dout, out, probs, lse;
+  Tensor unclipped;  // clipped softmax's C [B, S, H, d] (else empty)
   Tensor g_q, g_k, g_v, g_sink, g_dout;
 };
 
@@ -98,19 +138,35 @@ TEST_P(CudaAttentionTest, ForwardAndBackwardMatchTheCpuReference) {
   const Tensor g_out = t.DeviceZeros(DType::kBF16, {B, S, H, d});
   const Tensor g_probs = t.DeviceZeros(DType::kF32, {B, H, S, K});
   const Tensor g_lse = t.DeviceZeros(DType::kF32, {B, H, S});
-  t.gpu().AttentionForward(g_out, g_probs, g_lse, p.g_q, p.g_k, p.g_v, p.g_sink, p.spec);
+  const Tensor g_unclipped = p.DeviceUnclipped(t);
+  t.gpu().AttentionForward(g_out, g_probs, g_lse, g_unclipped, p.g_q, p.g_k, p.g_v, p.g_sink,
+                           p.spec);
   const std::vector<float> out = t.ToHostF32(g_out), lse = t.ToHostF32(g_lse);
   EXPECT_TRUE(GpuTest::AllFinite(out) && GpuTest::AllFinite(lse));
   EXPECT_LT(GpuTest::RelError(out, p.out), kBf16RelTol);
   EXPECT_LT(GpuTest::RelError(lse, p.lse), kF32RelTol);
   EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_probs), p.probs), kF32RelTol);
+  const bool clipped = normalizer == AttentionNormalizer::kClippedSoftmax;
+  std::vector<float> unclipped;
+  if (clipped) {
+    EXPECT_GT(RowsClippedBothWays(p.probs), 0);
+    // fp32 sums of bf16-rounded weights (as out before its rounding): ~0.1% rms error.
+    unclipped = t.ToHostF32(g_unclipped);
+    EXPECT_TRUE(GpuTest::AllFinite(unclipped));
+    EXPECT_LT(GpuTest::RelError(unclipped, p.unclipped), 5e-3) << "unclipped_values";
+  }
 
-  // Without probs: the same out and lse, bit for bit.
+  // Without probs: the same out, lse (and C), bit for bit.
   const Tensor g_out2 = t.DeviceZeros(DType::kBF16, {B, S, H, d});
   const Tensor g_lse2 = t.DeviceZeros(DType::kF32, {B, H, S});
-  t.gpu().AttentionForward(g_out2, Tensor(), g_lse2, p.g_q, p.g_k, p.g_v, p.g_sink, p.spec);
+  const Tensor g_unclipped2 = p.DeviceUnclipped(t);
+  t.gpu().AttentionForward(g_out2, Tensor(), g_lse2, g_unclipped2, p.g_q, p.g_k, p.g_v, p.g_sink,
+                           p.spec);
   EXPECT_EQ(t.ToHostF32(g_out2), out);
   EXPECT_EQ(t.ToHostF32(g_lse2), lse);
+  if (clipped) {
+    EXPECT_EQ(t.ToHostF32(g_unclipped2), unclipped);
+  }
 
   // Backward. The reference's gradients from zero, then starting gradients of about their
   // size, so that both a missing += and a wrong increment show in the increment's error.
@@ -119,8 +175,8 @@ TEST_P(CudaAttentionTest, ForwardAndBackwardMatchTheCpuReference) {
   Tensor dk = t.HostZeros(DType::kF32, {B, K, Hkv, d});
   Tensor dv = t.HostZeros(DType::kF32, {B, K, Hkv, d});
   Tensor dsink = t.HostZeros(DType::kF32, {H});
-  t.cpu().AttentionBackward(dq, dk, dv, dsink, p.dout, p.q, p.k, p.v, p.sink, p.out, p.probs, p.lse,
-                            p.spec);
+  t.cpu().AttentionBackward(dq, dk, dv, dsink, p.dout, p.q, p.k, p.v, p.sink, p.out, p.unclipped,
+                            p.probs, p.lse, p.spec);
   const Tensor dq0 = t.HostRandom({B, S, H, d}, 6, Rms(dq));
   const Tensor dk0 = t.HostRandom({B, K, Hkv, d}, 7, Rms(dk));
   const Tensor dv0 = t.HostRandom({B, K, Hkv, d}, 8, Rms(dv));
@@ -134,7 +190,7 @@ TEST_P(CudaAttentionTest, ForwardAndBackwardMatchTheCpuReference) {
     const Tensor g_dv = t.ToDevice(dv0, DType::kBF16);
     const Tensor g_dsink = sink ? t.ToDevice(dsink0, DType::kF32) : Tensor();
     t.gpu().AttentionBackward(g_dq, g_dk, g_dv, g_dsink, p.g_dout, p.g_q, p.g_k, p.g_v, p.g_sink,
-                              g_out, Tensor(), g_lse, p.spec);
+                              g_out, g_unclipped, Tensor(), g_lse, p.spec);
     return Grads{t.ToHostF32(g_dq), t.ToHostF32(g_dk), t.ToHostF32(g_dv),
                  sink ? t.ToHostF32(g_dsink) : std::vector<float>()};
   };
@@ -181,15 +237,20 @@ TEST(CudaAttentionF32Test, Fp32TensorsMatchTheCpuReference) {
     const Tensor g_sink = t.ToDevice(p.sink, DType::kF32);
     const Tensor g_out = t.DeviceZeros(DType::kF32, {B, S, H, d});
     const Tensor g_lse = t.DeviceZeros(DType::kF32, {B, H, S});
-    t.gpu().AttentionForward(g_out, Tensor(), g_lse, g_q, g_k, g_v, g_sink, p.spec);
+    const Tensor g_unclipped = p.DeviceUnclipped(t);
+    t.gpu().AttentionForward(g_out, Tensor(), g_lse, g_unclipped, g_q, g_k, g_v, g_sink, p.spec);
     EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_out), p.out), kF32RelTol);
     EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_lse), p.lse), kF32RelTol);
+    if (!p.unclipped.empty()) {
+      EXPECT_GT(RowsClippedBothWays(p.probs), 0);
+      EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_unclipped), p.unclipped), kF32RelTol);
+    }
 
     Tensor dq = t.HostZeros(DType::kF32, {B, S, H, d});
     Tensor dk = t.HostZeros(DType::kF32, {B, K, Hkv, d});
     Tensor dv = t.HostZeros(DType::kF32, {B, K, Hkv, d});
-    t.cpu().AttentionBackward(dq, dk, dv, Tensor(), p.dout, p.q, p.k, p.v, p.sink, p.out, p.probs,
-                              p.lse, p.spec);
+    t.cpu().AttentionBackward(dq, dk, dv, Tensor(), p.dout, p.q, p.k, p.v, p.sink, p.out,
+                              p.unclipped, p.probs, p.lse, p.spec);
     const Tensor g_dq = t.DeviceZeros(DType::kF32, {B, S, H, d});
     const Tensor g_dk = t.DeviceZeros(DType::kF32, {B, K, Hkv, d});
     const Tensor g_dv = t.DeviceZeros(DType::kF32, {B, K, Hkv, d});
@@ -197,7 +258,7 @@ TEST(CudaAttentionF32Test, Fp32TensorsMatchTheCpuReference) {
     t.gpu().Fill(g_dk, 0.0f);
     t.gpu().Fill(g_dv, 0.0f);
     t.gpu().AttentionBackward(g_dq, g_dk, g_dv, Tensor(), g_dout, g_q, g_k, g_v, g_sink, g_out,
-                              Tensor(), g_lse, p.spec);
+                              g_unclipped, Tensor(), g_lse, p.spec);
     EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_dq), dq), kF32RelTol);
     EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_dk), dk), kF32RelTol);
     EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_dv), dv), kF32RelTol);
@@ -213,7 +274,7 @@ TEST(CudaAttentionSkipTest, EmptyGradientsAreSkipped) {
   const int64_t B = p.B, S = p.S, K = p.K, H = p.H, Hkv = p.Hkv, d = p.d;
   const Tensor g_out = t.DeviceZeros(DType::kBF16, {B, S, H, d});
   const Tensor g_lse = t.DeviceZeros(DType::kF32, {B, H, S});
-  t.gpu().AttentionForward(g_out, Tensor(), g_lse, p.g_q, p.g_k, p.g_v, p.g_sink, p.spec);
+  t.gpu().AttentionForward(g_out, Tensor(), g_lse, Tensor(), p.g_q, p.g_k, p.g_v, p.g_sink, p.spec);
   const auto zeros = [&](std::initializer_list<int64_t> shape, DType dtype) {
     const Tensor x = t.DeviceZeros(dtype, shape);
     t.gpu().Fill(x, 0.0f);
@@ -222,43 +283,54 @@ TEST(CudaAttentionSkipTest, EmptyGradientsAreSkipped) {
   const Tensor dq = zeros({B, S, H, d}, DType::kBF16), dk = zeros({B, K, Hkv, d}, DType::kBF16);
   const Tensor dv = zeros({B, K, Hkv, d}, DType::kBF16), dsink = zeros({H}, DType::kF32);
   t.gpu().AttentionBackward(dq, dk, dv, dsink, p.g_dout, p.g_q, p.g_k, p.g_v, p.g_sink, g_out,
-                            Tensor(), g_lse, p.spec);
+                            Tensor(), Tensor(), g_lse, p.spec);
   const Tensor dq_only = zeros({B, S, H, d}, DType::kBF16);
   t.gpu().AttentionBackward(dq_only, Tensor(), Tensor(), Tensor(), p.g_dout, p.g_q, p.g_k, p.g_v,
-                            p.g_sink, g_out, Tensor(), g_lse, p.spec);
+                            p.g_sink, g_out, Tensor(), Tensor(), g_lse, p.spec);
   const Tensor dv_only = zeros({B, K, Hkv, d}, DType::kBF16);
   t.gpu().AttentionBackward(Tensor(), Tensor(), dv_only, Tensor(), p.g_dout, p.g_q, p.g_k, p.g_v,
-                            p.g_sink, g_out, Tensor(), g_lse, p.spec);
+                            p.g_sink, g_out, Tensor(), Tensor(), g_lse, p.spec);
   EXPECT_EQ(t.ToHostF32(dq_only), t.ToHostF32(dq));
   EXPECT_EQ(t.ToHostF32(dv_only), t.ToHostF32(dv));
 }
 
-// Clipped softmax's dk/dv pass reads the row sums that the dq pass leaves in scratch; alone
-// (dq not wanted) it recomputes them. Both give the same gradients (up to summation order).
+// Clipped softmax: the dq and the dk/dv passes each take their row sums from the forward's
+// unclipped_values (no hand-off between them), so dk and dv alone (dq not wanted) equal those
+// of the full backward bit for bit, on both the tensor-core (d = 64) and the generic (d = 24)
+// paths.
 TEST(CudaAttentionSkipTest, ClippedSoftmaxDkvAloneMatchesTheFullBackward) {
   SL_SKIP_WITHOUT_CUDA();
-  const AttentionCase c{"GqaBias_S150_D64", 2, 150, 1, 4, 2, 64, 1.0f};
-  GpuTest t;
-  const Problem p(t, c, AttentionNormalizer::kClippedSoftmax);
-  const int64_t B = p.B, S = p.S, K = p.K, H = p.H, Hkv = p.Hkv, d = p.d;
-  const Tensor g_out = t.DeviceZeros(DType::kBF16, {B, S, H, d});
-  const Tensor g_lse = t.DeviceZeros(DType::kF32, {B, H, S});
-  t.gpu().AttentionForward(g_out, Tensor(), g_lse, p.g_q, p.g_k, p.g_v, p.g_sink, p.spec);
-  const auto zeros = [&](std::initializer_list<int64_t> shape) {
-    const Tensor x = t.DeviceZeros(DType::kBF16, shape);
-    t.gpu().Fill(x, 0.0f);
-    return x;
-  };
-  const Tensor dq = zeros({B, S, H, d}), dk = zeros({B, K, Hkv, d}), dv = zeros({B, K, Hkv, d});
-  t.gpu().AttentionBackward(dq, dk, dv, Tensor(), p.g_dout, p.g_q, p.g_k, p.g_v, p.g_sink, g_out,
-                            Tensor(), g_lse, p.spec);
-  const Tensor dk_alone = zeros({B, K, Hkv, d}), dv_alone = zeros({B, K, Hkv, d});
-  t.gpu().AttentionBackward(Tensor(), dk_alone, dv_alone, Tensor(), p.g_dout, p.g_q, p.g_k,
-                            p.g_v, p.g_sink, g_out, Tensor(), g_lse, p.spec);
-  for (const auto& [full, alone] : {std::pair{dk, dk_alone}, std::pair{dv, dv_alone}}) {
-    std::vector<float> want = t.ToHostF32(full);
-    const Tensor want_host(want.data(), DType::kF32, Device::kCpu, {B, K, Hkv, d});
-    EXPECT_LT(GpuTest::RelError(t.ToHostF32(alone), want_host), 2e-3);
+  for (const AttentionCase& c : {AttentionCase{"GqaBias_S150_D64", 2, 150, 1, 4, 2, 64, 1.0f},
+                                 AttentionCase{"GqaBias_S45_D24", 2, 45, 1, 4, 2, 24, 1.0f}}) {
+    SCOPED_TRACE(c.name);
+    GpuTest t;
+    const Problem p(t, c, AttentionNormalizer::kClippedSoftmax);
+    const int64_t B = p.B, S = p.S, K = p.K, H = p.H, Hkv = p.Hkv, d = p.d;
+    const Tensor g_out = t.DeviceZeros(DType::kBF16, {B, S, H, d});
+    const Tensor g_lse = t.DeviceZeros(DType::kF32, {B, H, S});
+    const Tensor g_unclipped = p.DeviceUnclipped(t);
+    t.gpu().AttentionForward(g_out, Tensor(), g_lse, g_unclipped, p.g_q, p.g_k, p.g_v, p.g_sink,
+                             p.spec);
+    const auto zeros = [&](std::initializer_list<int64_t> shape) {
+      const Tensor x = t.DeviceZeros(DType::kBF16, shape);
+      t.gpu().Fill(x, 0.0f);
+      return x;
+    };
+    const Tensor dq = zeros({B, S, H, d}), dk = zeros({B, K, Hkv, d}), dv = zeros({B, K, Hkv, d});
+    t.gpu().AttentionBackward(dq, dk, dv, Tensor(), p.g_dout, p.g_q, p.g_k, p.g_v, p.g_sink, g_out,
+                              g_unclipped, Tensor(), g_lse, p.spec);
+    const Tensor dk_alone = zeros({B, K, Hkv, d}), dv_alone = zeros({B, K, Hkv, d});
+    t.gpu().AttentionBackward(Tensor(), dk_alone, dv_alone, Tensor(), p.g_dout, p.g_q, p.g_k, p.g_v,
+                              p.g_sink, g_out, g_unclipped, Tensor(), g_lse, p.spec);
+    EXPECT_EQ(t.ToHostF32(dk_alone), t.ToHostF32(dk));
+    EXPECT_EQ(t.ToHostF32(dv_alone), t.ToHostF32(dv));
+    // A missing or misplaced row sum would still agree between the two: dk against the CPU.
+    Tensor dq_ref = t.HostZeros(DType::kF32, {B, S, H, d});
+    Tensor dk_ref = t.HostZeros(DType::kF32, {B, K, Hkv, d});
+    Tensor dv_ref = t.HostZeros(DType::kF32, {B, K, Hkv, d});
+    t.cpu().AttentionBackward(dq_ref, dk_ref, dv_ref, Tensor(), p.dout, p.q, p.k, p.v, p.sink,
+                              p.out, p.unclipped, p.probs, p.lse, p.spec);
+    EXPECT_LT(GpuTest::RelError(t.ToHostF32(dk_alone), dk_ref), kBf16RelTol);
   }
 }
 

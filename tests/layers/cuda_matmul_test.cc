@@ -30,7 +30,7 @@ TEST_P(CudaMatmulTest, ForwardAndBackwardMatchTheCpuReference) {
   for (const GradWrite write : {GradWrite::kAccumulate, GradWrite::kAssign}) {
     Tensor out = t.HostZeros(DType::kF32, {s.batch, s.rows, s.out});
     Tensor dinp = t.HostCopy(dinp0), dweight = t.HostCopy(dweight0);
-    t.cpu().MatmulForward(out, inp, weight);
+    t.cpu().MatmulForward(out, inp, weight, /*residual=*/Tensor());
     t.cpu().MatmulBackward(dinp, dweight, dout, inp, weight, write);
 
     const Tensor g_inp = t.ToDevice(inp, DType::kBF16), g_weight = t.ToDevice(weight, DType::kBF16);
@@ -38,7 +38,7 @@ TEST_P(CudaMatmulTest, ForwardAndBackwardMatchTheCpuReference) {
     const Tensor g_out = t.DeviceZeros(DType::kBF16, {s.batch, s.rows, s.out});
     const Tensor g_dinp = t.ToDevice(dinp0, DType::kBF16);
     const Tensor g_dweight = t.ToDevice(dweight0, DType::kF32);
-    t.gpu().MatmulForward(g_out, g_inp, g_weight);
+    t.gpu().MatmulForward(g_out, g_inp, g_weight, /*residual=*/Tensor());
     t.gpu().MatmulBackward(g_dinp, g_dweight, g_dout, g_inp, g_weight, write);
 
     const char* mode = write == GradWrite::kAssign ? "assign" : "accumulate";
@@ -46,6 +46,27 @@ TEST_P(CudaMatmulTest, ForwardAndBackwardMatchTheCpuReference) {
     EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_dinp), dinp), kBf16RelTol) << mode;
     EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_dweight), dweight), kF32RelTol) << mode;
   }
+}
+
+// out = residual + inp W^T (the block's fused residual add), out of place and in place.
+TEST_P(CudaMatmulTest, ResidualEntersThroughTheEpilogue) {
+  SL_SKIP_WITHOUT_CUDA();
+  const MatmulShape s = GetParam();
+  GpuTest t;
+  const Tensor inp = t.HostRandom({s.batch, s.rows, s.in}, 1);
+  const Tensor weight = t.HostRandom({s.out, s.in}, 2, 0.05f);
+  const Tensor residual = t.HostRandom({s.batch, s.rows, s.out}, 6, 3.0f);
+  Tensor out = t.HostZeros(DType::kF32, {s.batch, s.rows, s.out});
+  t.cpu().MatmulForward(out, inp, weight, residual);
+
+  const Tensor g_inp = t.ToDevice(inp, DType::kBF16), g_weight = t.ToDevice(weight, DType::kBF16);
+  const Tensor g_residual = t.ToDevice(residual, DType::kBF16);
+  const Tensor g_out = t.ToDevice(t.HostRandom({s.batch, s.rows, s.out}, 7), DType::kBF16);
+  t.gpu().MatmulForward(g_out, g_inp, g_weight, g_residual);
+  EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_out), out), kBf16RelTol);
+  const Tensor g_in_place = t.ToDevice(residual, DType::kBF16);
+  t.gpu().MatmulForward(g_in_place, g_inp, g_weight, g_in_place);
+  EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_in_place), out), kBf16RelTol);
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, CudaMatmulTest,

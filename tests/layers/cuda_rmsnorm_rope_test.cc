@@ -53,30 +53,44 @@ TEST_P(CudaRmsNormTest, BackwardAddsTheCpuGradients) {
   const Tensor dinp0 = t.HostRandom({s.rows, s.dim}, 4, 0.5f);
   const Tensor dweight0 = t.HostRandom({s.dim}, 5, 1.0f, /*round_bf16=*/false);
   Tensor dinp = t.HostCopy(dinp0), dweight = t.HostCopy(dweight0);
-  t.cpu().RmsNormBackward(dinp, dweight, dout, inp, weight, rstd);
+  t.cpu().RmsNormBackward(dinp, dweight, dout, inp, weight, rstd, GradWrite::kAccumulate);
 
   const Tensor g_inp = t.ToDevice(inp, DType::kBF16), g_weight = t.ToDevice(weight, DType::kBF16);
   const Tensor g_dout = t.ToDevice(dout, DType::kBF16), g_rstd = t.ToDevice(rstd, DType::kF32);
   const Tensor g_dinp = t.ToDevice(dinp0, DType::kBF16);
   const Tensor g_dweight = t.ToDevice(dweight0, DType::kF32);
-  t.gpu().RmsNormBackward(g_dinp, g_dweight, g_dout, g_inp, g_weight, g_rstd);
+  t.gpu().RmsNormBackward(g_dinp, g_dweight, g_dout, g_inp, g_weight, g_rstd,
+                          GradWrite::kAccumulate);
   EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_dinp), dinp), kBf16RelTol);
   EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_dweight), dweight), kF32RelTol);
 
   // Each gradient alone (the other empty) gives the same bits as both together.
   const Tensor g_dinp_only = t.ToDevice(dinp0, DType::kBF16);
-  t.gpu().RmsNormBackward(g_dinp_only, Tensor(), g_dout, g_inp, g_weight, g_rstd);
+  t.gpu().RmsNormBackward(g_dinp_only, Tensor(), g_dout, g_inp, g_weight, g_rstd,
+                          GradWrite::kAccumulate);
   EXPECT_EQ(t.ToHostF32(g_dinp_only), t.ToHostF32(g_dinp));
   const Tensor g_dweight_only = t.ToDevice(dweight0, DType::kF32);
-  t.gpu().RmsNormBackward(Tensor(), g_dweight_only, g_dout, g_inp, g_weight, g_rstd);
+  t.gpu().RmsNormBackward(Tensor(), g_dweight_only, g_dout, g_inp, g_weight, g_rstd,
+                          GradWrite::kAccumulate);
   EXPECT_EQ(t.ToHostF32(g_dweight_only), t.ToHostF32(g_dweight));
+
+  // kAssign overwrites dinp (its old values are not read): the CPU's assigned gradient.
+  Tensor assigned = t.HostCopy(dinp0);
+  t.cpu().RmsNormBackward(assigned, Tensor(), dout, inp, weight, rstd, GradWrite::kAssign);
+  const Tensor g_assigned = t.ToDevice(dinp0, DType::kBF16);
+  t.gpu().RmsNormBackward(g_assigned, Tensor(), g_dout, g_inp, g_weight, g_rstd,
+                          GradWrite::kAssign);
+  EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_assigned), assigned), kBf16RelTol);
 }
 
-// dim 96, 200: 16-byte packets; 100: scalar. 37 rows: dweight in one pass; 387 rows of 64
-// (QK-norm-like) and 2000 rows of 200: dweight over row splits plus the ordered reduction.
+// dim 96, 200, 64, 24: 16-byte packets; 100, 12: scalar. Lanes per row: 16 (96, 12), 32
+// (100, 200), 8 (64: 4 rows per warp, 387 rows leave a partial warp), 4 (24, of which 3 hold
+// data). 37 and 101 rows: dweight in one pass; 387 rows of 64 (QK-norm-like) and 2000 rows of
+// 200: dweight over row splits plus the ordered reduction.
 INSTANTIATE_TEST_SUITE_P(Shapes, CudaRmsNormTest,
                          ::testing::Values(NormShape{37, 96}, NormShape{37, 100},
-                                           NormShape{3 * 129, 64}, NormShape{2000, 200}));
+                                           NormShape{3 * 129, 64}, NormShape{2000, 200},
+                                           NormShape{101, 24}, NormShape{37, 12}));
 
 TEST(CudaRmsNormTest, Fp32ActivationsMatchTheCpu) {
   SL_SKIP_WITHOUT_CUDA();
@@ -89,7 +103,7 @@ TEST(CudaRmsNormTest, Fp32ActivationsMatchTheCpu) {
   Tensor rstd = t.HostZeros(DType::kF32, {rows});
   Tensor dinp = t.HostZeros(DType::kF32, {rows, dim}), dweight = t.HostZeros(DType::kF32, {dim});
   t.cpu().RmsNormForward(out, rstd, inp, weight, 1e-6f);
-  t.cpu().RmsNormBackward(dinp, dweight, dout, inp, weight, rstd);
+  t.cpu().RmsNormBackward(dinp, dweight, dout, inp, weight, rstd, GradWrite::kAccumulate);
 
   const Tensor g_inp = t.ToDevice(inp, DType::kF32), g_weight = t.ToDevice(weight, DType::kF32);
   const Tensor g_out = t.DeviceZeros(DType::kF32, {rows, dim});
@@ -98,7 +112,7 @@ TEST(CudaRmsNormTest, Fp32ActivationsMatchTheCpu) {
   const Tensor g_dweight = t.DeviceZeros(DType::kF32, {dim});
   t.gpu().RmsNormForward(g_out, g_rstd, g_inp, g_weight, 1e-6f);
   t.gpu().RmsNormBackward(g_dinp, g_dweight, t.ToDevice(dout, DType::kF32), g_inp, g_weight,
-                          g_rstd);
+                          g_rstd, GradWrite::kAccumulate);
   EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_out), out), kF32RelTol);
   EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_dinp), dinp), kF32RelTol);
   EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_dweight), dweight), kF32RelTol);
@@ -159,12 +173,18 @@ TEST_P(CudaRopeTest, BackwardAddsTheInverseRotation) {
   const Tensor dout = t.HostRandom({s.batch, s.seq, s.heads, s.head_dim}, 2);
   const Tensor dinp0 = t.HostRandom({s.batch, s.seq, s.heads, s.head_dim}, 3);
   Tensor dinp = t.HostCopy(dinp0);
-  t.cpu().RopeBackward(dinp, dout, cos, sin);
+  t.cpu().RopeBackward(dinp, dout, cos, sin, GradWrite::kAccumulate);
+  Tensor assigned = t.HostCopy(dinp0);
+  t.cpu().RopeBackward(assigned, dout, cos, sin, GradWrite::kAssign);
 
+  const Tensor g_dout = t.ToDevice(dout, DType::kBF16);
+  const Tensor g_cos = t.ToDevice(cos, DType::kF32), g_sin = t.ToDevice(sin, DType::kF32);
   const Tensor g_dinp = t.ToDevice(dinp0, DType::kBF16);
-  t.gpu().RopeBackward(g_dinp, t.ToDevice(dout, DType::kBF16), t.ToDevice(cos, DType::kF32),
-                       t.ToDevice(sin, DType::kF32));
+  t.gpu().RopeBackward(g_dinp, g_dout, g_cos, g_sin, GradWrite::kAccumulate);
   EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_dinp), dinp), kBf16RelTol);
+  const Tensor g_assigned = t.ToDevice(dinp0, DType::kBF16);
+  t.gpu().RopeBackward(g_assigned, g_dout, g_cos, g_sin, GradWrite::kAssign);
+  EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_assigned), assigned), kBf16RelTol);
 }
 
 // head dims 64 and 128: 16-byte packets; 20 (half 10): scalar.

@@ -158,12 +158,13 @@ TEST_P(CudaSigmoidGateTest, BackwardAddsTheCpuGradients) {
   EXPECT_EQ(t.ToHostF32(g_dlogits_only), t.ToHostF32(g_dlogits));
 }
 
-// One gate per row (c = 96), headwise (c = d_h = 32 and 64), elementwise (c = 1, with a
-// scalar tail: 37 x 99 gates), and c = 25 (scalar channel loop).
+// One gate per row (c = 96: 16 lanes per gate), headwise (c = d_h = 32: 4 lanes, 64: 8
+// lanes; 201 x 12 gates fill several warps and leave a partial one), elementwise (c = 1,
+// with a scalar tail: 37 x 99 gates), and c = 25 (scalar channel loop, 32 lanes).
 INSTANTIATE_TEST_SUITE_P(Shapes, CudaSigmoidGateTest,
                          ::testing::Values(GateShape{37, 96, 1}, GateShape{37, 96, 3},
                                            GateShape{37, 128, 2}, GateShape{37, 99, 99},
-                                           GateShape{29, 100, 4}));
+                                           GateShape{29, 100, 4}, GateShape{201, 768, 12}));
 
 TEST(CudaSigmoidGateTest, Fp32GatesOverBf16Activations) {
   SL_SKIP_WITHOUT_CUDA();

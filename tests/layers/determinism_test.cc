@@ -29,13 +29,13 @@ std::vector<float> RunKernels(int threads) {
   Tensor x = pool.Random({N, D}, 3), w = pool.Random({D}, 4), y = pool.Zeros({N, D});
   Tensor rstd = pool.Zeros({N}), dx = pool.Zeros({N, D}), dw = pool.Zeros({D});
   backend.RmsNormForward(y, rstd, x, w, 1e-5f);
-  backend.RmsNormBackward(dx, dw, y, x, w, rstd);
+  backend.RmsNormBackward(dx, dw, y, x, w, rstd, GradWrite::kAccumulate);
   // RoPE (on random tables: only the arithmetic matters here).
   Tensor cos = pool.Random({T, d / 2}, 5), sin = pool.Random({T, d / 2}, 6);
   Tensor q = pool.Random({B, T, H, d}, 7), q_rot = pool.Zeros({B, T, H, d});
   Tensor dq = pool.Zeros({B, T, H, d});
   backend.RopeForward(q_rot, q, cos, sin);
-  backend.RopeBackward(dq, q_rot, cos, sin);
+  backend.RopeBackward(dq, q_rot, cos, sin, GradWrite::kAccumulate);
   // Cross-entropy.
   Tensor logits = pool.Random({N, V}, 8, 4.0f), losses = pool.Zeros({N}), lse = pool.Zeros({N});
   std::vector<int32_t> ids(N);

@@ -3,6 +3,7 @@
 // Linear layer's gradients by finite differences.
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -30,7 +31,13 @@ TEST(MatmulTest, ForwardMatchesNaiveTripleLoopOnOddSizes) {
     Tensor inp = pool.Random({s.n, s.c}, 1);
     Tensor weight = pool.Random({s.oc, s.c}, 2);
     Tensor out = pool.Random({s.n, s.oc}, 3);  // garbage: forward must overwrite it
-    backend.MatmulForward(out, inp, weight);
+    backend.MatmulForward(out, inp, weight, /*residual=*/Tensor());
+    // With a residual: out2 = residual + product; and in place (residual aliasing out).
+    const Tensor residual = pool.Random({s.n, s.oc}, 4);
+    Tensor out2 = pool.Random({s.n, s.oc}, 5), in_place = pool.Zeros({s.n, s.oc});
+    std::copy(residual.f32(), residual.f32() + residual.numel(), in_place.f32());
+    backend.MatmulForward(out2, inp, weight, residual);
+    backend.MatmulForward(in_place, inp, weight, in_place);
     for (int64_t i = 0; i < s.n; ++i) {
       for (int64_t o = 0; o < s.oc; ++o) {
         double expected = 0;
@@ -38,8 +45,12 @@ TEST(MatmulTest, ForwardMatchesNaiveTripleLoopOnOddSizes) {
           expected += static_cast<double>(inp.f32()[i * s.c + c]) * weight.f32()[o * s.c + c];
         }
         // fp32 sums of c products of unit normals: error ~ sqrt(c) * 1e-7 * sqrt(c).
-        ASSERT_NEAR(out.f32()[i * s.oc + o], expected, 1e-5 * (s.c + 1))
+        const int64_t at = i * s.oc + o;
+        ASSERT_NEAR(out.f32()[at], expected, 1e-5 * (s.c + 1))
             << "n=" << s.n << " c=" << s.c << " oc=" << s.oc << " at " << i << "," << o;
+        ASSERT_NEAR(out2.f32()[at], expected + residual.f32()[at], 1e-5 * (s.c + 2))
+            << "residual, n=" << s.n << " c=" << s.c << " oc=" << s.oc << " at " << i << "," << o;
+        ASSERT_EQ(in_place.f32()[at], out2.f32()[at]) << "in place at " << i << "," << o;
       }
     }
   }
@@ -103,7 +114,7 @@ std::vector<float> RunMatmuls(int threads) {
   const int64_t n = 2 * 128 + 7, c = 128, oc = 384 + 5;
   Tensor inp = pool.Random({n, c}, 1), weight = pool.Random({oc, c}, 2);
   Tensor out = pool.Zeros({n, oc}), dinp = pool.Zeros({n, c}), dweight = pool.Zeros({oc, c});
-  backend.MatmulForward(out, inp, weight);
+  backend.MatmulForward(out, inp, weight, /*residual=*/Tensor());
   backend.MatmulBackward(dinp, dweight, out, inp, weight, GradWrite::kAccumulate);
   std::vector<float> all = Values(out);
   for (const Tensor* t : {&dinp, &dweight}) {

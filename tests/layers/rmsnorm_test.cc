@@ -41,10 +41,16 @@ TEST(RmsNormTest, BackwardMatchesFiniteDifferences) {
     return WeightedSum(y, r);
   };
   loss();
-  norm.Backward(dx, r, x);
+  norm.Backward(dx, r, x, GradWrite::kAccumulate);
   for (int64_t i = 0; i < dx.numel(); ++i) dx.f32()[i] -= dx0[i];
   ExpectGradientMatches("dx", x, dx, loss, GradCheckOptions::WithSamples(48));
   ExpectGradientMatches("dweight", norm.weight()->master, norm.weight()->grad, loss);
+  // kAssign overwrites whatever dinp held (here NaN) with the same gradient.
+  Tensor assigned = pool.Zeros({2, 4, 6});
+  for (int64_t i = 0; i < assigned.numel(); ++i) assigned.f32()[i] = NAN;
+  norm.Backward(assigned, r, x, GradWrite::kAssign);
+  // (dx holds (dx0 + g) - dx0: g up to fp32 rounding of the sum.)
+  for (int64_t i = 0; i < dx.numel(); ++i) EXPECT_NEAR(assigned.f32()[i], dx.f32()[i], 1e-6) << i;
 }
 
 }  // namespace

@@ -63,14 +63,23 @@ TEST(RopeTest, BackwardMatchesFiniteDifferences) {
   TensorPool pool;
   Rope rope(&backend, &arena, /*seq_len=*/4, /*head_dim=*/6, /*base=*/10.0f);
   Tensor x = pool.Random({2, 4, 2, 6}, 1), y = pool.Zeros({2, 4, 2, 6});
-  Tensor r = pool.Random({2, 4, 2, 6}, 2), dx = pool.Zeros({2, 4, 2, 6});
+  Tensor r = pool.Random({2, 4, 2, 6}, 2), dx = pool.Random({2, 4, 2, 6}, 3);
+  for (int64_t i = 0; i < dx.numel(); ++i) dx.f32()[i] = NAN;  // kAssign must not read it
   auto loss = [&] {
     rope.Forward(y, x);
     return WeightedSum(y, r);
   };
   loss();
-  rope.Backward(dx, r);
+  rope.Backward(dx, r, GradWrite::kAssign);
   ExpectGradientMatches("dx", x, dx, loss, GradCheckOptions::WithSamples(96));
+  // kAccumulate adds the same gradient to what is there.
+  Tensor acc = pool.Random({2, 4, 2, 6}, 4);
+  const Tensor acc0 = pool.Zeros({2, 4, 2, 6});
+  std::copy(acc.f32(), acc.f32() + acc.numel(), acc0.f32());
+  rope.Backward(acc, r, GradWrite::kAccumulate);
+  for (int64_t i = 0; i < acc.numel(); ++i) {
+    EXPECT_FLOAT_EQ(acc.f32()[i], acc0.f32()[i] + dx.f32()[i]) << i;
+  }
 }
 
 }  // namespace

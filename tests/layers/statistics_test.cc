@@ -307,7 +307,10 @@ struct RandomAttention {
     probs = pool.Zeros({B, H, S, K});
     row_stats = pool.Zeros({B, H, S, int64_t{kAttentionRowStatFields}});
     CpuBackend backend;
-    backend.AttentionForward(out, probs, lse, q, k, v, sink, spec);
+    const Tensor unclipped = normalizer == AttentionNormalizer::kClippedSoftmax
+                                 ? pool.Zeros({B, S, H, d})
+                                 : Tensor();  // clipped softmax's unclipped_values
+    backend.AttentionForward(out, probs, lse, unclipped, q, k, v, sink, spec);
     backend.AttentionRowStats(row_stats, probs, q, k, lse, sink, spec, P);
   }
   TensorPool pool;

@@ -38,7 +38,7 @@ TEST(SwigluTest, FfnBackwardMatchesFiniteDifferences) {
   Tensor x = pool.Random({2, 3, 6}, 1), y = pool.Zeros({2, 3, 6});
   Tensor r = pool.Random({2, 3, 6}, 2), dx = pool.Zeros({2, 3, 6});
   auto loss = [&] {
-    ffn.Forward(y, x);
+    ffn.Forward(y, x, /*residual=*/Tensor());
     return WeightedSum(y, r);
   };
   loss();
