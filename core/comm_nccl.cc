@@ -55,6 +55,8 @@ std::unique_ptr<NcclCommunicator> NcclCommunicator::Create(Communicator* host,
   nccl->world_size_ = host->world_size();
   SL_CUDA_CHECK(cudaGetDevice(&nccl->device_));
   SL_CUDA_CHECK(cudaStreamCreateWithFlags(&nccl->stream_, cudaStreamNonBlocking));
+  SL_CUDA_CHECK(cudaEventCreateWithFlags(&nccl->before_, cudaEventDisableTiming));
+  SL_CUDA_CHECK(cudaEventCreateWithFlags(&nccl->after_, cudaEventDisableTiming));
   ncclUniqueId id;
   if (nccl->rank_ == 0) nccl->Check(ncclGetUniqueId(&id), "ncclGetUniqueId");
   host->Broadcast(&id, sizeof(id), 0);
@@ -72,6 +74,9 @@ NcclCommunicator::~NcclCommunicator() {
     comm_ = nullptr;  // a failed destroy must not be followed by an abort of it
     Check(ncclCommDestroy(comm), "ncclCommDestroy");
   }
+  for (cudaEvent_t event : {before_, after_}) {
+    if (event != nullptr) SL_CUDA_CHECK(cudaEventDestroy(event));
+  }
   if (stream_ != nullptr) SL_CUDA_CHECK(cudaStreamDestroy(stream_));
 }
 
@@ -83,6 +88,16 @@ std::string NcclCommunicator::Describe() const {
 void NcclCommunicator::EnqueueAllReduceSum(float* data, int64_t count) {
   Check(ncclAllReduce(data, data, Count(count, "count"), ncclFloat32, ncclSum, comm_, stream_),
         "ncclAllReduce");
+}
+
+void NcclCommunicator::EnqueueAllGatherBytes(const void* send, void* recv, int64_t bytes,
+                                             cudaStream_t after) {
+  SL_CUDA_CHECK(cudaEventRecord(before_, after));
+  SL_CUDA_CHECK(cudaStreamWaitEvent(stream_, before_, 0));
+  Check(ncclAllGather(send, recv, Count(bytes, "bytes"), ncclUint8, comm_, stream_),
+        "ncclAllGather");
+  SL_CUDA_CHECK(cudaEventRecord(after_, stream_));
+  SL_CUDA_CHECK(cudaStreamWaitEvent(after, after_, 0));
 }
 
 void NcclCommunicator::AllReduceSum(float* data, int64_t count) {
@@ -97,8 +112,7 @@ void NcclCommunicator::AllReduceSum(double* data, int64_t count) {
 }
 
 void NcclCommunicator::ReduceScatterSum(const float* send, float* recv, int64_t shard) {
-  Check(ncclReduceScatter(send, recv, Count(shard, "shard"), ncclFloat32, ncclSum, comm_,
-                          stream_),
+  Check(ncclReduceScatter(send, recv, Count(shard, "shard"), ncclFloat32, ncclSum, comm_, stream_),
         "ncclReduceScatter");
   Wait();
 }
@@ -162,8 +176,7 @@ void NcclCommunicator::Wait() {
 
 void NcclCommunicator::Check(ncclResult_t result, const char* what) {
   if (result == ncclSuccess) return;
-  Fail(absl::StrCat(what, ": ", ncclGetErrorString(result), " (", ncclGetLastError(comm_),
-                    ")"));
+  Fail(absl::StrCat(what, ": ", ncclGetErrorString(result), " (", ncclGetLastError(comm_), ")"));
 }
 
 void NcclCommunicator::Fail(const std::string& message) {
@@ -174,7 +187,7 @@ void NcclCommunicator::Fail(const std::string& message) {
 void NcclCommunicator::Abort(const std::string& message) {
   if (comm_ != nullptr) {
     ncclComm_t comm = comm_;
-    comm_ = nullptr;   // Abort is final; nothing may use the communicator after this
+    comm_ = nullptr;      // Abort is final; nothing may use the communicator after this
     ncclCommAbort(comm);  // its result cannot change what happens next
   }
   host_->Abort(message);

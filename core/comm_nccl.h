@@ -70,6 +70,10 @@ class NcclCommunicator : public Communicator {
 
   // In-place fp32 sum over ranks, enqueued on stream() without waiting.
   void EnqueueAllReduceSum(float* data, int64_t count);
+  // All-gather of `bytes` per rank (rank q's `send` lands at recv + q * bytes; send may be
+  // recv + rank() * bytes, in place), enqueued on stream() after the work queued on `after`
+  // so far, and the work queued on `after` later waits for it (events; no host wait).
+  void EnqueueAllGatherBytes(const void* send, void* recv, int64_t bytes, cudaStream_t after);
   // Until every collective enqueued so far has finished; ends the job on an NCCL or CUDA
   // error, or when the timeout passes first.
   void Wait();
@@ -82,11 +86,12 @@ class NcclCommunicator : public Communicator {
   void Check(ncclResult_t result, const char* what);
   [[noreturn]] void Fail(const std::string& message);
 
-  Communicator* host_;                          // setup, Barrier, Abort
-  std::unique_ptr<Communicator> owned_host_;    // Split's part of the host communicator
+  Communicator* host_;                        // setup, Barrier, Abort
+  std::unique_ptr<Communicator> owned_host_;  // Split's part of the host communicator
   double timeout_seconds_;
   ncclComm_t comm_ = nullptr;
   cudaStream_t stream_ = nullptr;
+  cudaEvent_t before_ = nullptr, after_ = nullptr;  // EnqueueAllGatherBytes's ordering
   int rank_ = 0, world_size_ = 1, device_ = 0;
 };
 

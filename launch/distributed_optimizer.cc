@@ -40,8 +40,7 @@ struct DistributedOptimizer::FullState {
 };
 
 absl::StatusOr<std::unique_ptr<DistributedOptimizer>> DistributedOptimizer::Create(
-    const Config& config, const std::vector<Parameter*>& params, Communicator* comm,
-    Arena* arena) {
+    const Config& config, const std::vector<Parameter*>& params, Communicator* comm, Arena* arena) {
   SL_CHECK(comm != nullptr && arena != nullptr);
   std::unique_ptr<DistributedOptimizer> opt(new DistributedOptimizer());
   opt->comm_ = comm;
@@ -79,12 +78,12 @@ absl::StatusOr<std::unique_ptr<DistributedOptimizer>> DistributedOptimizer::Crea
       1, static_cast<int64_t>(config.distributed().bucket_mb() * (1 << 20) / sizeof(float)));
   const bool zero1 = config.distributed().zero1();
   if (zero1 && !opt->adamw_params_.empty()) {
-    opt->sharded_ = std::make_unique<ShardedAdamW>(
-        config.optim(), opt->adamw_params_, std::move(adamw_decays), comm,
-        std::max<int64_t>(1, bucket_elements / world), arena);
+    opt->sharded_ =
+        std::make_unique<ShardedAdamW>(config.optim(), opt->adamw_params_, std::move(adamw_decays),
+                                       comm, std::max<int64_t>(1, bucket_elements / world), arena);
   } else if (!opt->adamw_params_.empty()) {
-    opt->adamw_ = std::make_unique<AdamW>(config.optim(), opt->adamw_params_,
-                                          std::move(adamw_decays), arena);
+    opt->adamw_ =
+        std::make_unique<AdamW>(config.optim(), opt->adamw_params_, std::move(adamw_decays), arena);
   }
   if (!opt->muon_params_.empty()) {
     opt->muon_ = std::make_unique<DistributedMuon>(config.optim().muon(), opt->muon_params_,
@@ -108,7 +107,20 @@ absl::Status DistributedOptimizer::InitGpuDataParallel(const Config& config, Are
   if (arena->device() != Device::kCuda) {
     return absl::FailedPreconditionError("GPU data parallel: the arena must be on the GPU");
   }
-  SL_ASSIGN_OR_RETURN(set_, OptimizerSet::Create(config.optim(), params_, arena));
+  std::unique_ptr<NcclCommunicator> nccl = NcclCommunicator::Create(comm_);
+  nccl_ = nccl.get();
+  nccl_owned_ = std::move(nccl);
+  // Muon: each rank orthogonalizes its slice of every shape group; an NCCL all-gather on the
+  // communicator's stream, ordered with the default stream by events, shares the slices.
+  MuonSharding sharding;
+  sharding.rank = nccl_->rank();
+  sharding.world = nccl_->world_size();
+  NcclCommunicator* const communicator = nccl_;
+  sharding.all_gather = [communicator](const void* send, void* recv, int64_t bytes) {
+    communicator->EnqueueAllGatherBytes(send, recv, bytes, /*after=*/nullptr);
+  };
+  SL_ASSIGN_OR_RETURN(set_,
+                      OptimizerSet::Create(config.optim(), params_, arena, std::move(sharding)));
   std::vector<int64_t> sizes;
   for (auto it = params_.rbegin(); it != params_.rend(); ++it) {
     const Tensor& grad = (*it)->grad;
@@ -122,9 +134,6 @@ absl::Status DistributedOptimizer::InitGpuDataParallel(const Config& config, Are
   int64_t largest = 1;
   for (const Bucket& bucket : gpu_buckets_) largest = std::max(largest, bucket.size);
   gpu_bucket_ = arena->Allocate(DType::kF32, {largest});
-  std::unique_ptr<NcclCommunicator> nccl = NcclCommunicator::Create(comm_);
-  nccl_ = nccl.get();
-  nccl_owned_ = std::move(nccl);
   return absl::OkStatus();
 #else
   return absl::FailedPreconditionError(absl::StrCat(
@@ -156,15 +165,13 @@ void DistributedOptimizer::ReduceGpuBucket(size_t index) {
   for (const BucketSegment& segment : part.segments) {
     SL_CUDA_CHECK(cudaMemcpyAsync(bucket + segment.bucket_offset,
                                   gpu_grads_[segment.tensor].f32() + segment.tensor_offset,
-                                  segment.count * sizeof(float), cudaMemcpyDeviceToDevice,
-                                  stream));
+                                  segment.count * sizeof(float), cudaMemcpyDeviceToDevice, stream));
   }
   nccl_->EnqueueAllReduceSum(bucket, part.size);
   for (const BucketSegment& segment : part.segments) {
     SL_CUDA_CHECK(cudaMemcpyAsync(gpu_grads_[segment.tensor].f32() + segment.tensor_offset,
-                                  bucket + segment.bucket_offset,
-                                  segment.count * sizeof(float), cudaMemcpyDeviceToDevice,
-                                  stream));
+                                  bucket + segment.bucket_offset, segment.count * sizeof(float),
+                                  cudaMemcpyDeviceToDevice, stream));
   }
 #endif
 }
@@ -217,6 +224,12 @@ float DistributedOptimizer::ReduceAndClipGradients() {
 void DistributedOptimizer::Step(float schedule_factor, int64_t step) {
   if (single_process()) {
     set_->Step(schedule_factor, step);
+#if SINKLAB_WITH_NCCL
+    // Muon's all-gathers run on the NCCL stream with no host wait; Wait() is where a dead or
+    // stalled peer is caught (timeout, asynchronous error) instead of a later host sync
+    // blocking forever. The host waits for the last group's products, not for the updates.
+    if (nccl_ != nullptr) nccl_->Wait();
+#endif
     return;
   }
   if (adamw_ != nullptr) adamw_->Step(adamw_lr_ * schedule_factor, step);
@@ -288,17 +301,18 @@ std::vector<std::string> DistributedOptimizer::Describe() const {
       for (const Tensor& grad : gpu_grads_) total += grad.numel();
       lines.push_back(absl::StrFormat(
           "data parallel over %d GPU rank(s) with NCCL: gradients summed in %d bucket(s) of up "
-          "to %d values (%d in all) after the backward pass; every rank runs the whole "
-          "optimizer (replicated AdamW; Muon orthogonalizes every matrix on every rank)",
-          comm_->world_size(), gpu_buckets_.size(), gpu_bucket_.numel(), total));
+          "to %d values (%d in all) after the backward pass; replicated AdamW; Muon: each "
+          "rank orthogonalizes 1/%d of every shape group, shared by NCCL all-gather",
+          comm_->world_size(), gpu_buckets_.size(), gpu_bucket_.numel(), total,
+          comm_->world_size()));
     }
     return lines;
   }
   std::vector<std::string> lines = DescribeParamGroups(groups_);
   const int world = comm_->world_size();
   lines.push_back(absl::StrFormat(
-      "data parallel over %d rank(s): gradients summed in buckets of %d values (%d in all)",
-      world, bucket_.numel(), all_reduced_grads_.size()));
+      "data parallel over %d rank(s): gradients summed in buckets of %d values (%d in all)", world,
+      bucket_.numel(), all_reduced_grads_.size()));
   if (sharded_ != nullptr) {
     lines.push_back(absl::StrFormat(
         "ZeRO-1: %d AdamW values in %d shards of %d (reduce-scatter gradients, all-gather "
@@ -307,10 +321,10 @@ std::vector<std::string> DistributedOptimizer::Describe() const {
         std::min(sharded_->total(), sharded_->shard_begin() + sharded_->shard_size())));
   }
   if (muon_ != nullptr) {
-    lines.push_back(absl::StrFormat(
-        "distributed Muon: %d matrices owned by ranks balanced by size; this rank "
-        "orthogonalizes %d",
-        muon_params_.size(), muon_->owned_count()));
+    lines.push_back(
+        absl::StrFormat("distributed Muon: %d matrices owned by ranks balanced by size; this rank "
+                        "orthogonalizes %d",
+                        muon_params_.size(), muon_->owned_count()));
   }
   return lines;
 }
@@ -394,8 +408,7 @@ absl::StatusOr<int64_t> DistributedOptimizer::LoadLatestCheckpoint(const std::st
   return step;
 }
 
-absl::Status DistributedOptimizer::CheckSameStepAsRank0(const std::string& run_dir,
-                                                        int64_t step) {
+absl::Status DistributedOptimizer::CheckSameStepAsRank0(const std::string& run_dir, int64_t step) {
   if (comm_->world_size() == 1) return absl::OkStatus();
   int64_t rank0_step = step;
   comm_->Broadcast(&rank0_step, sizeof(rank0_step), 0);

@@ -19,8 +19,11 @@
 //    (PlanBuckets' layout, cudaMemcpyAsync per slice), summed by NCCL all-reduce
 //    (core/comm_nccl.h) and unpacked, bucket after bucket on the NCCL stream, after the last
 //    backward pass (no overlap yet); then every rank runs the single-process OptimizerSet
-//    (ClipGradients, AdamW, Muon: every rank orthogonalizes every matrix), so the ranks stay
-//    identical. SINKLAB_FORCE_NCCL=1 takes this path on one rank too (tests).
+//    (ClipGradients, replicated AdamW and Muon momentum) except that Muon's Newton-Schulz
+//    is split: rank r orthogonalizes slice r of every shape group and an NCCL all-gather
+//    of the bf16 results (MuonSharding, optim/cuda/multi_tensor_gpu.h) gives every rank
+//    every update, so the ranks stay identical. SINKLAB_FORCE_NCCL=1 takes this path on one
+//    rank too (tests; the all-gather is then a copy).
 //  - checkpoints hold the full state, as a single-process run writes it (launch/checkpoint.h,
 //    so a run can resume on another number of ranks): the shards and the Muon momenta are
 //    gathered to rank 0, which writes; on resume every rank reads the checkpoint and keeps

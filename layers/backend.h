@@ -139,8 +139,8 @@ class Backend {
   // out [N, D], rstd [N] f32 (cached for the backward), inp [N, D], weight [D].
   virtual void RmsNormForward(const Tensor& out, const Tensor& rstd, const Tensor& inp,
                               const Tensor& weight, float eps) = 0;
-  // dinp [N, D] = or += (dinp_write), dweight [D] += ; dout, inp [N, D]; weight [D]; rstd [N]
-  // from Forward.
+  // dinp [N, D] = or += (dinp_write), dweight [D] += (either may be empty: skipped); dout,
+  // inp [N, D]; weight [D]; rstd [N] from Forward.
   virtual void RmsNormBackward(const Tensor& dinp, const Tensor& dweight, const Tensor& dout,
                                const Tensor& inp, const Tensor& weight, const Tensor& rstd,
                                GradWrite dinp_write) = 0;

@@ -36,9 +36,9 @@ std::vector<float> KindWeightDecays(const std::vector<Parameter*>& params,
 // One AdamW update of n elements (formula in adamw.h). step_size = lr / (1 - b1^t),
 // bias_correction2_sqrt = sqrt(1 - b2^t), decay_factor = 1 - lr * wd. Returns
 // sum (p_new - p_old)^2 when `record` is set, else 0.
-double AdamWUpdateCpu(float* param, const float* grad, float* m, float* v, int64_t n,
-                      float beta1, float beta2, float eps, float step_size,
-                      float bias_correction2_sqrt, float decay_factor, bool record) {
+double AdamWUpdateCpu(float* param, const float* grad, float* m, float* v, int64_t n, float beta1,
+                      float beta2, float eps, float step_size, float bias_correction2_sqrt,
+                      float decay_factor, bool record) {
   return ParallelChunkedSum(n, [&](int64_t begin, int64_t end) {
     double sum = 0.0;
     for (int64_t i = begin; i < end; ++i) {
@@ -72,9 +72,9 @@ AdamW::AdamW(const OptimConfig& config, std::vector<Parameter*> params,
       params_(std::move(params)),
       weight_decays_(std::move(weight_decays)) {
   SL_CHECK(state_arena != nullptr);
-  SL_CHECK_MSG(weight_decays_.size() == params_.size(),
-               absl::StrCat(weight_decays_.size(), " weight decays for ", params_.size(),
-                            " parameters"));
+  SL_CHECK_MSG(
+      weight_decays_.size() == params_.size(),
+      absl::StrCat(weight_decays_.size(), " weight decays for ", params_.size(), " parameters"));
   SL_CHECK_MSG(beta1_ >= 0.0f && beta1_ < 1.0f, absl::StrCat("optim.beta1=", beta1_));
   SL_CHECK_MSG(beta2_ >= 0.0f && beta2_ < 1.0f, absl::StrCat("optim.beta2=", beta2_));
   SL_CHECK_MSG(eps_ > 0.0f, absl::StrCat("optim.eps=", eps_));
@@ -87,8 +87,8 @@ AdamW::AdamW(const OptimConfig& config, std::vector<Parameter*> params,
   update_sum_squares_.assign(params_.size(), 0.0);
   if (state_arena->device() == Device::kCuda) {
 #if SINKLAB_WITH_CUDA
-    multi_tensor_ = std::make_shared<cuda_optim::MultiTensorAdamW>(params_, m_, v_,
-                                                                   weight_decays_, state_arena);
+    multi_tensor_ = std::make_shared<cuda_optim::MultiTensorAdamW>(params_, m_, v_, weight_decays_,
+                                                                   state_arena);
 #else
     SL_CHECK_MSG(false, "AdamW: CUDA parameters in a build without CUDA");
 #endif
@@ -104,20 +104,20 @@ void AdamW::Step(float lr, int64_t step) {
   if (multi_tensor_ != nullptr) {
 #if SINKLAB_WITH_CUDA
     multi_tensor_->Step(beta1_, beta2_, eps_, lr, step_size, bias_correction2_sqrt, grad_scale_,
-                        record_stats_);
+                        record_stats_, stream_);
     if (record_stats_) multi_tensor_->CopyUpdateSumSquares(&update_sum_squares_);
 #endif
     step_ = step;
     return;
   }
   SL_CHECK_MSG(grad_scale_ == nullptr, "AdamW: a device grad scale for CPU parameters");
+  SL_CHECK_MSG(stream_ == nullptr, "AdamW: a CUDA stream for CPU parameters");
   for (size_t i = 0; i < params_.size(); ++i) {
     Parameter& param = *params_[i];
     const float decay_factor = 1.0f - lr * weight_decays_[i];
-    update_sum_squares_[i] =
-        AdamWUpdateCpu(param.master.f32(), param.grad.f32(), m_[i].f32(), v_[i].f32(),
-                       param.master.numel(), beta1_, beta2_, eps_, step_size,
-                       bias_correction2_sqrt, decay_factor, record_stats_);
+    update_sum_squares_[i] = AdamWUpdateCpu(
+        param.master.f32(), param.grad.f32(), m_[i].f32(), v_[i].f32(), param.master.numel(),
+        beta1_, beta2_, eps_, step_size, bias_correction2_sqrt, decay_factor, record_stats_);
   }
   step_ = step;
 }

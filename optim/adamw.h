@@ -29,6 +29,8 @@
 #include "layers/parameter.h"
 #include "optim/optimizer.h"
 
+struct CUstream_st;  // cudaStream_t is CUstream_st* (cuda_runtime.h)
+
 namespace sinklab {
 namespace cuda_optim {
 class MultiTensorAdamW;
@@ -44,8 +46,8 @@ class AdamW : public Optimizer {
   AdamW(const OptimConfig& config, std::vector<Parameter*> params, Arena* state_arena);
   // The same with explicit decoupled decay coefficients, weight_decays[i] for params[i]
   // (what OptimizerSet passes after param_override).
-  AdamW(const OptimConfig& config, std::vector<Parameter*> params,
-        std::vector<float> weight_decays, Arena* state_arena);
+  AdamW(const OptimConfig& config, std::vector<Parameter*> params, std::vector<float> weight_decays,
+        Arena* state_arena);
 
   // Updates every parameter's master from its grad (grads are read, not modified); with
   // record_stats on, also fills last_update_sum_squares() (optim/optimizer.h). Non-finite
@@ -57,6 +59,11 @@ class AdamW : public Optimizer {
 
   bool writes_compute_copies() const override { return multi_tensor_ != nullptr; }
 
+  // CUDA parameters only: the stream the following Steps are queued on (null, the default:
+  // the legacy default stream). The caller orders it with the default stream
+  // (OptimizerSet runs AdamW beside Muon this way). A recorded Step waits for it on the host.
+  void set_stream(CUstream_st* stream) { stream_ = stream; }
+
   const std::vector<Parameter*>& params() const { return params_; }
   // Decoupled decay coefficient of params()[i].
   float weight_decay(size_t i) const { return weight_decays_[i]; }
@@ -66,6 +73,7 @@ class AdamW : public Optimizer {
   std::vector<Parameter*> params_;
   std::vector<float> weight_decays_;  // per parameter
   std::vector<Tensor> m_, v_;         // per parameter, fp32, shape of the parameter
+  CUstream_st* stream_ = nullptr;     // CUDA only
   // CUDA parameters: the multi-tensor update (optim/cuda/multi_tensor_gpu.h); null on the
   // CPU.
   std::shared_ptr<cuda_optim::MultiTensorAdamW> multi_tensor_;

@@ -30,7 +30,7 @@ float MuonScale(MuonConfig::Scaling scaling, int64_t rows, int64_t cols) {
 }
 
 Muon::Muon(const MuonConfig& config, std::vector<Parameter*> params,
-           std::vector<float> weight_decays, Arena* state_arena)
+           std::vector<float> weight_decays, Arena* state_arena, MuonSharding sharding)
     : beta_(config.momentum()),
       nesterov_(config.nesterov()),
       ns_steps_(config.ns_steps()),
@@ -39,9 +39,9 @@ Muon::Muon(const MuonConfig& config, std::vector<Parameter*> params,
   SL_CHECK(state_arena != nullptr);
   SL_CHECK_MSG(beta_ >= 0.0f && beta_ < 1.0f, absl::StrCat("optim.muon.momentum=", beta_));
   SL_CHECK_MSG(ns_steps_ >= 1, absl::StrCat("optim.muon.ns_steps=", ns_steps_));
-  SL_CHECK_MSG(weight_decays_.size() == params_.size(),
-               absl::StrCat(weight_decays_.size(), " weight decays for ", params_.size(),
-                            " parameters"));
+  SL_CHECK_MSG(
+      weight_decays_.size() == params_.size(),
+      absl::StrCat(weight_decays_.size(), " weight decays for ", params_.size(), " parameters"));
   std::set<std::string> names;
   int64_t max_numel = 1, max_small_dim = 1, max_rows = 1, max_cols = 1;
   for (Parameter* param : params_) {
@@ -61,11 +61,14 @@ Muon::Muon(const MuonConfig& config, std::vector<Parameter*> params,
   if (state_arena->device() == Device::kCuda) {
 #if SINKLAB_WITH_CUDA
     multi_tensor_ = std::make_shared<cuda_optim::MultiTensorMuon>(
-        params_, m_, weight_decays_, scales_, beta_, nesterov_, ns_steps_, state_arena);
+        params_, m_, weight_decays_, scales_, beta_, nesterov_, ns_steps_, state_arena,
+        std::move(sharding));
 #else
     SL_CHECK_MSG(false, "Muon: CUDA parameters in a build without CUDA");
 #endif
   } else {
+    SL_CHECK_MSG(sharding.world == 1 && !sharding.all_gather,
+                 "Muon: sharding is for CUDA parameters (the CPU has DistributedMuon)");
     update_ = state_arena->Allocate(DType::kF32, {max_numel});
     workspace_ = NewtonSchulzWorkspace(max_numel, max_small_dim, state_arena);
   }
@@ -79,11 +82,11 @@ void Muon::Step(float lr, int64_t step) {
   if (multi_tensor_ != nullptr) {
 #if SINKLAB_WITH_CUDA
     const cuda_optim::MultiTensorMuon::MatrixStats stats = [this](int k, double sum,
-                                                                   const float* x) {
+                                                                  const float* x) {
       update_sum_squares_[k] = sum;
-      sigma_max_[k] = LargestSingularValueEstimate(
-          x, params_[k]->master.dim(0), params_[k]->master.dim(1), kSigmaMaxIterations,
-          power_u_.data(), power_v_.data());
+      sigma_max_[k] =
+          LargestSingularValueEstimate(x, params_[k]->master.dim(0), params_[k]->master.dim(1),
+                                       kSigmaMaxIterations, power_u_.data(), power_v_.data());
     };
     multi_tensor_->Step(lr, grad_scale_, record_stats_ ? &stats : nullptr);
 #endif

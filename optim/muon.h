@@ -25,6 +25,7 @@
 #define SINKLAB_OPTIM_MUON_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -40,6 +41,19 @@ namespace cuda_optim {
 class MultiTensorMuon;
 }  // namespace cuda_optim
 
+// GPU data parallelism for Muon (optim/cuda/multi_tensor_gpu.h, MultiTensorMuon): rank
+// `rank` of `world` orthogonalizes one slice of every shape group and `all_gather` shares
+// the slices. Without all_gather (the default) every matrix is orthogonalized here.
+struct MuonSharding {
+  int rank = 0;
+  int world = 1;
+  // Enqueues an all-gather of `bytes` from every rank's `send` into `recv` (rank q's bytes
+  // at recv + q * bytes; send may be recv + rank * bytes, in place), ordered after the work
+  // queued on the CUDA legacy default stream so far and before the work queued on it after
+  // the call returns (the production one: NcclCommunicator::EnqueueAllGatherBytes).
+  std::function<void(const void* send, void* recv, int64_t bytes)> all_gather;
+};
+
 // The update scale of a [rows, cols] matrix under `scaling` (formulas above).
 float MuonScale(MuonConfig::Scaling scaling, int64_t rows, int64_t cols);
 
@@ -49,8 +63,10 @@ class Muon : public Optimizer {
   // other shapes with a Status before this point: here they are CHECKed); weight_decays[i]
   // is params[i]'s decay. The config must be valid (momentum in [0, 1), ns_steps >= 1:
   // config validation). Allocates m (zero) per parameter and the scratch from the arena.
-  Muon(const MuonConfig& config, std::vector<Parameter*> params,
-       std::vector<float> weight_decays, Arena* state_arena);
+  // `sharding` (CUDA parameters only) splits the orthogonalization across data-parallel
+  // ranks.
+  Muon(const MuonConfig& config, std::vector<Parameter*> params, std::vector<float> weight_decays,
+       Arena* state_arena, MuonSharding sharding = MuonSharding());
 
   // One update of every parameter with learning rate `lr` (the Muon group's lr times the
   // schedule's factor). Grads are read, not modified. With record_stats on, also fills
@@ -77,12 +93,12 @@ class Muon : public Optimizer {
   bool nesterov_;
   int ns_steps_;
   std::vector<Parameter*> params_;
-  std::vector<float> weight_decays_;  // per parameter
-  std::vector<float> scales_;         // per parameter
-  std::vector<Tensor> m_;             // per parameter, fp32, shape of the parameter
-  Tensor update_;                     // CPU scratch [largest numel]: u, then X in place
-  NewtonSchulzWorkspace workspace_;   // CPU only
-  std::vector<double> sigma_max_;     // per parameter
+  std::vector<float> weight_decays_;       // per parameter
+  std::vector<float> scales_;              // per parameter
+  std::vector<Tensor> m_;                  // per parameter, fp32, shape of the parameter
+  Tensor update_;                          // CPU scratch [largest numel]: u, then X in place
+  NewtonSchulzWorkspace workspace_;        // CPU only
+  std::vector<double> sigma_max_;          // per parameter
   std::vector<double> power_u_, power_v_;  // power-iteration scratch [largest rows/cols]
   // CUDA parameters: the grouped multi-tensor update (its own bf16 scratch); null on the CPU.
   std::shared_ptr<cuda_optim::MultiTensorMuon> multi_tensor_;

@@ -14,7 +14,8 @@
 namespace sinklab {
 
 absl::StatusOr<std::unique_ptr<OptimizerSet>> OptimizerSet::Create(
-    const OptimConfig& config, const std::vector<Parameter*>& params, Arena* state_arena) {
+    const OptimConfig& config, const std::vector<Parameter*>& params, Arena* state_arena,
+    MuonSharding muon_sharding) {
   SL_CHECK(state_arena != nullptr);
   std::unique_ptr<OptimizerSet> set(new OptimizerSet());
   SL_ASSIGN_OR_RETURN(set->groups_, RouteParamGroups(params, config));
@@ -40,16 +41,21 @@ absl::StatusOr<std::unique_ptr<OptimizerSet>> OptimizerSet::Create(
     set->spans_.push_back(span);
   }
   if (!adamw_params.empty()) {
-    set->adamw_ = std::make_unique<AdamW>(config, std::move(adamw_params),
-                                          std::move(adamw_decays), state_arena);
+    set->adamw_ = std::make_unique<AdamW>(config, std::move(adamw_params), std::move(adamw_decays),
+                                          state_arena);
   }
   if (!muon_params.empty()) {
-    set->muon_ = std::make_unique<Muon>(config.muon(), std::move(muon_params),
-                                        std::move(muon_decays), state_arena);
+    set->muon_ =
+        std::make_unique<Muon>(config.muon(), std::move(muon_params), std::move(muon_decays),
+                               state_arena, std::move(muon_sharding));
   }
   if (state_arena->device() == Device::kCuda && !params.empty()) {
 #if SINKLAB_WITH_CUDA
     set->grad_norm_ = std::make_shared<cuda_optim::MultiTensorGradNorm>(params, state_arena);
+    if (set->adamw_ != nullptr && set->muon_ != nullptr) {
+      set->adamw_stream_ = std::make_shared<cuda_optim::SideStream>();
+      set->adamw_->set_stream(set->adamw_stream_->stream());
+    }
 #else
     SL_CHECK_MSG(false, "OptimizerSet: CUDA parameters in a build without CUDA");
 #endif
@@ -73,14 +79,22 @@ void OptimizerSet::Step(float schedule_factor, int64_t step) {
 #if SINKLAB_WITH_CUDA
   if (clip_pending_) grad_scale = grad_norm_->clip_factor();
 #endif
-  for (Optimizer* optimizer : {static_cast<Optimizer*>(adamw_.get()),
-                               static_cast<Optimizer*>(muon_.get())}) {
+  for (Optimizer* optimizer :
+       {static_cast<Optimizer*>(adamw_.get()), static_cast<Optimizer*>(muon_.get())}) {
     if (optimizer != nullptr) optimizer->set_grad_scale(grad_scale);
   }
+#if SINKLAB_WITH_CUDA
+  // AdamW's stream starts after everything queued so far (the backward pass, the norm).
+  if (adamw_stream_ != nullptr) adamw_stream_->Fork();
+#endif
   if (adamw_ != nullptr) adamw_->Step(adamw_lr_ * schedule_factor, step);
   if (muon_ != nullptr) muon_->Step(muon_lr_ * schedule_factor, step);
-  for (Optimizer* optimizer : {static_cast<Optimizer*>(adamw_.get()),
-                               static_cast<Optimizer*>(muon_.get())}) {
+#if SINKLAB_WITH_CUDA
+  // The default stream (and through it the backend's next forward) waits for AdamW.
+  if (adamw_stream_ != nullptr) adamw_stream_->Join();
+#endif
+  for (Optimizer* optimizer :
+       {static_cast<Optimizer*>(adamw_.get()), static_cast<Optimizer*>(muon_.get())}) {
     if (optimizer != nullptr) optimizer->set_grad_scale(nullptr);
   }
   clip_pending_ = false;
@@ -110,8 +124,8 @@ void OptimizerSet::RefreshCopies(bool all) {
 
 std::vector<StateTensor> OptimizerSet::StateTensors() const {
   std::vector<StateTensor> state;
-  for (const Optimizer* optimizer : {static_cast<const Optimizer*>(adamw_.get()),
-                                     static_cast<const Optimizer*>(muon_.get())}) {
+  for (const Optimizer* optimizer :
+       {static_cast<const Optimizer*>(adamw_.get()), static_cast<const Optimizer*>(muon_.get())}) {
     if (optimizer == nullptr) continue;
     for (StateTensor& tensor : optimizer->StateTensors()) state.push_back(std::move(tensor));
   }
@@ -139,9 +153,8 @@ std::map<std::string, double> OptimizerSet::LastUpdateStats() const {
   if (!last_step_recorded_) return stats;
   for (size_t g = 0; g < groups_.size(); ++g) {
     const ParamGroup& group = groups_[g];
-    const Optimizer& optimizer = group.optimizer == MUON
-                                     ? static_cast<const Optimizer&>(*muon_)
-                                     : static_cast<const Optimizer&>(*adamw_);
+    const Optimizer& optimizer = group.optimizer == MUON ? static_cast<const Optimizer&>(*muon_)
+                                                         : static_cast<const Optimizer&>(*adamw_);
     double sum = 0.0;
     int64_t count = 0;
     for (size_t i = spans_[g].begin; i < spans_[g].end; ++i) {
@@ -153,8 +166,7 @@ std::map<std::string, double> OptimizerSet::LastUpdateStats() const {
   }
   if (muon_ != nullptr) {
     for (size_t i = 0; i < muon_->params().size(); ++i) {
-      stats[absl::StrCat("muon_sigma_max/", muon_->params()[i]->name)] =
-          muon_->last_sigma_max()[i];
+      stats[absl::StrCat("muon_sigma_max/", muon_->params()[i]->name)] = muon_->last_sigma_max()[i];
     }
   }
   return stats;

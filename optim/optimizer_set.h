@@ -33,15 +33,18 @@
 namespace sinklab {
 namespace cuda_optim {
 class MultiTensorGradNorm;
+class SideStream;
 }  // namespace cuda_optim
 
 class OptimizerSet {
  public:
   // Routes `params` and allocates every optimizer's state and scratch from `state_arena`
   // (so call it before the arena is sealed). InvalidArgument from routing (e.g. Muon for a
-  // 1-D parameter), naming the parameter and the override.
+  // 1-D parameter), naming the parameter and the override. `muon_sharding` (GPU data
+  // parallelism; optim/muon.h) splits Muon's orthogonalization across ranks.
   static absl::StatusOr<std::unique_ptr<OptimizerSet>> Create(
-      const OptimConfig& config, const std::vector<Parameter*>& params, Arena* state_arena);
+      const OptimConfig& config, const std::vector<Parameter*>& params, Arena* state_arena,
+      MuonSharding muon_sharding = MuonSharding());
 
   // Global-norm clipping of every parameter's gradient to max_norm (ClipGradNorm's rule,
   // optim/clip.h); returns the norm before clipping. On the CPU this is ClipGradNorm over
@@ -53,7 +56,10 @@ class OptimizerSet {
 
   // One update of every parameter; `schedule_factor` = LrMultiplier(...) of this step,
   // `step` 1-based; applies (then forgets) a clip factor from ClipGradients. Allocates
-  // nothing.
+  // nothing. On a GPU with both optimizers, AdamW runs on its own stream beside Muon (its
+  // memory-bound update overlaps Muon's Newton-Schulz products) and the default stream
+  // waits for it before Step returns, so everything queued later sees every update; the
+  // results are the sequential ones bit for bit (disjoint buffers, the same kernels).
   void Step(float schedule_factor, int64_t step);
 
   // AdamW's state tensors ("adamw.m.*", "adamw.v.*"), then Muon's ("muon.m.*").
@@ -95,7 +101,7 @@ class OptimizerSet {
 
   std::vector<Parameter*> params_;  // Create's, in its order
   std::vector<ParamGroup> groups_;
-  std::vector<GroupSpan> spans_;  // per group
+  std::vector<GroupSpan> spans_;            // per group
   float adamw_lr_ = 0.0f, muon_lr_ = 0.0f;  // peak lrs
   std::unique_ptr<AdamW> adamw_;
   std::unique_ptr<Muon> muon_;
@@ -106,6 +112,8 @@ class OptimizerSet {
   // clip_pending_ while a ClipGradients factor awaits its Step.
   std::shared_ptr<cuda_optim::MultiTensorGradNorm> grad_norm_;
   bool clip_pending_ = false;
+  // GPU with both AdamW and Muon: AdamW's stream (null otherwise).
+  std::shared_ptr<cuda_optim::SideStream> adamw_stream_;
 };
 
 }  // namespace sinklab

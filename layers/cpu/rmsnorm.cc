@@ -55,6 +55,7 @@ void CpuBackend::RmsNormBackward(const Tensor& dinp, const Tensor& dweight, cons
       }
     }
   }
+  if (dweight.empty()) return;
   // dweight: one thread, rows in order (deterministic; ~2 N D flops).
   float* dw = dweight.f32();
   for (int64_t i = 0; i < n; ++i) {

@@ -52,8 +52,8 @@ Tensor Upload(const std::vector<T>& values, Arena* arena) {
   const int64_t words = static_cast<int64_t>((sizeof(T) * values.size() + 3) / 4);
   Tensor t = arena->Allocate(DType::kU32, {std::max<int64_t>(words, 1)});
   if (!values.empty()) {
-    SL_CUDA_CHECK(cudaMemcpy(t.data(), values.data(), sizeof(T) * values.size(),
-                             cudaMemcpyHostToDevice));
+    SL_CUDA_CHECK(
+        cudaMemcpy(t.data(), values.data(), sizeof(T) * values.size(), cudaMemcpyHostToDevice));
   }
   return t;
 }
@@ -121,8 +121,8 @@ __global__ void TotalAndClipFactorKernel(const double* partials, int n, float ma
 
 template <bool kRecord>
 __global__ void AdamWChunkKernel(const AdamWRef* tensors, const ChunkRef* chunks, float beta1,
-                                 float beta2, float eps, float lr, float step_size,
-                                 float bc2_sqrt, const float* grad_scale, double* partials) {
+                                 float beta2, float eps, float lr, float step_size, float bc2_sqrt,
+                                 const float* grad_scale, double* partials) {
   const ChunkRef c = chunks[blockIdx.x];
   const AdamWRef t = tensors[c.tensor];
   const int64_t begin = int64_t{c.chunk} * kChunkElements;
@@ -198,14 +198,32 @@ __global__ void MuonMomentumTileKernel(const MuonRef* mats, const TileRef* tiles
   WriteBlockPartial(acc, partials);
 }
 
-// x[b] *= 1 / (sqrt(sums[b]) + eps) over a [B, matrix_numel] batch (Frobenius normalization).
-__global__ void InverseNormBatchKernel(bf16* x, int64_t matrix_numel, int64_t total,
-                                       const double* sums, float eps) {
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < total;
-       i += int64_t{gridDim.x} * blockDim.x) {
-    const int64_t b = i / matrix_numel;
-    const float factor = static_cast<float>(1.0 / (sqrt(sums[b]) + eps));
-    x[i] = __float2bfloat16_rn(__bfloat162float(x[i]) * factor);
+// x[b] *= 1 / (sqrt(sums[b]) + eps) over a [B, matrix_numel] batch (Frobenius
+// normalization): grid (blocks, B), one matrix per blockIdx.y, its factor computed once per
+// thread; 8 bf16 (16 bytes) per load when kVector (matrix_numel % 8 == 0, x 16-byte aligned).
+template <bool kVector>
+__global__ void InverseNormBatchKernel(bf16* x, int64_t matrix_numel, const double* sums,
+                                       float eps) {
+  const int64_t b = blockIdx.y;
+  const float factor = static_cast<float>(1.0 / (sqrt(sums[b]) + eps));
+  bf16* mat = x + b * matrix_numel;
+  const int64_t stride = int64_t{gridDim.x} * blockDim.x;
+  const int64_t first = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
+  if (kVector) {
+    uint4* vectors = reinterpret_cast<uint4*>(mat);
+    for (int64_t i = first; i < matrix_numel / 8; i += stride) {
+      uint4 packed = vectors[i];
+      bf16* values = reinterpret_cast<bf16*>(&packed);
+#pragma unroll
+      for (int k = 0; k < 8; ++k) {
+        values[k] = __float2bfloat16_rn(__bfloat162float(values[k]) * factor);
+      }
+      vectors[i] = packed;
+    }
+  } else {
+    for (int64_t i = first; i < matrix_numel; i += stride) {
+      mat[i] = __float2bfloat16_rn(__bfloat162float(mat[i]) * factor);
+    }
   }
 }
 
@@ -251,13 +269,56 @@ __global__ void MuonApplyTileKernel(const MuonRef* mats, const TileRef* tiles, c
 
 }  // namespace
 
+SideStream::SideStream(int marks) : marks_(static_cast<size_t>(std::max(marks, 1)), nullptr) {
+  SL_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  SL_CUDA_CHECK(cudaEventCreateWithFlags(&forked_, cudaEventDisableTiming));
+  for (cudaEvent_t& mark : marks_) {
+    SL_CUDA_CHECK(cudaEventCreateWithFlags(&mark, cudaEventDisableTiming));
+  }
+}
+
+SideStream::~SideStream() {
+  // Queued work may still use the stream; destroying it then is legal (CUDA releases it
+  // when that work is done), but the events' waiters must not outlive them: finish first.
+  SL_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  for (cudaEvent_t mark : marks_) SL_CUDA_CHECK(cudaEventDestroy(mark));
+  SL_CUDA_CHECK(cudaEventDestroy(forked_));
+  SL_CUDA_CHECK(cudaStreamDestroy(stream_));
+}
+
+void SideStream::Fork() {
+  // An action on the legacy default stream (a record, a wait) first waits on every blocking
+  // stream (the backend's: the backward pass), and blocking streams' later work waits on it
+  // (CUDA driver API docs, "Stream synchronization behavior"); so the record below follows
+  // the backward pass, and Join's wait holds back the next forward.
+  SL_CUDA_CHECK(cudaEventRecord(forked_, /*stream=*/0));
+  SL_CUDA_CHECK(cudaStreamWaitEvent(stream_, forked_, 0));
+}
+
+void SideStream::Mark(int i) {
+  SL_CHECK_MSG(i >= 0 && i < static_cast<int>(marks_.size()),
+               absl::StrCat("SideStream mark ", i, " of ", marks_.size()));
+  SL_CUDA_CHECK(cudaEventRecord(marks_[i], stream_));
+}
+
+void SideStream::WaitMark(int i) {
+  SL_CHECK_MSG(i >= 0 && i < static_cast<int>(marks_.size()),
+               absl::StrCat("SideStream mark ", i, " of ", marks_.size()));
+  SL_CUDA_CHECK(cudaStreamWaitEvent(/*stream=*/0, marks_[i], 0));
+}
+
+void SideStream::Join() {
+  Mark(0);
+  WaitMark(0);
+}
+
 void* SeparateCompute(const Parameter& param) {
   if (param.compute.empty() || param.compute.data() == param.master.data()) return nullptr;
   SL_CHECK_MSG(param.compute.dtype() == DType::kBF16 && param.compute.device() == Device::kCuda &&
                    param.compute.numel() == param.master.numel(),
                absl::StrCat(param.name, ": a separate compute copy must be bf16 on the GPU with ",
-                            param.master.numel(), " elements, got ", DTypeName(param.compute.dtype()),
-                            " ", param.compute.ShapeString()));
+                            param.master.numel(), " elements, got ",
+                            DTypeName(param.compute.dtype()), " ", param.compute.ShapeString()));
   return param.compute.data();
 }
 
@@ -326,17 +387,19 @@ MultiTensorAdamW::MultiTensorAdamW(const std::vector<Parameter*>& params,
 }
 
 void MultiTensorAdamW::Step(float beta1, float beta2, float eps, float lr, float step_size,
-                            float bias_correction2_sqrt, const float* grad_scale, bool record) {
+                            float bias_correction2_sqrt, const float* grad_scale, bool record,
+                            cudaStream_t stream) {
+  last_stream_ = stream;
   if (num_chunks_ == 0) return;
   if (record) {
-    AdamWChunkKernel<true><<<num_chunks_, kBlock>>>(
+    AdamWChunkKernel<true><<<num_chunks_, kBlock, 0, stream>>>(
         As<AdamWRef>(tensors_), As<ChunkRef>(chunks_), beta1, beta2, eps, lr, step_size,
         bias_correction2_sqrt, grad_scale, As<double>(partials_));
     SL_CUDA_LAUNCH_CHECK();
-    ReduceRangesKernel<<<num_tensors_, kBlock>>>(As<double>(partials_),
-                                                 As<int32_t>(chunk_begin_), As<double>(sums_));
+    ReduceRangesKernel<<<num_tensors_, kBlock, 0, stream>>>(
+        As<double>(partials_), As<int32_t>(chunk_begin_), As<double>(sums_));
   } else {
-    AdamWChunkKernel<false><<<num_chunks_, kBlock>>>(
+    AdamWChunkKernel<false><<<num_chunks_, kBlock, 0, stream>>>(
         As<AdamWRef>(tensors_), As<ChunkRef>(chunks_), beta1, beta2, eps, lr, step_size,
         bias_correction2_sqrt, grad_scale, nullptr);
   }
@@ -346,25 +409,41 @@ void MultiTensorAdamW::Step(float beta1, float beta2, float eps, float lr, float
 void MultiTensorAdamW::CopyUpdateSumSquares(std::vector<double>* out) const {
   SL_CHECK(out != nullptr && out->size() == static_cast<size_t>(num_tensors_));
   if (num_tensors_ == 0) return;
-  SL_CUDA_CHECK(cudaMemcpy(out->data(), sums_.data(), sizeof(double) * num_tensors_,
-                           cudaMemcpyDeviceToHost));
+  SL_CUDA_CHECK(cudaMemcpyAsync(out->data(), sums_.data(), sizeof(double) * num_tensors_,
+                                cudaMemcpyDeviceToHost, last_stream_));
+  SL_CUDA_CHECK(cudaStreamSynchronize(last_stream_));
 }
 
-// The device tables of one shape group.
+// The device tables and buffers of one shape group.
 struct MultiTensorMuon::Group {
   Tensor mats, tiles, tile_begin;
   int num_tiles = 0;
+  int64_t batch = 0;  // matrices
+  int64_t slice = 0;  // matrices per rank (batch when not sharded)
+  Tensor x;           // bf16 [slice * world] oriented matrices (batch when not sharded)
+  Tensor next;        // bf16 [slice] matrices: the Newton-Schulz iteration's other iterate
+  Tensor partials;    // per tile: the momentum kernel's sums of u^2
+  Tensor norm_sums;   // per matrix
 };
 
 MultiTensorMuon::MultiTensorMuon(const std::vector<Parameter*>& params,
                                  const std::vector<Tensor>& m,
                                  const std::vector<float>& weight_decays,
                                  const std::vector<float>& scales, float beta, bool nesterov,
-                                 int ns_steps, Arena* arena)
-    : beta_(beta), nesterov_(nesterov), ns_steps_(ns_steps) {
+                                 int ns_steps, Arena* arena, MuonSharding sharding)
+    : beta_(beta),
+      nesterov_(nesterov),
+      ns_steps_(ns_steps),
+      sharding_(std::move(sharding)),
+      sharded_(static_cast<bool>(sharding_.all_gather)) {
   SL_CHECK(arena != nullptr && arena->device() == Device::kCuda);
   SL_CHECK(m.size() == params.size() && weight_decays.size() == params.size() &&
            scales.size() == params.size());
+  const int world = sharding_.world, rank = sharding_.rank;
+  SL_CHECK_MSG(world >= 1 && rank >= 0 && rank < world,
+               absl::StrCat("MultiTensorMuon: rank ", rank, " of ", world));
+  SL_CHECK_MSG(world == 1 || sharded_,
+               absl::StrCat("MultiTensorMuon: ", world, " ranks need an all_gather"));
   for (const Parameter* param : params) {
     SL_CHECK_MSG(param->master.rank() == 2, absl::StrCat(param->name, ": Muon takes matrices"));
     shapes_.push_back({param->master.dim(0), param->master.dim(1)});
@@ -373,6 +452,8 @@ MultiTensorMuon::MultiTensorMuon(const std::vector<Parameter*>& params,
   int64_t max_x = 1, max_gram = 1, max_tiles = 1, max_batch = 1;
   for (const MuonShapeGroup& group : groups_) {
     const int64_t batch = static_cast<int64_t>(group.members.size());
+    SL_CHECK_MSG(batch <= 65535, absl::StrCat(batch, " matrices of shape [", group.n, ", ", group.m,
+                                              "]: at most 65535 per group (grid y)"));
     std::vector<MuonRef> refs;
     std::vector<std::pair<int64_t, int64_t>> group_shapes;
     for (size_t j = 0; j < group.members.size(); ++j) {
@@ -387,8 +468,8 @@ MultiTensorMuon::MultiTensorMuon(const std::vector<Parameter*>& params,
                    absl::StrCat(param.name, " is too large for int32 tile indices"));
       refs.push_back({param.grad.f32(), m[k].f32(), param.master.f32(),
                       static_cast<bf16*>(SeparateCompute(param)), static_cast<int32_t>(rows),
-                      static_cast<int32_t>(cols), group.transposed[j] ? 1 : 0,
-                      weight_decays[k], scales[k]});
+                      static_cast<int32_t>(cols), group.transposed[j] ? 1 : 0, weight_decays[k],
+                      scales[k]});
       group_shapes.push_back(shapes_[k]);
     }
     const TileTable table = BuildTileTable(group_shapes);
@@ -397,16 +478,24 @@ MultiTensorMuon::MultiTensorMuon(const std::vector<Parameter*>& params,
     tables.tiles = Upload(table.tiles, arena);
     tables.tile_begin = Upload(table.tile_begin, arena);
     tables.num_tiles = static_cast<int>(table.tiles.size());
+    tables.batch = batch;
+    tables.slice = sharded_ ? (batch + world - 1) / world : batch;
+    const int64_t matrix_numel = group.n * group.m;
+    tables.x =
+        arena->Allocate(DType::kBF16, {tables.slice * (sharded_ ? world : 1) * matrix_numel});
+    tables.next = arena->Allocate(DType::kBF16, {tables.slice * matrix_numel});
+    tables.partials = DoubleBuffer(tables.num_tiles, arena);
+    tables.norm_sums = DoubleBuffer(batch, arena);
     group_tables_.push_back(std::move(tables));
-    max_x = std::max(max_x, batch * group.n * group.m);
-    max_gram = std::max(max_gram, batch * group.n * group.n);
+    max_x = std::max(max_x, batch * matrix_numel);
+    max_gram = std::max(max_gram, group_tables_.back().slice * group.n * group.n);
     max_tiles = std::max<int64_t>(max_tiles, table.tiles.size());
     max_batch = std::max(max_batch, batch);
   }
-  x_ = arena->Allocate(DType::kBF16, {max_x});
-  newton_schulz_ = std::make_unique<BatchedNewtonSchulzGpu>(max_x, max_gram, arena);
-  partials_ = DoubleBuffer(max_tiles, arena);
-  norm_sums_ = DoubleBuffer(max_batch, arena);
+  newton_schulz_ = std::make_unique<BatchedNewtonSchulzGpu>(/*max_numel=*/0, max_gram, arena);
+  prepare_ = std::make_unique<SideStream>(static_cast<int>(groups_.size()));
+  apply_ = std::make_unique<SideStream>();
+  apply_partials_ = DoubleBuffer(max_tiles, arena);
   update_sums_ = DoubleBuffer(max_batch, arena);
   host_bits_.resize(max_x);
   host_x_.resize(max_x);
@@ -416,45 +505,104 @@ MultiTensorMuon::MultiTensorMuon(const std::vector<Parameter*>& params,
 
 MultiTensorMuon::~MultiTensorMuon() = default;
 
+int64_t MultiTensorMuon::slice_begin(size_t g) const {
+  return sharded_ ? sharding_.rank * group_tables_[g].slice : 0;
+}
+
+int64_t MultiTensorMuon::slice_count(size_t g) const {
+  const Group& tables = group_tables_[g];
+  return std::max<int64_t>(0, std::min(tables.batch - slice_begin(g), tables.slice));
+}
+
+void MultiTensorMuon::Prepare(size_t g, const float* grad_scale, cudaStream_t stream) {
+  const MuonShapeGroup& group = groups_[g];
+  const Group& tables = group_tables_[g];
+  const int64_t matrix_numel = group.n * group.m;
+  // u = momentum look-ahead into x, oriented, with the Frobenius partials.
+  MuonMomentumTileKernel<<<tables.num_tiles, kBlock, 0, stream>>>(
+      As<MuonRef>(tables.mats), As<TileRef>(tables.tiles), As<bf16>(tables.x), matrix_numel, beta_,
+      nesterov_, grad_scale, As<double>(tables.partials));
+  SL_CUDA_LAUNCH_CHECK();
+  ReduceRangesKernel<<<static_cast<unsigned>(tables.batch), kBlock, 0, stream>>>(
+      As<double>(tables.partials), As<int32_t>(tables.tile_begin), As<double>(tables.norm_sums));
+  SL_CUDA_LAUNCH_CHECK();
+  // x's base is 256-byte aligned (arena), so every matrix is 16-byte aligned when
+  // matrix_numel % 8 == 0.
+  const bool vector = matrix_numel % 8 == 0;
+  const int64_t per_thread = vector ? matrix_numel / 8 : matrix_numel;
+  const dim3 grid(std::min<unsigned>(cuda::GridFor(per_thread), 4096u),
+                  static_cast<unsigned>(tables.batch));
+  if (vector) {
+    InverseNormBatchKernel<true><<<grid, kBlock, 0, stream>>>(
+        As<bf16>(tables.x), matrix_numel, As<double>(tables.norm_sums), kNewtonSchulzEps);
+  } else {
+    InverseNormBatchKernel<false><<<grid, kBlock, 0, stream>>>(
+        As<bf16>(tables.x), matrix_numel, As<double>(tables.norm_sums), kNewtonSchulzEps);
+  }
+  SL_CUDA_LAUNCH_CHECK();
+}
+
+Tensor MultiTensorMuon::Orthogonalize(size_t g) {
+  const MuonShapeGroup& group = groups_[g];
+  const Group& tables = group_tables_[g];
+  const int64_t matrix_numel = group.n * group.m;
+  const Tensor whole(tables.x.data(), DType::kBF16, Device::kCuda,
+                     {tables.batch, group.n, group.m});
+  if (!sharded_) return newton_schulz_->Iterate(whole, ns_steps_, tables.next);
+  // This rank's slice, at its own place in the padded batch; an empty one (more ranks than
+  // matrices) still takes part, sending its padding in place. The send buffer holds `slice`
+  // matrices either way: that place in x (in place: NCCL needs send == recv + rank * bytes
+  // exactly, never another overlap) or the group's scratch (a slice), whose matrices past
+  // `count` are padding that lands past the batch and is never read.
+  bf16* mine = As<bf16>(tables.x) + slice_begin(g) * matrix_numel;
+  const void* send = mine;
+  const int64_t count = slice_count(g);
+  if (count > 0) {
+    const Tensor slice(mine, DType::kBF16, Device::kCuda, {count, group.n, group.m});
+    send = newton_schulz_->Iterate(slice, ns_steps_, tables.next).data();
+  }
+  sharding_.all_gather(send, tables.x.data(),
+                       tables.slice * matrix_numel * static_cast<int64_t>(sizeof(bf16)));
+  return whole;
+}
+
 void MultiTensorMuon::Step(float lr, const float* grad_scale, const MatrixStats* stats) {
   const bool record = stats != nullptr;
+  // Every group's momentum and normalization on the side stream, ahead of the products.
+  prepare_->Fork();
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    Prepare(g, grad_scale, prepare_->stream());
+    prepare_->Mark(static_cast<int>(g));
+  }
   for (size_t g = 0; g < groups_.size(); ++g) {
     const MuonShapeGroup& group = groups_[g];
     const Group& tables = group_tables_[g];
-    const int64_t batch = static_cast<int64_t>(group.members.size());
+    const int64_t batch = tables.batch;
     const int64_t matrix_numel = group.n * group.m;
-    const Tensor x(x_.data(), DType::kBF16, Device::kCuda, {batch, group.n, group.m});
-    // u = momentum look-ahead into x, oriented, with the Frobenius partials.
-    MuonMomentumTileKernel<<<tables.num_tiles, kBlock>>>(
-        As<MuonRef>(tables.mats), As<TileRef>(tables.tiles), As<bf16>(x), matrix_numel, beta_,
-        nesterov_, grad_scale, As<double>(partials_));
-    SL_CUDA_LAUNCH_CHECK();
-    ReduceRangesKernel<<<static_cast<unsigned>(batch), kBlock>>>(
-        As<double>(partials_), As<int32_t>(tables.tile_begin), As<double>(norm_sums_));
-    SL_CUDA_LAUNCH_CHECK();
-    InverseNormBatchKernel<<<cuda::GridFor(x.numel()), kBlock>>>(
-        As<bf16>(x), matrix_numel, x.numel(), As<double>(norm_sums_), kNewtonSchulzEps);
-    SL_CUDA_LAUNCH_CHECK();
-    const Tensor result = newton_schulz_->Iterate(x, ns_steps_);
+    prepare_->WaitMark(static_cast<int>(g));
+    const Tensor result = Orthogonalize(g);
     if (record) {
       MuonApplyTileKernel<true><<<tables.num_tiles, kBlock>>>(
-          As<MuonRef>(tables.mats), As<TileRef>(tables.tiles), As<bf16>(result), matrix_numel,
-          lr, As<double>(partials_));
+          As<MuonRef>(tables.mats), As<TileRef>(tables.tiles), As<bf16>(result), matrix_numel, lr,
+          As<double>(apply_partials_));
       SL_CUDA_LAUNCH_CHECK();
       ReduceRangesKernel<<<static_cast<unsigned>(batch), kBlock>>>(
-          As<double>(partials_), As<int32_t>(tables.tile_begin), As<double>(update_sums_));
+          As<double>(apply_partials_), As<int32_t>(tables.tile_begin), As<double>(update_sums_));
     } else {
-      MuonApplyTileKernel<false><<<tables.num_tiles, kBlock>>>(
-          As<MuonRef>(tables.mats), As<TileRef>(tables.tiles), As<bf16>(result), matrix_numel,
-          lr, nullptr);
+      // Beside the next group's products: the update reads this group's batch or scratch,
+      // which nothing on stream 0 touches again in this step.
+      apply_->Fork();
+      MuonApplyTileKernel<false><<<tables.num_tiles, kBlock, 0, apply_->stream()>>>(
+          As<MuonRef>(tables.mats), As<TileRef>(tables.tiles), As<bf16>(result), matrix_numel, lr,
+          nullptr);
     }
     SL_CUDA_LAUNCH_CHECK();
     if (!record) continue;
     // Statistics steps only: the sums and X to the host (one copy each per group).
     SL_CUDA_CHECK(cudaMemcpy(host_sums_.data(), update_sums_.data(), sizeof(double) * batch,
                              cudaMemcpyDeviceToHost));
-    SL_CUDA_CHECK(cudaMemcpy(host_bits_.data(), result.data(), result.nbytes(),
-                             cudaMemcpyDeviceToHost));
+    SL_CUDA_CHECK(
+        cudaMemcpy(host_bits_.data(), result.data(), result.nbytes(), cudaMemcpyDeviceToHost));
     for (int64_t i = 0; i < result.numel(); ++i) host_x_[i] = BF16ToFloat(BF16{host_bits_[i]});
     for (int64_t j = 0; j < batch; ++j) {
       const int k = group.members[j];
@@ -470,6 +618,9 @@ void MultiTensorMuon::Step(float lr, const float* grad_scale, const MatrixStats*
       (*stats)(k, host_sums_[j], stored);
     }
   }
+  // Stream 0 (and through it the next forward and the next step's momentum, which rewrites
+  // the batches) waits for the updates.
+  if (!record) apply_->Join();
 }
 
 }  // namespace cuda_optim

@@ -33,8 +33,7 @@ NewtonSchulzGpu::NewtonSchulzGpu(int64_t max_numel, int64_t max_small_dim, Arena
 
 NewtonSchulzGpu::~NewtonSchulzGpu() = default;
 
-void NewtonSchulzGpu::Run(const Tensor& x, int steps, cuda_optim::DeviceSums& sums,
-                          int slot) {
+void NewtonSchulzGpu::Run(const Tensor& x, int steps, cuda_optim::DeviceSums& sums, int slot) {
   SL_CHECK_MSG(x.rank() == 2 && x.dtype() == DType::kBF16 && x.device() == Device::kCuda,
                absl::StrCat("NewtonSchulzGpu: x ", x.ShapeString(), " must be 2-D bf16 CUDA"));
   const int64_t rows = x.dim(0), cols = x.dim(1), n = std::min(rows, cols);
@@ -69,9 +68,9 @@ BatchedNewtonSchulzGpu::BatchedNewtonSchulzGpu(int64_t max_numel, int64_t max_gr
       max_gram_numel_(max_gram_numel),
       gemm_(std::make_unique<GemmLt>(/*stream=*/nullptr)) {
   SL_CHECK_MSG(arena->device() == Device::kCuda, "BatchedNewtonSchulzGpu needs a CUDA arena");
-  SL_CHECK_MSG(max_numel >= 1 && max_gram_numel >= 1,
+  SL_CHECK_MSG(max_numel >= 0 && max_gram_numel >= 1,
                absl::StrCat("max_numel=", max_numel, " max_gram_numel=", max_gram_numel));
-  next_ = arena->Allocate(DType::kBF16, {max_numel});
+  if (max_numel > 0) next_ = arena->Allocate(DType::kBF16, {max_numel});
   gram_ = arena->Allocate(DType::kBF16, {max_gram_numel});
   poly_ = arena->Allocate(DType::kBF16, {max_gram_numel});
 }
@@ -79,18 +78,29 @@ BatchedNewtonSchulzGpu::BatchedNewtonSchulzGpu(int64_t max_numel, int64_t max_gr
 BatchedNewtonSchulzGpu::~BatchedNewtonSchulzGpu() = default;
 
 Tensor BatchedNewtonSchulzGpu::Iterate(const Tensor& x, int steps) {
-  SL_CHECK_MSG(x.rank() == 3 && x.dtype() == DType::kBF16 && x.device() == Device::kCuda,
-               absl::StrCat("BatchedNewtonSchulzGpu: x ", x.ShapeString(),
-                            " must be [B, n, m] bf16 CUDA"));
+  SL_CHECK_MSG(x.numel() <= max_numel_,
+               absl::StrCat("BatchedNewtonSchulzGpu scratch too small for ", x.ShapeString()));
+  return Iterate(x, steps, next_);
+}
+
+Tensor BatchedNewtonSchulzGpu::Iterate(const Tensor& x, int steps, const Tensor& scratch) {
+  SL_CHECK_MSG(
+      x.rank() == 3 && x.dtype() == DType::kBF16 && x.device() == Device::kCuda,
+      absl::StrCat("BatchedNewtonSchulzGpu: x ", x.ShapeString(), " must be [B, n, m] bf16 CUDA"));
   const int64_t batch = x.dim(0), n = x.dim(1), m = x.dim(2);
   SL_CHECK_MSG(n <= m, absl::StrCat("BatchedNewtonSchulzGpu: x ", x.ShapeString(),
                                     " must be wide (n <= m)"));
-  SL_CHECK_MSG(x.numel() <= max_numel_ && batch * n * n <= max_gram_numel_,
+  SL_CHECK_MSG(batch * n * n <= max_gram_numel_,
                absl::StrCat("BatchedNewtonSchulzGpu scratch too small for ", x.ShapeString()));
+  SL_CHECK_MSG(
+      scratch.dtype() == DType::kBF16 && scratch.device() == Device::kCuda &&
+          scratch.numel() >= x.numel() && scratch.data() != x.data(),
+      absl::StrCat("BatchedNewtonSchulzGpu: scratch ", scratch.ShapeString(),
+                   " must be bf16 CUDA with at least ", x.numel(), " elements, apart from x"));
   SL_CHECK_MSG(steps >= 1, absl::StrCat("steps=", steps));
   const Tensor gram(gram_.data(), DType::kBF16, Device::kCuda, {batch, n, n});
   const Tensor poly(poly_.data(), DType::kBF16, Device::kCuda, {batch, n, n});
-  Tensor cur = x, next(next_.data(), DType::kBF16, Device::kCuda, {batch, n, m});
+  Tensor cur = x, next(scratch.data(), DType::kBF16, Device::kCuda, {batch, n, m});
   for (int s = 0; s < steps; ++s) {
     gemm_->RowMajorBatched(gram, cur, false, cur, true, 1.0f, 0.0f, gram);  // A = X X^T
     gemm_->RowMajorBatched(poly, gram, false, gram, false, kNewtonSchulzC, kNewtonSchulzB,

@@ -40,14 +40,17 @@ class NewtonSchulzGpu {
 //   A = X X^T;  B = c A A + b A;  X' = B X + a X.
 class BatchedNewtonSchulzGpu {
  public:
-  // Scratch for every batch with B * n * m <= max_numel and B * n * n <= max_gram_numel,
-  // from a CUDA arena (construction only).
+  // Scratch for every batch with B * n * m <= max_numel (0: none; every call passes its
+  // own) and B * n * n <= max_gram_numel, from a CUDA arena (construction only).
   BatchedNewtonSchulzGpu(int64_t max_numel, int64_t max_gram_numel, Arena* arena);
   ~BatchedNewtonSchulzGpu();
 
   // `steps` (>= 1) iterations on x; returns the [B, n, m] tensor holding the result: x
   // itself (even steps) or this object's scratch (odd steps; valid until the next call).
   Tensor Iterate(const Tensor& x, int steps);
+  // The same with the caller's bf16 CUDA scratch of >= x.numel() elements for the other
+  // iterate (odd steps return a view of it), so results of several calls can coexist.
+  Tensor Iterate(const Tensor& x, int steps, const Tensor& scratch);
 
  private:
   int64_t max_numel_, max_gram_numel_;
