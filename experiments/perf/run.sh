@@ -11,7 +11,7 @@
 #        sinklab training tokens/s + MFU on configs/llama_160m.textproto (16 x 1024, bundled
 #        corpus) for the baseline and every mitigation, Muon, a stats-heavy run, and the
 #        PyTorch baseline (torch.compile, bf16 autocast, fused AdamW, SDPA) of the same model.
-#        BENCH_RUNS="baseline muon torch ..." limits it to the runs named.
+#        BENCH_RUNS="attention baseline muon torch ..." limits it to the runs named.
 # Logs and results go to $OUT (or /tmp/perf_out).
 set -uo pipefail
 OUT=${OUT:-/tmp/perf_out}
@@ -84,8 +84,10 @@ fi
 if [[ -n "${EXTRA:-}" ]]; then eval "$EXTRA"; fi
 
 if [[ " $steps " == *" bench "* ]]; then
-  $build/experiments/perf/attention_bench 16 12 1024 64 | tee "$OUT/attention.txt"
-  python3 experiments/perf/cudnn_sdpa_bench.py 16 12 1024 64 | tee -a "$OUT/attention.txt"
+  if [[ -z "${BENCH_RUNS:-}" || " $BENCH_RUNS " == *" attention "* ]]; then
+    $build/experiments/perf/attention_bench 16 12 1024 64 | tee "$OUT/attention.txt"
+    python3 experiments/perf/cudnn_sdpa_bench.py 16 12 1024 64 | tee -a "$OUT/attention.txt"
+  fi
   runs=/tmp/perf_runs; rm -rf $runs
   base=(--device cuda
     --set 'data { train_shards: "" val_shards: "" text_corpus: "data/corpus/kjv.txt" }'
