@@ -195,27 +195,34 @@ KernelCase MakeCase(TensorPool& pool, int64_t B, int64_t S, int64_t bias, int64_
   return c;
 }
 
+// The scaled scores s_ij (double) of query row (b, h, i) over its visible keys j <= bias + i.
+std::vector<double> RowScores(const KernelCase& c, const AttentionSpec& spec, int64_t b,
+                              int64_t h, int64_t i) {
+  const int64_t S = c.q.dim(1), H = c.q.dim(2), d = c.q.dim(3);
+  const int64_t K = c.k.dim(1), Hkv = c.k.dim(2), bias = K - S, g = h / (H / Hkv);
+  std::vector<double> s(bias + i + 1);
+  for (int64_t j = 0; j <= bias + i; ++j) {
+    double dot = 0;
+    for (int64_t x = 0; x < d; ++x) {
+      dot += static_cast<double>(c.q.f32()[((b * S + i) * H + h) * d + x]) *
+             c.k.f32()[((b * K + j) * Hkv + g) * d + x];
+    }
+    s[j] = dot * spec.scale;
+  }
+  return s;
+}
+
 // The smallest distance, over every visible score of the case, to a kink of the normalizer
 // (softpick: s = 0; clipped: y = 0 or 1), in double.
 double DistanceToKinks(const KernelCase& c, const AttentionSpec& spec) {
-  const int64_t B = c.q.dim(0), S = c.q.dim(1), H = c.q.dim(2), d = c.q.dim(3);
-  const int64_t K = c.k.dim(1), Hkv = c.k.dim(2), bias = K - S;
+  const int64_t B = c.q.dim(0), S = c.q.dim(1), H = c.q.dim(2);
   double closest = 1e30;
   for (int64_t b = 0; b < B; ++b) {
     for (int64_t h = 0; h < H; ++h) {
-      const int64_t g = h / (H / Hkv);
       for (int64_t i = 0; i < S; ++i) {
-        std::vector<double> s(bias + i + 1);
-        double max = -1e30, sum = 0;
-        for (int64_t j = 0; j <= bias + i; ++j) {
-          double dot = 0;
-          for (int64_t x = 0; x < d; ++x) {
-            dot += static_cast<double>(c.q.f32()[((b * S + i) * H + h) * d + x]) *
-                   c.k.f32()[((b * K + j) * Hkv + g) * d + x];
-          }
-          s[j] = dot * spec.scale;
-          max = std::max(max, s[j]);
-        }
+        const std::vector<double> s = RowScores(c, spec, b, h, i);
+        const double max = *std::max_element(s.begin(), s.end());
+        double sum = 0;
         for (double x : s) sum += std::exp(x - max);
         for (double x : s) {
           if (spec.normalizer == AttentionNormalizer::kSoftpick) {
@@ -304,17 +311,9 @@ TEST(AttentionNormalizerTest, ClippedSoftmaxUnclippedValuesMatchTheSoftmaxFormul
     for (int64_t h = 0; h < H; ++h) {
       const int64_t g = h / (H / Hkv);
       for (int64_t i = 0; i < S; ++i) {
-        std::vector<double> sm(bias + i + 1);
-        double max = -1e30, sum = 0;
-        for (int64_t j = 0; j <= bias + i; ++j) {
-          double dot = 0;
-          for (int64_t x = 0; x < d; ++x) {
-            dot += static_cast<double>(c.q.f32()[((b * S + i) * H + h) * d + x]) *
-                   c.k.f32()[((b * K + j) * Hkv + g) * d + x];
-          }
-          sm[j] = dot * spec.scale;
-          max = std::max(max, sm[j]);
-        }
+        std::vector<double> sm = RowScores(c, spec, b, h, i);
+        const double max = *std::max_element(sm.begin(), sm.end());
+        double sum = 0;
         for (double& x : sm) sum += (x = std::exp(x - max));
         std::vector<double> want(d, 0.0);
         int row_zero = 0, row_one = 0;
