@@ -14,11 +14,16 @@
 #include "optim/clip.h"
 #include "optim/matrix_ops.h"
 
-#if SINKLAB_WITH_NCCL
+#if SINKLAB_WITH_CUDA
 #include <cuda_runtime.h>
 
-#include "core/comm_nccl.h"
 #include "core/cuda_check.h"
+#endif
+
+#if SINKLAB_WITH_NCCL
+#include "core/comm_nccl.h"
+#include "layers/cuda/cuda_backend.h"
+#include "optim/cuda/optim_kernels.h"
 #endif
 
 namespace sinklab {
@@ -29,6 +34,26 @@ namespace {
 bool NcclForcedForTests() {
   const char* value = std::getenv("SINKLAB_FORCE_NCCL");
   return value != nullptr && std::string(value) == "1";
+}
+
+// dst <- src, the same number of bytes, each on the CPU or a GPU.
+void CopyBytes(const Tensor& dst, const Tensor& src) {
+  SL_CHECK_MSG(dst.nbytes() == src.nbytes(), absl::StrCat(dst.nbytes(), " vs ", src.nbytes()));
+  if (dst.device() == Device::kCpu && src.device() == Device::kCpu) {
+    std::memcpy(dst.data(), src.data(), dst.nbytes());
+    return;
+  }
+#if SINKLAB_WITH_CUDA
+  SL_CUDA_CHECK(cudaMemcpy(dst.data(), src.data(), dst.nbytes(), cudaMemcpyDefault));
+#else
+  SL_CHECK_MSG(false, "a GPU tensor in a build without CUDA");
+#endif
+}
+
+// distributed.bucket_mb in fp32 elements (at least 1).
+int64_t BucketElements(const Config& config) {
+  return std::max<int64_t>(
+      1, static_cast<int64_t>(config.distributed().bucket_mb() * (1 << 20) / sizeof(float)));
 }
 
 }  // namespace
@@ -49,57 +74,65 @@ absl::StatusOr<std::unique_ptr<DistributedOptimizer>> DistributedOptimizer::Crea
   const bool on_gpu = std::any_of(params.begin(), params.end(), [](const Parameter* param) {
     return param->master.device() != Device::kCpu;
   });
-  if (on_gpu && config.distributed().zero1()) {
-    return absl::FailedPreconditionError(
-        "distributed.zero1 (ZeRO-1) runs on the CPU only so far (--device cpu); on GPUs set "
-        "distributed { zero1: false } (AdamW state is then replicated on every rank)");
-  }
   if (on_gpu && (comm->world_size() > 1 || NcclForcedForTests())) {
     SL_RETURN_IF_ERROR(opt->InitGpuDataParallel(config, arena));
     return opt;
   }
-  if (comm->world_size() == 1 && !config.distributed().zero1()) {
+  // One rank: nothing to sum, and on a GPU ZeRO-1 has nothing to shard (on the CPU one rank
+  // with ZeRO-1 keeps the sharded path, a shard of everything).
+  if (comm->world_size() == 1 && (!config.distributed().zero1() || on_gpu)) {
     SL_ASSIGN_OR_RETURN(opt->set_, OptimizerSet::Create(config.optim(), params, arena));
     return opt;
   }
-  SL_ASSIGN_OR_RETURN(opt->groups_, RouteParamGroups(params, config.optim()));
-  opt->adamw_lr_ = config.optim().lr();
-  opt->muon_lr_ = MuonLearningRate(config.optim());
-  std::vector<float> adamw_decays, muon_decays;
-  for (const ParamGroup& group : opt->groups_) {
-    const bool muon = group.optimizer == MUON;
-    for (Parameter* param : group.params) {
-      (muon ? opt->muon_params_ : opt->adamw_params_).push_back(param);
-      (muon ? muon_decays : adamw_decays).push_back(group.weight_decay);
-    }
-  }
+  SL_ASSIGN_OR_RETURN(Decays decays, opt->RouteGroups(config));
   const int world = comm->world_size();
-  const int64_t bucket_elements = std::max<int64_t>(
-      1, static_cast<int64_t>(config.distributed().bucket_mb() * (1 << 20) / sizeof(float)));
+  const int64_t bucket_elements = BucketElements(config);
   const bool zero1 = config.distributed().zero1();
   if (zero1 && !opt->adamw_params_.empty()) {
     opt->sharded_ =
-        std::make_unique<ShardedAdamW>(config.optim(), opt->adamw_params_, std::move(adamw_decays),
+        std::make_unique<ShardedAdamW>(config.optim(), opt->adamw_params_, std::move(decays.adamw),
                                        comm, std::max<int64_t>(1, bucket_elements / world), arena);
   } else if (!opt->adamw_params_.empty()) {
     opt->adamw_ =
-        std::make_unique<AdamW>(config.optim(), opt->adamw_params_, std::move(adamw_decays), arena);
+        std::make_unique<AdamW>(config.optim(), opt->adamw_params_, std::move(decays.adamw), arena);
   }
   if (!opt->muon_params_.empty()) {
     opt->muon_ = std::make_unique<DistributedMuon>(config.optim().muon(), opt->muon_params_,
-                                                   std::move(muon_decays), comm, arena);
+                                                   std::move(decays.muon), comm, arena);
   }
   // All-reduced: every gradient, or under ZeRO-1 the Muon ones only; reverse model order.
   std::vector<Tensor> grads;
-  for (auto it = params.rbegin(); it != params.rend(); ++it) {
-    const bool is_muon = std::find(opt->muon_params_.begin(), opt->muon_params_.end(), *it) !=
-                         opt->muon_params_.end();
-    if (!zero1 || is_muon) grads.push_back((*it)->grad);
-  }
+  for (size_t i : opt->AllReducedParams(zero1)) grads.push_back(params[i]->grad);
   opt->all_reduced_grads_ = FlatView(std::move(grads));
   const int64_t bucket = std::min(bucket_elements, opt->all_reduced_grads_.size());
   opt->bucket_ = arena->Allocate(DType::kF32, {std::max<int64_t>(1, bucket)});
   return opt;
+}
+
+absl::StatusOr<DistributedOptimizer::Decays> DistributedOptimizer::RouteGroups(
+    const Config& config) {
+  SL_ASSIGN_OR_RETURN(groups_, RouteParamGroups(params_, config.optim()));
+  adamw_lr_ = config.optim().lr();
+  muon_lr_ = MuonLearningRate(config.optim());
+  Decays decays;
+  for (const ParamGroup& group : groups_) {
+    const bool muon = group.optimizer == MUON;
+    for (Parameter* param : group.params) {
+      (muon ? muon_params_ : adamw_params_).push_back(param);
+      (muon ? decays.muon : decays.adamw).push_back(group.weight_decay);
+    }
+  }
+  return decays;
+}
+
+std::vector<size_t> DistributedOptimizer::AllReducedParams(bool zero1) const {
+  std::vector<size_t> indices;
+  for (size_t i = params_.size(); i-- > 0;) {
+    const bool is_muon =
+        std::find(muon_params_.begin(), muon_params_.end(), params_[i]) != muon_params_.end();
+    if (!zero1 || is_muon) indices.push_back(i);
+  }
+  return indices;
 }
 
 absl::Status DistributedOptimizer::InitGpuDataParallel(const Config& config, Arena* arena) {
@@ -119,21 +152,48 @@ absl::Status DistributedOptimizer::InitGpuDataParallel(const Config& config, Are
   sharding.all_gather = [communicator](const void* send, void* recv, int64_t bytes) {
     communicator->EnqueueAllGatherBytes(send, recv, bytes, /*after=*/nullptr);
   };
-  SL_ASSIGN_OR_RETURN(set_,
-                      OptimizerSet::Create(config.optim(), params_, arena, std::move(sharding)));
+  const bool zero1 = config.distributed().zero1();
+  const int64_t bucket_elements = BucketElements(config);
+  if (!zero1) {
+    SL_ASSIGN_OR_RETURN(set_,
+                        OptimizerSet::Create(config.optim(), params_, arena, std::move(sharding)));
+  } else {
+    // ZeRO-1: AdamW sharded (its gradients reduce-scattered, its parameters all-gathered), Muon
+    // as without ZeRO-1 (replicated momentum; the all-gathered Newton-Schulz slices).
+    SL_ASSIGN_OR_RETURN(Decays decays, RouteGroups(config));
+    if (!adamw_params_.empty()) {
+      sharded_ = std::make_unique<ShardedAdamW>(
+          config.optim(), adamw_params_, std::move(decays.adamw), nccl_,
+          std::max<int64_t>(1, bucket_elements / nccl_->world_size()), arena);
+      sharded_->set_stream(nccl_->stream());
+    }
+    if (!muon_params_.empty()) {
+      gpu_muon_ = std::make_unique<Muon>(config.optim().muon(), muon_params_,
+                                         std::move(decays.muon), arena, std::move(sharding));
+    }
+  }
   std::vector<int64_t> sizes;
-  for (auto it = params_.rbegin(); it != params_.rend(); ++it) {
-    const Tensor& grad = (*it)->grad;
-    SL_CHECK_MSG(grad.dtype() == DType::kF32 && grad.device() == Device::kCuda, (*it)->name);
+  for (size_t i : AllReducedParams(zero1)) {
+    const Tensor& grad = params_[i]->grad;
+    SL_CHECK_MSG(grad.dtype() == DType::kF32 && grad.device() == Device::kCuda, params_[i]->name);
     gpu_grads_.push_back(grad);
+    gpu_grad_param_.push_back(i);
     sizes.push_back(grad.numel());
   }
-  const int64_t bucket_elements = std::max<int64_t>(
-      1, static_cast<int64_t>(config.distributed().bucket_mb() * (1 << 20) / sizeof(float)));
   gpu_buckets_ = PlanBuckets(sizes, bucket_elements);
   int64_t largest = 1;
-  for (const Bucket& bucket : gpu_buckets_) largest = std::max(largest, bucket.size);
+  for (const Bucket& bucket : gpu_buckets_) {
+    largest = std::max(largest, bucket.size);
+    size_t first = params_.size();  // the bucket is final once params_[first, end) are
+    for (const BucketSegment& segment : bucket.segments) {
+      first = std::min(first, gpu_grad_param_[segment.tensor]);
+    }
+    bucket_first_param_.push_back(first);
+  }
   gpu_bucket_ = arena->Allocate(DType::kF32, {largest});
+  cudaEvent_t event = nullptr;
+  SL_CUDA_CHECK(cudaEventCreateWithFlags(&event, cudaEventDisableTiming));
+  grads_ready_ = event;
   return absl::OkStatus();
 #else
   return absl::FailedPreconditionError(absl::StrCat(
@@ -143,23 +203,65 @@ absl::Status DistributedOptimizer::InitGpuDataParallel(const Config& config, Are
 #endif
 }
 
+DistributedOptimizer::~DistributedOptimizer() {
+#if SINKLAB_WITH_NCCL
+  if (grads_ready_ != nullptr) SL_CUDA_CHECK(cudaEventDestroy(grads_ready_));
+#endif
+}
+
+Model::GradsReadyFn DistributedOptimizer::GradsReadyHook(Backend* backend) {
+#if SINKLAB_WITH_NCCL
+  const auto* cuda = dynamic_cast<const CudaBackend*>(backend);
+  if (nccl_ == nullptr || gpu_buckets_.empty() || cuda == nullptr) return nullptr;
+  const cudaStream_t producer = cuda->stream();
+  return [this, producer](size_t first_final) { EnqueueReadyBuckets(first_final, producer); };
+#else
+  (void)backend;
+  return nullptr;
+#endif
+}
+
+void DistributedOptimizer::EnqueueReadyBuckets(size_t first_final, CUstream_st* producer) {
+#if SINKLAB_WITH_NCCL
+  const size_t count = gpu_buckets_.size();
+  if (next_bucket_ >= count || bucket_first_param_[next_bucket_] < first_final) return;
+  // The NCCL stream starts these buckets after the backward work queued so far, and the
+  // backward pass goes on beside them (it writes no gradient of a finished parameter).
+  SL_CUDA_CHECK(cudaEventRecord(grads_ready_, producer));
+  SL_CUDA_CHECK(cudaStreamWaitEvent(nccl_->stream(), grads_ready_, 0));
+  while (next_bucket_ < count && bucket_first_param_[next_bucket_] >= first_final) {
+    ReduceGpuBucket(next_bucket_++);
+  }
+#else
+  (void)first_final;
+  (void)producer;
+#endif
+}
+
 void DistributedOptimizer::AllReduceBucketsOnGpu() {
 #if SINKLAB_WITH_NCCL
-  // The backward passes ran on the backend's stream and the optimizer's kernels on the
-  // default stream; the NCCL stream is ordered with neither, so wait for both first. (To
-  // overlap with the backward pass, a gradient-ready hook would instead make the NCCL stream
-  // wait for an event recorded after a bucket's last gradient, then call ReduceGpuBucket.)
-  SL_CUDA_CHECK(cudaDeviceSynchronize());
-  for (size_t i = 0; i < gpu_buckets_.size(); ++i) ReduceGpuBucket(i);
+  if (next_bucket_ < gpu_buckets_.size()) {
+    // Not (all) enqueued during the backward pass (no hook): it ran on the backend's stream,
+    // the NCCL stream is ordered with no other, so wait for everything first.
+    SL_CUDA_CHECK(cudaDeviceSynchronize());
+    while (next_bucket_ < gpu_buckets_.size()) ReduceGpuBucket(next_bucket_++);
+  }
+  next_bucket_ = 0;
   nccl_->Wait();  // the host waits, so kernels enqueued after this see the sums
 #endif
 }
 
 void DistributedOptimizer::ReduceGpuBucket(size_t index) {
 #if SINKLAB_WITH_NCCL
-  // One bucket buffer: the copies and the all-reduces are ordered on the NCCL stream, so a
-  // bucket is unpacked before the next one is packed.
+  // A bucket inside one gradient (the large embedding and head matrices span several) is
+  // summed in place. Otherwise one bucket buffer: the copies and the all-reduces are ordered
+  // on the NCCL stream, so a bucket is unpacked before the next one is packed.
   const Bucket& part = gpu_buckets_[index];
+  if (part.segments.size() == 1) {
+    const BucketSegment& only = part.segments[0];
+    nccl_->EnqueueAllReduceSum(gpu_grads_[only.tensor].f32() + only.tensor_offset, only.count);
+    return;
+  }
   const cudaStream_t stream = nccl_->stream();
   float* bucket = gpu_bucket_.f32();
   for (const BucketSegment& segment : part.segments) {
@@ -173,6 +275,8 @@ void DistributedOptimizer::ReduceGpuBucket(size_t index) {
                                   bucket + segment.bucket_offset, segment.count * sizeof(float),
                                   cudaMemcpyDeviceToDevice, stream));
   }
+#else
+  (void)index;
 #endif
 }
 
@@ -189,32 +293,41 @@ void DistributedOptimizer::AllReduceBuckets() {
 
 float DistributedOptimizer::ReduceAndClipGradients() {
   const float max_norm = optim_.grad_clip();
-  if (single_process()) {
-    if (nccl_ != nullptr) AllReduceBucketsOnGpu();
-    return set_->ClipGradients(max_norm);
-  }
-  if (comm_->world_size() > 1) AllReduceBuckets();
+  if (nccl_ != nullptr) AllReduceBucketsOnGpu();
+  if (single_process()) return set_->ClipGradients(max_norm);
+  if (nccl_ == nullptr && comm_->world_size() > 1) AllReduceBuckets();
   float norm = 0.0f;
-  if (sharded_ == nullptr) {
+  if (sharded_ == nullptr && nccl_ == nullptr) {
     norm = GlobalGradNorm(params_);  // every rank holds every averaged gradient
   } else {
-    sharded_->ReduceScatterGrads();
-    double sum = SumOfSquaresCpu(sharded_->shard_grad(), sharded_->shard_size());
-    for (size_t i = 0; i < muon_params_.size(); ++i) {
-      if (!muon_->owns(i)) continue;
-      sum += SumOfSquaresCpu(muon_params_[i]->grad.f32(), muon_params_[i]->grad.numel());
+    // Each rank's AdamW shard, plus the Muon gradients: on the CPU each owner adds its
+    // matrices; on GPUs every rank holds all of them (all-reduced), so they are added once,
+    // after the sum over ranks.
+    double sum = 0.0;
+    if (sharded_ != nullptr) {
+#if SINKLAB_WITH_NCCL
+      // The backward pass's gradients (backend stream) before the packing (NCCL stream).
+      if (nccl_ != nullptr) SL_CUDA_CHECK(cudaDeviceSynchronize());
+#endif
+      sharded_->ReduceScatterGrads();
+      sum = sharded_->ShardGradSumOfSquares();
     }
+    std::vector<Parameter*> owned;
+    for (size_t i = 0; i < muon_params_.size(); ++i) {
+      if (muon_ != nullptr && muon_->owns(i)) owned.push_back(muon_params_[i]);
+    }
+    sum += GradSumOfSquares(owned);
     comm_->AllReduceSum(&sum, 1);
+    if (gpu_muon_ != nullptr) sum += GradSumOfSquares(muon_params_);
     norm = static_cast<float>(std::sqrt(sum));
   }
   if (max_norm > 0.0f && std::isfinite(norm) && norm > max_norm) {
     // torch.nn.utils.clip_grad_norm_: clip_coef = max_norm / (total_norm + 1e-6).
     const float factor = static_cast<float>(static_cast<double>(max_norm) / (norm + 1e-6));
-    if (sharded_ == nullptr) {
+    if (sharded_ == nullptr && nccl_ == nullptr) {
       ScaleGrads(params_, factor);
     } else {
-      float* grad = sharded_->shard_grad();
-      for (int64_t i = 0; i < sharded_->shard_size(); ++i) grad[i] *= factor;
+      if (sharded_ != nullptr) sharded_->ScaleShardGrad(factor);
       ScaleGrads(muon_params_, factor);
     }
   }
@@ -232,14 +345,39 @@ void DistributedOptimizer::Step(float schedule_factor, int64_t step) {
 #endif
     return;
   }
-  if (adamw_ != nullptr) adamw_->Step(adamw_lr_ * schedule_factor, step);
-  if (sharded_ != nullptr) {
-    sharded_->Step(adamw_lr_ * schedule_factor, step);
-    sharded_->AllGatherParams();
+  if (nccl_ != nullptr) {
+    StepGpuZero1(schedule_factor, step);
+  } else {
+    if (adamw_ != nullptr) adamw_->Step(adamw_lr_ * schedule_factor, step);
+    if (sharded_ != nullptr) {
+      sharded_->Step(adamw_lr_ * schedule_factor, step);
+      sharded_->AllGatherParams();
+    }
+    if (muon_ != nullptr) muon_->Step(muon_lr_ * schedule_factor, step);
   }
-  if (muon_ != nullptr) muon_->Step(muon_lr_ * schedule_factor, step);
   step_ = step;
   last_step_recorded_ = record_stats_;
+}
+
+void DistributedOptimizer::StepGpuZero1(float schedule_factor, int64_t step) {
+#if SINKLAB_WITH_NCCL
+  if (gpu_muon_ != nullptr) gpu_muon_->Step(muon_lr_ * schedule_factor, step);
+  if (sharded_ != nullptr) {
+    sharded_->Step(adamw_lr_ * schedule_factor, step);  // default stream
+    SL_CUDA_CHECK(cudaDeviceSynchronize());             // the updated shard, then the copies
+    sharded_->AllGatherParams();
+    // The pieces have no bf16 copies: every AdamW parameter's copy from its gathered master.
+    for (const Parameter* param : adamw_params_) {
+      if (!param->compute.empty() && param->compute.data() != param->master.data()) {
+        cuda_optim::Convert(param->compute, param->master);
+      }
+    }
+  }
+  nccl_->Wait();  // Muon's all-gathers (see the single-process branch)
+#else
+  (void)schedule_factor;
+  (void)step;
+#endif
 }
 
 void DistributedOptimizer::set_record_stats(bool record) {
@@ -251,6 +389,7 @@ void DistributedOptimizer::set_record_stats(bool record) {
   if (adamw_ != nullptr) adamw_->set_record_stats(record);
   if (sharded_ != nullptr) sharded_->set_record_stats(record);
   if (muon_ != nullptr) muon_->set_record_stats(record);
+  if (gpu_muon_ != nullptr) gpu_muon_->set_record_stats(record);
 }
 
 std::map<std::string, double> DistributedOptimizer::LastUpdateStats() {
@@ -271,6 +410,12 @@ std::map<std::string, double> DistributedOptimizer::LastUpdateStats() {
   std::copy(muon_sums.begin(), muon_sums.end(), sums.begin() + na);
   std::copy(sigma.begin(), sigma.end(), sums.begin() + na + nm);
   comm_->AllReduceSum(sums.data(), static_cast<int64_t>(sums.size()));
+  if (gpu_muon_ != nullptr) {  // every rank applied every update: whole already
+    for (size_t i = 0; i < nm; ++i) {
+      sums[na + i] = gpu_muon_->last_update_sum_squares()[i];
+      sums[na + nm + i] = gpu_muon_->last_sigma_max()[i];
+    }
+  }
   std::map<const Parameter*, double> per_param;
   for (size_t i = 0; i < adamw_params_.size(); ++i) {
     per_param[adamw_params_[i]] =
@@ -294,25 +439,23 @@ std::map<std::string, double> DistributedOptimizer::LastUpdateStats() {
 }
 
 std::vector<std::string> DistributedOptimizer::Describe() const {
-  if (single_process()) {
-    std::vector<std::string> lines = set_->Describe();
-    if (nccl_ != nullptr) {
-      int64_t total = 0;
-      for (const Tensor& grad : gpu_grads_) total += grad.numel();
-      lines.push_back(absl::StrFormat(
-          "data parallel over %d GPU rank(s) with NCCL: gradients summed in %d bucket(s) of up "
-          "to %d values (%d in all) after the backward pass; replicated AdamW; Muon: each "
-          "rank orthogonalizes 1/%d of every shape group, shared by NCCL all-gather",
-          comm_->world_size(), gpu_buckets_.size(), gpu_bucket_.numel(), total,
-          comm_->world_size()));
-    }
-    return lines;
-  }
-  std::vector<std::string> lines = DescribeParamGroups(groups_);
   const int world = comm_->world_size();
-  lines.push_back(absl::StrFormat(
-      "data parallel over %d rank(s): gradients summed in buckets of %d values (%d in all)", world,
-      bucket_.numel(), all_reduced_grads_.size()));
+  std::vector<std::string> lines =
+      single_process() ? set_->Describe() : DescribeParamGroups(groups_);
+  if (nccl_ != nullptr) {
+    int64_t total = 0;
+    for (const Tensor& grad : gpu_grads_) total += grad.numel();
+    lines.push_back(absl::StrFormat(
+        "data parallel over %d GPU rank(s) with NCCL: %s gradients summed in %d bucket(s) of "
+        "up to %d values (%d in all), each as soon as the backward pass has finished it; Muon: "
+        "each rank orthogonalizes 1/%d of every shape group, shared by NCCL all-gather",
+        world, sharded_ != nullptr ? "the Muon" : "the", gpu_buckets_.size(),
+        gpu_bucket_.numel(), total, world));
+  } else if (!single_process()) {
+    lines.push_back(absl::StrFormat(
+        "data parallel over %d rank(s): gradients summed in buckets of %d values (%d in all)",
+        world, bucket_.numel(), all_reduced_grads_.size()));
+  }
   if (sharded_ != nullptr) {
     lines.push_back(absl::StrFormat(
         "ZeRO-1: %d AdamW values in %d shards of %d (reduce-scatter gradients, all-gather "
@@ -358,7 +501,7 @@ absl::Status DistributedOptimizer::SaveCheckpoint(const std::string& run_dir, in
     return sinklab::SaveCheckpoint(run_dir, step, model, *set_, config, keep);
   }
   const bool writer = comm_->rank() == 0;
-  Arena arena(Device::kCpu);
+  Arena arena(params_device());
   std::unique_ptr<FullState> full;
   if (writer) {
     SL_ASSIGN_OR_RETURN(full, MakeFullState(&arena));
@@ -370,12 +513,16 @@ absl::Status DistributedOptimizer::SaveCheckpoint(const std::string& run_dir, in
   if (adamw_ != nullptr && writer) {  // replicated: rank 0 has all of it
     const std::vector<StateTensor> state = adamw_->StateTensors();  // m, v per parameter
     for (size_t i = 0; i < adamw_params_.size(); ++i) {
-      std::memcpy(full->adamw_m[i].data(), state[2 * i].tensor.data(), full->adamw_m[i].nbytes());
-      std::memcpy(full->adamw_v[i].data(), state[2 * i + 1].tensor.data(),
-                  full->adamw_v[i].nbytes());
+      CopyBytes(full->adamw_m[i], state[2 * i].tensor);
+      CopyBytes(full->adamw_v[i], state[2 * i + 1].tensor);
     }
   }
   if (muon_ != nullptr) muon_->GatherMomentum(writer ? full->muon_m : none);
+  if (gpu_muon_ != nullptr && writer) {  // replicated momenta
+    const std::vector<StateTensor> state = gpu_muon_->StateTensors();
+    for (size_t i = 0; i < muon_params_.size(); ++i) CopyBytes(full->muon_m[i], state[i].tensor);
+  }
+  SynchronizeGpu();  // the gathers' copies ran on the NCCL stream
   if (!writer) return absl::OkStatus();
   full->set->set_step(step_);
   return sinklab::SaveCheckpoint(run_dir, step, model, *full->set, config, keep);
@@ -389,7 +536,7 @@ absl::StatusOr<int64_t> DistributedOptimizer::LoadLatestCheckpoint(const std::st
     SL_RETURN_IF_ERROR(CheckSameStepAsRank0(run_dir, step));
     return step;
   }
-  Arena arena(Device::kCpu);
+  Arena arena(params_device());
   SL_ASSIGN_OR_RETURN(const std::unique_ptr<FullState> full, MakeFullState(&arena));
   SL_ASSIGN_OR_RETURN(const int64_t step,
                       sinklab::LoadLatestCheckpoint(run_dir, model, full->set.get()));
@@ -398,12 +545,16 @@ absl::StatusOr<int64_t> DistributedOptimizer::LoadLatestCheckpoint(const std::st
   if (adamw_ != nullptr) {
     const std::vector<StateTensor> state = adamw_->StateTensors();
     for (size_t i = 0; i < adamw_params_.size(); ++i) {
-      std::memcpy(state[2 * i].tensor.data(), full->adamw_m[i].data(), full->adamw_m[i].nbytes());
-      std::memcpy(state[2 * i + 1].tensor.data(), full->adamw_v[i].data(),
-                  full->adamw_v[i].nbytes());
+      CopyBytes(state[2 * i].tensor, full->adamw_m[i]);
+      CopyBytes(state[2 * i + 1].tensor, full->adamw_v[i]);
     }
   }
   if (muon_ != nullptr) muon_->ScatterMomentum(full->muon_m);
+  if (gpu_muon_ != nullptr) {
+    const std::vector<StateTensor> state = gpu_muon_->StateTensors();
+    for (size_t i = 0; i < muon_params_.size(); ++i) CopyBytes(state[i].tensor, full->muon_m[i]);
+  }
+  SynchronizeGpu();  // ScatterState's copies (NCCL stream) before the full state goes
   set_step(full->set->step());
   return step;
 }
@@ -424,6 +575,17 @@ void DistributedOptimizer::set_step(int64_t step) {
   if (adamw_ != nullptr) adamw_->set_step(step);
   if (sharded_ != nullptr) sharded_->set_step(step);
   if (muon_ != nullptr) muon_->set_step(step);
+  if (gpu_muon_ != nullptr) gpu_muon_->set_step(step);
+}
+
+Device DistributedOptimizer::params_device() const {
+  return params_.empty() ? Device::kCpu : params_[0]->master.device();
+}
+
+void DistributedOptimizer::SynchronizeGpu() const {
+#if SINKLAB_WITH_NCCL
+  if (nccl_ != nullptr) SL_CUDA_CHECK(cudaDeviceSynchronize());
+#endif
 }
 
 }  // namespace sinklab

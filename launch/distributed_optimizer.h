@@ -15,15 +15,21 @@
 //    as a sum over ranks of the squares each owns (its AdamW shard, its Muon matrices).
 //  - update: AdamW on every rank (replicated), or on each rank's shard under ZeRO-1; Muon
 //    matrices each by their owner rank, shared by all-gather (optim/distributed_muon.h).
-//  - on GPUs (CUDA parameters; not yet with ZeRO-1): gradients packed into a device bucket
-//    (PlanBuckets' layout, cudaMemcpyAsync per slice), summed by NCCL all-reduce
-//    (core/comm_nccl.h) and unpacked, bucket after bucket on the NCCL stream, after the last
-//    backward pass (no overlap yet); then every rank runs the single-process OptimizerSet
-//    (ClipGradients, replicated AdamW and Muon momentum) except that Muon's Newton-Schulz
-//    is split: rank r orthogonalizes slice r of every shape group and an NCCL all-gather
-//    of the bf16 results (MuonSharding, optim/cuda/multi_tensor_gpu.h) gives every rank
-//    every update, so the ranks stay identical. SINKLAB_FORCE_NCCL=1 takes this path on one
-//    rank too (tests; the all-gather is then a copy).
+//  - on GPUs (CUDA parameters): gradients packed into a device bucket (PlanBuckets' layout,
+//    cudaMemcpyAsync per slice), summed by NCCL all-reduce (core/comm_nccl.h) and unpacked,
+//    bucket after bucket on the NCCL stream. During the last micro-batch's backward pass
+//    (GradsReadyHook) each bucket starts as soon as the backward pass has finished its
+//    gradients, behind an event on the backend's stream, so the reduction overlaps the rest
+//    of the backward pass; without the hook they start after it. Then every rank runs the
+//    single-process OptimizerSet (ClipGradients, replicated AdamW and Muon momentum) except
+//    that Muon's Newton-Schulz is split: rank r orthogonalizes slice r of every shape group
+//    and an NCCL all-gather of the bf16 results (MuonSharding, optim/cuda/multi_tensor_gpu.h)
+//    gives every rank every update, so the ranks stay identical. Under ZeRO-1 only the Muon
+//    gradients go through the buckets; the AdamW ones are reduce-scattered after the
+//    backward pass into a ShardedAdamW on the GPU (the copies on the NCCL stream), whose
+//    updated shards are all-gathered and converted to the bf16 compute copies; Muon is that
+//    same sharded Muon. SINKLAB_FORCE_NCCL=1 takes this path on one rank too (tests; the
+//    collectives are then copies).
 //  - checkpoints hold the full state, as a single-process run writes it (launch/checkpoint.h,
 //    so a run can resume on another number of ranks): the shards and the Muon momenta are
 //    gathered to rank 0, which writes; on resume every rank reads the checkpoint and keeps
@@ -46,9 +52,13 @@
 #include "optim/adamw.h"
 #include "optim/distributed_muon.h"
 #include "optim/flat_view.h"
+#include "optim/muon.h"
 #include "optim/optimizer_set.h"
 #include "optim/param_groups.h"
 #include "optim/sharded_adamw.h"
+
+struct CUstream_st;  // cudaStream_t is CUstream_st* (cuda_runtime.h)
+struct CUevent_st;   // cudaEvent_t
 
 namespace sinklab {
 
@@ -62,6 +72,13 @@ class DistributedOptimizer {
   static absl::StatusOr<std::unique_ptr<DistributedOptimizer>> Create(
       const Config& config, const std::vector<Parameter*>& params, Communicator* comm,
       Arena* arena);
+  ~DistributedOptimizer();
+
+  // The hook to pass to the last micro-batch's Model::Backward of a step: on GPUs it starts
+  // each gradient bucket's all-reduce as soon as its gradients are final (no host wait).
+  // Null where there is nothing to overlap (the CPU, one rank without SINKLAB_FORCE_NCCL).
+  // ReduceAndClipGradients finishes what the hook did not start.
+  Model::GradsReadyFn GradsReadyHook(Backend* backend);
 
   // Collective: gradients summed across ranks, then clipped to optim.grad_clip by the global
   // norm (torch.nn.utils.clip_grad_norm_'s rule, optim/clip.h). Returns the norm before
@@ -91,13 +108,30 @@ class DistributedOptimizer {
  private:
   DistributedOptimizer() = default;
 
-  // The OptimizerSet path: one rank without ZeRO-1, or GPUs (gradients summed by NCCL).
+  // Decoupled decay coefficients per parameter, as routed.
+  struct Decays {
+    std::vector<float> adamw, muon;
+  };
+  // groups_, adamw_params_, muon_params_ and the learning rates from the config's routing.
+  absl::StatusOr<Decays> RouteGroups(const Config& config);
+  // Indices into params_ of the gradients summed by all-reduce, in reverse model order:
+  // every one, or under ZeRO-1 the Muon ones.
+  std::vector<size_t> AllReducedParams(bool zero1) const;
+
+  // The OptimizerSet path: one rank without ZeRO-1, or GPUs without ZeRO-1.
   bool single_process() const { return set_ != nullptr; }
   absl::Status InitGpuDataParallel(const Config& config, Arena* arena);
-  // Every bucket, after the backward passes; then waits for the sums.
+  // The buckets whose gradients are all in params_[first_final, end) and not yet started,
+  // in order, after the work queued on `producer` (the backend's stream) so far.
+  void EnqueueReadyBuckets(size_t first_final, CUstream_st* producer);
+  // The buckets not started during the backward pass, then waits for every sum.
   void AllReduceBucketsOnGpu();
   // Enqueues bucket `index` on the NCCL stream: pack, all-reduce, unpack (no wait).
   void ReduceGpuBucket(size_t index);
+  // GPUs under ZeRO-1: Muon, the sharded AdamW, the all-gather and the bf16 copies.
+  void StepGpuZero1(float schedule_factor, int64_t step);
+  Device params_device() const;
+  void SynchronizeGpu() const;  // cudaDeviceSynchronize on GPUs; nothing on the CPU
   // The temporary full-size optimizer that checkpoints read and write, and its state
   // tensors per parameter in this optimizer's order.
   struct FullState;
@@ -107,14 +141,19 @@ class DistributedOptimizer {
   absl::Status CheckSameStepAsRank0(const std::string& run_dir, int64_t step);
   void set_step(int64_t step);
 
-  std::unique_ptr<OptimizerSet> set_;  // one rank without ZeRO-1, or GPUs; null otherwise
+  std::unique_ptr<OptimizerSet> set_;  // one rank or GPUs, without ZeRO-1; null otherwise
 
   // GPU data parallel (null / empty otherwise).
   std::unique_ptr<Communicator> nccl_owned_;  // the NcclCommunicator over comm_
   NcclCommunicator* nccl_ = nullptr;          // nccl_owned_, as what it is
-  std::vector<Tensor> gpu_grads_;     // the parameters' grads, reverse parameter order
+  std::vector<Tensor> gpu_grads_;     // the all-reduced grads, reverse parameter order
+  std::vector<size_t> gpu_grad_param_;  // gpu_grads_[j] is params_[gpu_grad_param_[j]]'s
   std::vector<Bucket> gpu_buckets_;   // PlanBuckets over gpu_grads_
+  std::vector<size_t> bucket_first_param_;  // bucket b is final once params_[this, end) are
+  size_t next_bucket_ = 0;            // the first bucket not started in this step
+  CUevent_st* grads_ready_ = nullptr;  // recorded on the backend's stream by the hook
   Tensor gpu_bucket_;                 // [largest bucket] fp32, on the GPU
+  std::unique_ptr<Muon> gpu_muon_;    // GPUs under ZeRO-1 (sharded Newton-Schulz)
 
   Communicator* comm_ = nullptr;
   OptimConfig optim_;

@@ -115,12 +115,14 @@ Model::Model(const ModelConfig& config, int batch, int seq_len, Backend* backend
   parameters_.push_back(impl_->embed.table());
   if (impl_->prefix) parameters_.push_back(impl_->prefix->embeddings());
   for (auto& block : impl_->blocks) {
+    block_first_param_.push_back(parameters_.size());
     for (Parameter* p : block->parameters()) parameters_.push_back(p);
     for (Parameter* p : block->output_projections()) impl_->output_projections.insert(p);
     if (Parameter* sink = block->attention().sink_logit()) {
       impl_->constant_init[sink] = config.attention().sink_logit_init();
     }
   }
+  final_norm_param_ = parameters_.size();
   parameters_.push_back(impl_->final_norm.weight());
   if (Parameter* head = impl_->head.own_weight()) parameters_.push_back(head);
 }
@@ -177,7 +179,7 @@ float Model::Forward(const Tensor& tokens, const Tensor& targets) {
   return m.loss.Forward(m.logits, m.stream_targets);
 }
 
-void Model::Backward(float loss_scale) {
+void Model::Backward(float loss_scale, const GradsReadyFn& grads_ready) {
   Impl& m = *impl_;
   SL_CHECK_MSG(m.backward_ready, "Model::Backward needs a Forward first (one per Forward)");
   m.backward_ready = false;
@@ -188,8 +190,15 @@ void Model::Backward(float loss_scale) {
   const Tensor& d_residual = m.d_residual;
   m.final_norm.Backward(d_residual, m.d_final_in, m.ResidualAt(m.blocks.size()),
                         GradWrite::kAssign);
+  // The head's weight may be the embedding table (tied), which is parameters_[0]: only the
+  // final call covers it.
+  const auto ready = [&grads_ready](size_t first_final) {
+    if (grads_ready) grads_ready(first_final);
+  };
+  ready(final_norm_param_);
   for (size_t l = m.blocks.size(); l-- > 0;) {
     m.blocks[l]->Backward(d_residual, d_residual, m.ResidualAt(l));
+    ready(block_first_param_[l]);
   }
   const Tensor& d_out = d_residual;
   if (m.prefix) {
@@ -199,6 +208,7 @@ void Model::Backward(float loss_scale) {
   } else {
     m.embed.Backward(d_out, m.tokens);
   }
+  ready(0);
 }
 
 }  // namespace sinklab

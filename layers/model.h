@@ -9,7 +9,9 @@
 #ifndef SINKLAB_LAYERS_MODEL_H_
 #define SINKLAB_LAYERS_MODEL_H_
 
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -36,8 +38,13 @@ class Model {
   // The model prepends prefix_tokens positions internally (no loss on them).
   // Returns the mean cross-entropy over positions with target >= 0 (reads one scalar).
   float Forward(const Tensor& tokens, const Tensor& targets);
+  // Called by Backward, on the host, after it has enqueued the last work that writes the
+  // gradients of parameters()[first_final, end): after the LM head and final norm, after
+  // each block, and with 0 at the end. first_final only decreases. Data-parallel training
+  // starts reducing those gradients while the rest of the backward pass runs.
+  using GradsReadyFn = std::function<void(size_t first_final)>;
   // Backward of (loss_scale * mean loss) of the last Forward; grads accumulate (+=).
-  void Backward(float loss_scale);
+  void Backward(float loss_scale, const GradsReadyFn& grads_ready = nullptr);
 
   // Views of the last Forward's activations for the statistics (layers/capture.h). The
   // attention row statistics in it are current only if that Forward ran with capture on.
@@ -60,6 +67,8 @@ class Model {
   ModelConfig config_;
   int batch_, seq_len_;
   std::vector<Parameter*> parameters_;
+  std::vector<size_t> block_first_param_;  // index in parameters_ of each block's first
+  size_t final_norm_param_ = 0;            // index in parameters_ of the final norm's gain
   std::unique_ptr<Impl> impl_;
 };
 

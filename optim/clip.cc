@@ -32,12 +32,12 @@ cuda_optim::DeviceSums& NormSlots(size_t params) {
   return *sums;
 }
 
-float GlobalGradNormCuda(const std::vector<Parameter*>& params) {
+double GradSumOfSquaresCuda(const std::vector<Parameter*>& params) {
   cuda_optim::DeviceSums& sums = NormSlots(params.size());
   const int n = static_cast<int>(params.size());
   for (int i = 0; i < n; ++i) cuda_optim::SumOfSquares(params[i]->grad, sums, i);
   cuda_optim::SumSlots(sums, n, n);
-  return static_cast<float>(std::sqrt(sums.ToHost()[n]));  // the one host read
+  return sums.ToHost()[n];  // the one host read
 }
 #endif
 
@@ -50,15 +50,19 @@ float* CpuGrad(const Parameter& param) {
 
 }  // namespace
 
-float GlobalGradNorm(const std::vector<Parameter*>& params) {
+double GradSumOfSquares(const std::vector<Parameter*>& params) {
 #if SINKLAB_WITH_CUDA
-  if (OnCuda(params)) return GlobalGradNormCuda(params);
+  if (OnCuda(params)) return GradSumOfSquaresCuda(params);
 #endif
   double sum = 0.0;
   for (const Parameter* param : params) {
     sum += SumOfSquaresCpu(CpuGrad(*param), param->grad.numel());
   }
-  return static_cast<float>(std::sqrt(sum));
+  return sum;
+}
+
+float GlobalGradNorm(const std::vector<Parameter*>& params) {
+  return static_cast<float>(std::sqrt(GradSumOfSquares(params)));
 }
 
 float ClipGradNorm(const std::vector<Parameter*>& params, float max_norm) {

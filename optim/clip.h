@@ -14,6 +14,8 @@ namespace sinklab {
 // double in a fixed order (parameter by parameter, elements in order), so the result does
 // not depend on the thread count. Inf/NaN in any grad gives an Inf/NaN norm.
 float GlobalGradNorm(const std::vector<Parameter*>& params);
+// The square of that norm, in double (sums that data-parallel ranks add up).
+double GradSumOfSquares(const std::vector<Parameter*>& params);
 
 // Global-norm clipping as torch.nn.utils.clip_grad_norm_
 // (https://pytorch.org/docs/stable/generated/torch.nn.utils.clip_grad_norm_.html; Pascanu

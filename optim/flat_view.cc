@@ -7,15 +7,39 @@
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
 
+#if SINKLAB_WITH_CUDA
+#include <cuda_runtime.h>
+
+#include "core/cuda_check.h"
+#endif
+
 namespace sinklab {
 
-FlatView::FlatView(std::vector<Tensor> tensors) : tensors_(std::move(tensors)) {
+FlatView::FlatView(std::vector<Tensor> tensors, Device buffer_device)
+    : tensors_(std::move(tensors)), buffers_on_device_(buffer_device != Device::kCpu) {
+  on_device_ = buffers_on_device_;
   for (const Tensor& t : tensors_) {
-    SL_CHECK_MSG(t.dtype() == DType::kF32 && t.device() == Device::kCpu && !t.empty(),
-                 absl::StrCat("FlatView takes fp32 CPU tensors, got ", DTypeName(t.dtype()),
-                              " on ", DeviceName(t.device())));
+    SL_CHECK_MSG(t.dtype() == DType::kF32 && !t.empty() && t.device() == tensors_[0].device(),
+                 absl::StrCat("FlatView takes non-empty fp32 tensors on one device, got ",
+                              DTypeName(t.dtype()), " ", t.ShapeString(), " on ",
+                              DeviceName(t.device())));
+    on_device_ = on_device_ || t.device() != Device::kCpu;
     offsets_.push_back(offsets_.back() + t.numel());
   }
+#if !SINKLAB_WITH_CUDA
+  SL_CHECK_MSG(!on_device_, "FlatView: device memory in a build without CUDA");
+#endif
+}
+
+void FlatView::Copy(float* dst, const float* src, int64_t count) const {
+  if (!on_device_) {
+    std::memcpy(dst, src, count * sizeof(float));
+    return;
+  }
+#if SINKLAB_WITH_CUDA
+  SL_CUDA_CHECK(cudaMemcpyAsync(dst, src, count * sizeof(float), cudaMemcpyDefault,
+                                static_cast<cudaStream_t>(stream_)));
+#endif
 }
 
 size_t FlatView::FirstTensorAt(int64_t position) const {
@@ -28,16 +52,25 @@ size_t FlatView::FirstTensorAt(int64_t position) const {
 void FlatView::CopyOut(int64_t begin, int64_t count, float* out) const {
   SL_CHECK_MSG(begin >= 0 && count >= 0, absl::StrCat("begin=", begin, " count=", count));
   ForEachPiece(begin, begin + count, [&](size_t i, int64_t first, int64_t flat, int64_t n) {
-    std::memcpy(out + (flat - begin), tensors_[i].f32() + first, n * sizeof(float));
+    Copy(out + (flat - begin), tensors_[i].f32() + first, n);
   });
   const int64_t real_end = std::max(begin, std::min(begin + count, size()));
-  std::fill(out + (real_end - begin), out + count, 0.0f);
+  const int64_t padding = begin + count - real_end;
+  if (padding == 0) return;
+  if (!buffers_on_device_) {
+    std::fill(out + (real_end - begin), out + count, 0.0f);
+    return;
+  }
+#if SINKLAB_WITH_CUDA
+  SL_CUDA_CHECK(cudaMemsetAsync(out + (real_end - begin), 0, padding * sizeof(float),
+                                static_cast<cudaStream_t>(stream_)));
+#endif
 }
 
 void FlatView::CopyIn(int64_t begin, int64_t count, const float* in) const {
   SL_CHECK_MSG(begin >= 0 && count >= 0, absl::StrCat("begin=", begin, " count=", count));
   ForEachPiece(begin, begin + count, [&](size_t i, int64_t first, int64_t flat, int64_t n) {
-    std::memcpy(tensors_[i].f32() + first, in + (flat - begin), n * sizeof(float));
+    Copy(tensors_[i].f32() + first, in + (flat - begin), n);
   });
 }
 

@@ -1,9 +1,16 @@
-// FlatView: a list of fp32 CPU tensors seen as one flat vector, the tensors concatenated in
+// FlatView: a list of fp32 tensors seen as one flat vector, the tensors concatenated in
 // list order (tensor i occupies [offset(i), offset(i) + numel_i)). Data-parallel training
 // moves ranges of this vector through the collectives of core/comm.h (gradient buckets,
 // ZeRO-1 shards) without keeping a flat copy of the tensors: CopyOut packs a range into a
 // buffer, CopyIn unpacks one. Positions at or past size() are padding: CopyOut writes zeros
 // there and CopyIn skips them, which is core/comm.h's padding rule for sharded collectives.
+//
+// Devices: the tensors all live on one device, and the buffers CopyOut/CopyIn take on the
+// `buffer_device` given at construction (CPU by default). When either is a CUDA device
+// (ZeRO-1 on GPUs, and checkpoints gathering GPU state to the host) the copies are
+// cudaMemcpyAsync / cudaMemsetAsync on stream() (set_stream; the legacy default stream
+// unless set), so they are ordered with the collectives on that stream; the caller orders
+// that stream with the work that produced the tensors. Host-only views never touch CUDA.
 #ifndef SINKLAB_OPTIM_FLAT_VIEW_H_
 #define SINKLAB_OPTIM_FLAT_VIEW_H_
 
@@ -17,9 +24,12 @@ namespace sinklab {
 class FlatView {
  public:
   FlatView() = default;
-  // Every tensor fp32 on the CPU (the views are host memory; a device path comes with the
-  // NCCL communicator).
-  explicit FlatView(std::vector<Tensor> tensors);
+  // Every tensor fp32 and non-empty, all on one device; buffers on `buffer_device`.
+  explicit FlatView(std::vector<Tensor> tensors, Device buffer_device = Device::kCpu);
+
+  // The CUDA stream (a cudaStream_t) of device copies; null: the legacy default stream.
+  void set_stream(void* stream) { stream_ = stream; }
+  void* stream() const { return stream_; }
 
   int64_t size() const { return offsets_.back(); }
   const std::vector<Tensor>& tensors() const { return tensors_; }
@@ -48,8 +58,14 @@ class FlatView {
   // The index of the tensor holding flat position `position` (tensors_.size() past the end).
   size_t FirstTensorAt(int64_t position) const;
 
+  // dst <- src, `count` floats, host or device as this view's devices say.
+  void Copy(float* dst, const float* src, int64_t count) const;
+
   std::vector<Tensor> tensors_;
   std::vector<int64_t> offsets_ = {0};  // [tensors + 1], prefix sums of numel
+  bool on_device_ = false;              // the tensors or the buffers are on a CUDA device
+  bool buffers_on_device_ = false;
+  void* stream_ = nullptr;
 };
 
 }  // namespace sinklab

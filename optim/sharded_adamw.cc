@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
+#include "optim/clip.h"
 
 namespace sinklab {
 namespace {
@@ -32,10 +33,11 @@ ShardedAdamW::ShardedAdamW(const OptimConfig& config, std::vector<Parameter*> pa
                            std::vector<float> weight_decays, Communicator* comm,
                            int64_t chunk_elements, Arena* arena)
     : comm_(comm),
+      device_(arena->device()),
       params_(std::move(params)),
-      masters_(MastersOf(params_)),
-      grads_(GradsOf(params_)) {
-  SL_CHECK(comm_ != nullptr && arena != nullptr);
+      masters_(MastersOf(params_), device_),
+      grads_(GradsOf(params_), device_) {
+  SL_CHECK(comm_ != nullptr);
   SL_CHECK_MSG(weight_decays.size() == params_.size() && chunk_elements >= 1,
                absl::StrCat(weight_decays.size(), " decays for ", params_.size(),
                             " parameters; chunk ", chunk_elements));
@@ -71,8 +73,24 @@ ShardedAdamW::ShardedAdamW(const OptimConfig& config, std::vector<Parameter*> pa
     m.push_back(state[k].tensor);
     v.push_back(state[k + 1].tensor);
   }
-  shard_m_ = FlatView(std::move(m));
-  shard_v_ = FlatView(std::move(v));
+  shard_m_ = FlatView(std::move(m), device_);
+  shard_v_ = FlatView(std::move(v), device_);
+}
+
+void ShardedAdamW::set_stream(void* stream) {
+  for (FlatView* view : {&masters_, &grads_, &shard_m_, &shard_v_}) view->set_stream(stream);
+}
+
+double ShardedAdamW::ShardGradSumOfSquares() const {
+  Parameter whole;  // the one tensor, for clip.h's helpers on either device
+  whole.grad = shard_grad_.Slice0(0, shard_size_);
+  return GradSumOfSquares({&whole});
+}
+
+void ShardedAdamW::ScaleShardGrad(float factor) {
+  Parameter whole;
+  whole.grad = shard_grad_.Slice0(0, shard_size_);
+  ScaleGrads({&whole}, factor);
 }
 
 void ShardedAdamW::ReduceScatterGrads() {
@@ -121,14 +139,20 @@ void ShardedAdamW::GatherFlat(const FlatView& shard_state, const FlatView& full)
 void ShardedAdamW::GatherState(const std::vector<Tensor>& full_m,
                                const std::vector<Tensor>& full_v) {
   SL_CHECK(full_m.size() == full_v.size() && (full_m.empty() || full_m.size() == params_.size()));
-  GatherFlat(shard_m_, FlatView(full_m));
-  GatherFlat(shard_v_, FlatView(full_v));
+  for (const auto& [shard, full] : {std::make_pair(&shard_m_, &full_m), std::make_pair(&shard_v_, &full_v)}) {
+    FlatView view(*full, device_);
+    view.set_stream(shard->stream());
+    GatherFlat(*shard, view);
+  }
 }
 
 void ShardedAdamW::ScatterState(const std::vector<Tensor>& full_m,
                                 const std::vector<Tensor>& full_v) {
   SL_CHECK(full_m.size() == params_.size() && full_v.size() == params_.size());
-  const FlatView m(full_m), v(full_v);
+  // Full state on any device; the shard's state tensors are this view's buffers.
+  FlatView m(full_m, device_), v(full_v, device_);
+  m.set_stream(shard_m_.stream());
+  v.set_stream(shard_m_.stream());
   for (size_t k = 0; k < pieces_.size(); ++k) {
     const int64_t flat = shard_m_.offset(k);  // the piece's place inside the shard
     m.CopyOut(shard_begin() + flat, pieces_[k].master.numel(), shard_m_.tensors()[k].f32());

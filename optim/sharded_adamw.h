@@ -14,6 +14,13 @@
 // shard becomes a Parameter whose master views that part of the real master and whose grad
 // views the matching part of shard_grad. The arithmetic is therefore exactly an unsharded
 // AdamW's, element by element.
+//
+// On GPUs (CUDA parameters, the arena on the GPU, `comm` an NcclCommunicator): the packing
+// copies run on stream() (set_stream: the NCCL stream), the collectives on the NCCL stream
+// with a host wait, AdamW on the legacy default stream. The caller orders the phases: the
+// gradients finished before ReduceScatterGrads, Step's update before AllGatherParams (e.g.
+// cudaDeviceSynchronize). The pieces have no bf16 compute copy: after AllGatherParams the
+// caller refreshes the parameters' compute copies from their masters.
 #ifndef SINKLAB_OPTIM_SHARDED_ADAMW_H_
 #define SINKLAB_OPTIM_SHARDED_ADAMW_H_
 
@@ -44,9 +51,15 @@ class ShardedAdamW {
   void Step(float lr, int64_t step);
   void AllGatherParams();
 
-  // This rank's averaged gradients: shard_size() floats (flat [shard_begin(), ...)); clipping
-  // scales them. Padding past total() stays zero.
+  // The CUDA stream (cudaStream_t) of the packing copies on GPUs; null: the default stream.
+  void set_stream(void* stream);
+
+  // This rank's averaged gradients: shard_size() floats (flat [shard_begin(), ...)), on the
+  // arena's device; clipping scales them. Padding past total() stays zero.
   float* shard_grad() const { return shard_grad_.f32(); }
+  // sum of shard_grad()^2 (read to the host), and shard_grad() *= factor; any device.
+  double ShardGradSumOfSquares() const;
+  void ScaleShardGrad(float factor);
   int64_t shard_size() const { return shard_size_; }
   int64_t shard_begin() const { return static_cast<int64_t>(comm_->rank()) * shard_size_; }
   int64_t total() const { return masters_.size(); }
@@ -79,6 +92,7 @@ class ShardedAdamW {
   void GatherFlat(const FlatView& shard_state, const FlatView& full);
 
   Communicator* comm_;
+  Device device_;  // of the parameters, the state and the scratch
   std::vector<Parameter*> params_;
   FlatView masters_, grads_;   // the flat vector and its gradient, over every parameter
   int64_t shard_size_ = 0, chunk_ = 1;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU benchmark of issue "CUDA backend", run on the device machine from the repo root:
-#   bash experiments/perf/run.sh [build] [gputest] [test] [profile] [bench]
+#   bash experiments/perf/run.sh [build] [gputest] [test] [profile] [bench] [multigpu]
 #   (default: build gputest test bench)
 # build:   CMake + Ninja for $CUDA_ARCHS (default "80;90"; Abseil unpacked from .device/debs);
 # gputest: the GPU tests only (every test named Cuda*), with their failures in full;
@@ -9,9 +9,15 @@
 #          PROFILE_VARIANTS (labels as in bench; default baseline);
 # bench: attention kernel TFLOP/s (ours, cuDNN's and FlashAttention's through PyTorch),
 #        sinklab training tokens/s + MFU on configs/llama_160m.textproto (16 x 1024, bundled
-#        corpus) for the baseline and every mitigation, Muon, a stats-heavy run, and the
+#        corpus) for the baseline (and with cuDNN's attention: cudnn) and every mitigation,
+#        Muon, a stats-heavy run, and the
 #        PyTorch baseline (torch.compile, bf16 autocast, fused AdamW, SDPA) of the same model.
 #        BENCH_RUNS="attention baseline muon torch ..." limits it to the runs named.
+# multigpu: on every GPU of the machine (one MPI rank each): the GPU data-parallel tests
+#        (dist_cuda_tests: NCCL path vs one process, with and without ZeRO-1, resume), then
+#        weak scaling: configs/llama_160m.textproto with 16 x 1024 tokens per GPU per step
+#        (global batch 16 x GPUs), tokens/s per GPU at 1, 2, 4, ... GPUs for each label in
+#        SCALING_RUNS (default "baseline muon zero1"; ctas8: baseline with NCCL_MAX_CTAS=8).
 # Logs and results go to $OUT (or /tmp/perf_out).
 set -uo pipefail
 OUT=${OUT:-/tmp/perf_out}
@@ -61,7 +67,9 @@ declare -A variant=(
   [kv_bias]='model { attention { kv_bias: true } }'
   [prefix_tokens]='model { prefix_tokens: 4 }'
   [qk_norm]='model { attention { qk_norm: true } }'
-  [stats_every_5]='stats { every: 5 }')
+  [stats_every_5]='stats { every: 5 }' [cudnn]='')
+# Environment of a variant, by label (bench): cuDNN's fused attention for plain softmax.
+declare -A variant_env=([cudnn]='SINKLAB_ATTENTION=cudnn')
 
 if [[ " $steps " == *" profile "* ]]; then
   # GPU time per kernel of one training step (step 4: after warm-up and plan caching) of each
@@ -98,7 +106,7 @@ if [[ " $steps " == *" bench "* ]]; then
     if [[ -n "${BENCH_RUNS:-}" && " $BENCH_RUNS " != *" $label "* ]]; then return; fi
     local sets=(); for s in "$@"; do sets+=(--set "$s"); done
     local t0=$(date +%s.%N)
-    if $build/sinklab train configs/llama_160m.textproto "${base[@]}" "${sets[@]}" --set "name: \"$label\"" \
+    if env ${variant_env[$label]:-} $build/sinklab train configs/llama_160m.textproto "${base[@]}" "${sets[@]}" --set "name: \"$label\"" \
         > "$OUT/train_$label.log" 2>&1; then
       python3 -c "import sys, time; print(sys.argv[1], time.time() - float(sys.argv[2]))" "$label" "$t0" >> "$OUT/wall.txt"
       python3 experiments/perf/summarize.py "$(ls -d $runs/$label*/ | head -1)" "$label" | tee -a "$OUT/bench.txt"
@@ -106,7 +114,7 @@ if [[ " $steps " == *" bench "* ]]; then
       echo "sinklab $label FAILED: $(tail -3 "$OUT/train_$label.log")" | tee -a "$OUT/bench.txt"
     fi
   }
-  for label in baseline muon softmax1 sink_logit softpick sigmoid clipped_softmax gate_g1 \
+  for label in baseline cudnn muon softmax1 sink_logit softpick sigmoid clipped_softmax gate_g1 \
       gate_g2_headwise kv_bias prefix_tokens qk_norm stats_every_5; do
     bench "$label" ${variant[$label]:+"${variant[$label]}"}
   done
@@ -127,4 +135,32 @@ print(f"stats step {per_stats:.3f} s = {100 * per_stats / (500 * step_s):.2f}% o
 PY
   [[ -z "${BENCH_RUNS:-}" || " $BENCH_RUNS " == *" torch "* ]] &&
   python3 experiments/perf/torch_baseline.py --batch 16 --seq 1024 --steps 20 2>&1 | tail -2 | tee -a "$OUT/bench.txt"
+fi
+
+if [[ " $steps " == *" multigpu "* ]]; then
+  gpus=$(nvidia-smi -L | wc -l)
+  mpi=(mpirun --allow-run-as-root --oversubscribe --bind-to none -x NCCL_NVLS_ENABLE -x LD_LIBRARY_PATH
+       -x OMP_WAIT_POLICY -x OMPI_MCA_btl_vader_single_copy_mechanism=none)
+  nvidia-smi topo -m | tee "$OUT/topology.txt"
+  SINKLAB_ROOT=$PWD "${mpi[@]}" -x SINKLAB_ROOT -np "$gpus" $build/tests/dist_cuda_tests > "$OUT/multigpu_test.log" 2>&1
+  echo "dist_cuda_tests on $gpus GPU(s): exit $?"
+  grep -E "^\[  (PASSED|FAILED) |NCCL path on|zero1 resume|Failure|Expected|Which is|actual" \
+    "$OUT/multigpu_test.log" | head -40
+  runs=/tmp/scaling_runs; rm -rf $runs
+  declare -A scaling=([baseline]='' [muon]='optim { matrix_optimizer: MUON }'
+                      [zero1]='distributed { zero1: true }' [ctas8]='')
+  declare -A scaling_env=([ctas8]='-x NCCL_MAX_CTAS=8')  # NCCL's SMs beside the backward
+  for label in ${SCALING_RUNS:-baseline muon zero1}; do
+    for ((n = 1; n <= gpus; n *= 2)); do
+      name="${label}_${n}gpu"
+      "${mpi[@]}" ${scaling_env[$label]:-} -np $n $build/sinklab train configs/llama_160m.textproto --device cuda \
+        --set 'data { train_shards: "" val_shards: "" text_corpus: "data/corpus/kjv.txt" }' \
+        --set "train { steps: ${BENCH_STEPS:-25} batch_size: $((16 * n)) micro_batch_size: 16 eval_every: 0 log_every: 1 run_root: \"$runs\" }" \
+        --set 'optim { warmup_steps: 5 } stats { every: 0 } checkpoint { every: 0 } logging { tensorboard: false }' \
+        ${scaling[$label]:+--set "${scaling[$label]}"} --set "name: \"$name\"" > "$OUT/scaling_$name.log" 2>&1 ||
+        { echo "$name FAILED: $(tail -3 "$OUT/scaling_$name.log")"; continue; }
+      GPUS=$n python3 experiments/perf/summarize.py "$(ls -d $runs/$name*/ | head -1)" "$name" |
+        tee -a "$OUT/scaling.txt"
+    done
+  done
 fi

@@ -3,6 +3,7 @@
 // and bit-identical gradients for any thread count.
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <numeric>
@@ -67,6 +68,48 @@ void CheckModelGradients(bool tied) {
 TEST(ModelTest, AllParameterGradientsMatchFiniteDifferences) { CheckModelGradients(false); }
 
 TEST(ModelTest, TiedEmbeddingGradientsMatchFiniteDifferences) { CheckModelGradients(true); }
+
+// Model::Backward's hook (data-parallel overlap): first_final never increases, comes once
+// after the head and final norm, once per block and last as 0, and what it reports finished
+// is finished: on the CPU each call follows its work, so a gradient copied when it is first
+// reported must equal the one Backward leaves. Tied embeddings (the head writes
+// parameters()[0] first) and prefix tokens (a parameter between embedding and blocks).
+TEST(ModelTest, GradsReadyHookReportsOnlyFinishedGradients) {
+  for (const bool tied : {false, true}) {
+    CpuBackend backend;
+    Arena arena(Device::kCpu, size_t{1} << 20);
+    TensorPool pool;
+    ModelConfig config = TinyConfig(tied);
+    config.set_prefix_tokens(2);
+    const int B = 2, T = 5;
+    Model model(config, B, T, &backend, &arena);
+    model.InitParameters(/*seed=*/7);
+    ZeroGrads(model);
+    model.Forward(pool.Ints({B, T}, RandomTokens(B * T, 11, 1)),
+                  pool.Ints({B, T}, RandomTokens(B * T, 11, 2)));
+    const std::vector<Parameter*>& params = model.parameters();
+    std::vector<size_t> calls;
+    std::vector<std::vector<float>> first_seen(params.size());
+    model.Backward(1.0f, [&](size_t first_final) {
+      calls.push_back(first_final);
+      for (size_t i = first_final; i < params.size(); ++i) {
+        if (!first_seen[i].empty()) continue;
+        const float* grad = params[i]->grad.f32();
+        first_seen[i].assign(grad, grad + params[i]->grad.numel());
+      }
+    });
+    ASSERT_EQ(calls.size(), static_cast<size_t>(config.n_layers()) + 2) << "tied " << tied;
+    EXPECT_EQ(calls.back(), 0u);
+    EXPECT_LT(calls.front(), params.size());  // the head's gradients before the blocks'
+    EXPECT_GT(calls[calls.size() - 2], 0u);   // the embeddings' only at the end
+    EXPECT_TRUE(std::is_sorted(calls.rbegin(), calls.rend()));
+    for (size_t i = 0; i < params.size(); ++i) {
+      const float* grad = params[i]->grad.f32();
+      EXPECT_EQ(first_seen[i], std::vector<float>(grad, grad + params[i]->grad.numel()))
+          << params[i]->name << " (tied " << tied << ") changed after it was reported final";
+    }
+  }
+}
 
 TEST(ModelTest, LossAtInitIsNearLogVocab) {
   CpuBackend backend;

@@ -9,7 +9,6 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -19,12 +18,12 @@
 #include "core/arena.h"
 #include "core/comm.h"
 #include "core/device.h"
-#include "core/json_min.h"
 #include "core/rng.h"
 #include "gtest/gtest.h"
 #include "launch/distributed.h"
 #include "launch/trainer.h"
 #include "tests/dist/mpi_env.h"
+#include "tests/dist/run_outputs.h"
 #if SINKLAB_WITH_NCCL
 #include "core/comm_nccl.h"
 #endif
@@ -176,27 +175,24 @@ Config SmallConfig(const std::string& run_root, const std::string& extra) {
   return *config;
 }
 
-std::vector<double> GradNorms(const std::string& run_dir) {
-  std::vector<double> norms;
-  std::ifstream in(run_dir + "/metrics.jsonl");
-  for (std::string line; std::getline(in, line);) {
-    absl::StatusOr<JsonValue> record = ParseJson(line);
-    EXPECT_TRUE(record.ok()) << record.status();
-    if (!record.ok()) continue;
-    for (const JsonMember& member : record->members) {
-      if (member.key == "grad_norm") norms.push_back(std::strtod(member.value.text.c_str(), nullptr));
-    }
-  }
-  return norms;
-}
+// How closely the NCCL path must follow the single process (relative on losses and gradient
+// norms, absolute on weights).
+struct Tolerance {
+  double loss = 2e-3;
+  double later_norms = 2e-3;  // steps 2.. (step 1's norm, before any update: always 2e-3)
+  float weights = 1e-4f;
+};
 
 // Rank 0: the single-process GPU run of `extra`, compared with the NCCL path's `nccl`.
-// Tolerance: on one rank the all-reduce is an exact copy, so the runs differ only where GPU
-// kernels are nondeterministic (reduction order); 2e-3 relative is far under what a wrong
-// gradient moves (a lost or doubled bucket changes the gradient norm of step 1 by that
-// bucket's share, and the later losses through the updates).
+// The micro-batches are the same (micro-batch 2 on every rank), so the runs differ only in
+// the order the micro-batch gradients are summed (fp32 rounding; on one rank the all-reduce
+// is a copy) and, through the updates, in a few bf16 roundings of the compute copies. The
+// default tolerances are far under what a wrong gradient moves: a lost or doubled bucket
+// changes the gradient norm of step 1 by that bucket's share, and an update of lr 3e-3 from
+// a wrong gradient moves weights by ~1e-3.
 void CompareWithSingleProcess(const std::string& tag, const std::string& extra,
-                              const TrainOptions& options, const TrainResult& nccl) {
+                              const TrainOptions& options, const TrainResult& nccl,
+                              const Tolerance& tolerance) {
   TrainOptions alone = options;
   alone.comm = nullptr;
   absl::StatusOr<TrainResult> single =
@@ -204,10 +200,9 @@ void CompareWithSingleProcess(const std::string& tag, const std::string& extra,
   ASSERT_TRUE(single.ok()) << single.status();
   ASSERT_EQ(nccl.step_losses.size(), 4u);
   ASSERT_EQ(single->step_losses.size(), 4u);
-  constexpr double kRelTolerance = 2e-3;
   for (size_t i = 0; i < 4; ++i) {
     EXPECT_NEAR(nccl.step_losses[i], single->step_losses[i],
-                kRelTolerance * std::fabs(single->step_losses[i]))
+                tolerance.loss * std::fabs(single->step_losses[i]))
         << "step " << i + 1;
   }
   const std::vector<double> nccl_norms = GradNorms(nccl.run_dir);
@@ -216,19 +211,24 @@ void CompareWithSingleProcess(const std::string& tag, const std::string& extra,
   ASSERT_EQ(single_norms.size(), 4u);
   for (size_t i = 0; i < 4; ++i) {
     EXPECT_GT(single_norms[i], 0.0);
-    EXPECT_NEAR(nccl_norms[i], single_norms[i], kRelTolerance * single_norms[i])
-        << "step " << i + 1;
+    const double relative = i == 0 ? 2e-3 : tolerance.later_norms;
+    EXPECT_NEAR(nccl_norms[i], single_norms[i], relative * single_norms[i]) << "step " << i + 1;
   }
   // Training moved: the comparison is not between two runs that did nothing.
   EXPECT_LT(single->step_losses.back(), single->step_losses.front());
-  std::printf("[ %s ] NCCL path vs one process: final loss %.6f vs %.6f, grad norm %.6f vs "
-              "%.6f\n",
-              tag.c_str(), nccl.step_losses.back(), single->step_losses.back(),
-              nccl_norms.back(), single_norms.back());
+  const float diff = MaxWeightDifference(nccl.run_dir + "/model.safetensors",
+                                         single->run_dir + "/model.safetensors");
+  EXPECT_LE(diff, tolerance.weights);
+  std::printf("[ %s ] NCCL path on %d rank(s) vs one process: final loss %.6f vs %.6f, grad "
+              "norm %.6f vs %.6f (step 1: %.6f vs %.6f), max weight difference %.3g\n",
+              tag.c_str(), World().world_size(), nccl.step_losses.back(),
+              single->step_losses.back(), nccl_norms.back(), single_norms.back(), nccl_norms[0],
+              single_norms[0], diff);
 }
 
 // Trains `extra` through the NCCL path on every rank, then alone on rank 0, and compares.
-void ExpectNcclPathMatchesSingleProcess(const std::string& tag, const std::string& extra) {
+void ExpectNcclPathMatchesSingleProcess(const std::string& tag, const std::string& extra,
+                                        const Tolerance& tolerance = Tolerance()) {
   UseThisRanksGpu();
   Communicator& world = World();
   setenv("SINKLAB_FORCE_NCCL", "1", /*overwrite=*/1);
@@ -241,7 +241,7 @@ void ExpectNcclPathMatchesSingleProcess(const std::string& tag, const std::strin
   unsetenv("SINKLAB_FORCE_NCCL");
   CheckOkOrAbort(nccl.status());
   world.Barrier();
-  if (world.rank() == 0) CompareWithSingleProcess(tag, extra, options, *nccl);
+  if (world.rank() == 0) CompareWithSingleProcess(tag, extra, options, *nccl, tolerance);
   world.Barrier();
 }
 
@@ -250,25 +250,81 @@ TEST(CudaNcclTest, TrainingThroughNcclMatchesSingleProcessAdamW) {
   ExpectNcclPathMatchesSingleProcess("adamw", "");
 }
 
-TEST(CudaNcclTest, TrainingThroughNcclMatchesSingleProcessMuon) {
-  SL_SKIP_WITHOUT_NCCL_GPU();
-  ExpectNcclPathMatchesSingleProcess("muon",
-                                     "optim { matrix_optimizer: MUON muon { lr: 0.02 } }");
+// Muon on several GPUs: each rank runs Newton-Schulz (bf16) on its half of a shape group's
+// batch, the single process on the whole batch, and cuBLASLt picks its kernels per batch
+// size, so X differs by bf16 roundings; the quintic iteration (a = 3.4445) multiplies
+// differences along small singular values by up to a^5 ~ 480 over its 5 steps. On 2 H200
+// that left step 4's norm 3.4e-3 and the weights 7.9e-3 apart (steps 1-3 within 2e-3); the
+// looser bounds still catch a wrong reduction through step 1's norm and the losses.
+// (CudaMuonStreamsTest checks the sharded orthogonalization itself on one GPU.)
+Tolerance MuonAcrossRanks() {
+  Tolerance tolerance;
+  tolerance.later_norms = 1e-2;
+  tolerance.weights = 2e-2f;
+  return tolerance;
 }
 
-TEST(CudaNcclTest, Zero1OnGpuIsRefusedNamingTheField) {
+TEST(CudaNcclTest, TrainingThroughNcclMatchesSingleProcessMuon) {
+  SL_SKIP_WITHOUT_NCCL_GPU();
+  ExpectNcclPathMatchesSingleProcess(
+      "muon", "optim { matrix_optimizer: MUON muon { lr: 0.02 } }", MuonAcrossRanks());
+}
+
+TEST(CudaNcclTest, TrainingThroughNcclWithZero1MatchesSingleProcessAdamW) {
+  SL_SKIP_WITHOUT_NCCL_GPU();
+  ExpectNcclPathMatchesSingleProcess("zero1_adamw", "distributed { zero1: true }");
+}
+
+TEST(CudaNcclTest, TrainingThroughNcclWithZero1MatchesSingleProcessMuon) {
+  SL_SKIP_WITHOUT_NCCL_GPU();
+  ExpectNcclPathMatchesSingleProcess(
+      "zero1_muon",
+      "optim { matrix_optimizer: MUON muon { lr: 0.02 } } distributed { zero1: true }",
+      MuonAcrossRanks());
+}
+
+// A run stopped after step 2 and resumed from its checkpoint (written from the ZeRO-1 shards
+// and the Muon momenta on the GPU, read back into them) continues as the uninterrupted run:
+// the GPU kernels and NCCL sums are deterministic for a fixed number of ranks, so only a
+// state that was lost or misplaced shows (an AdamW or Muon restart moves weights by ~lr).
+TEST(CudaNcclTest, ResumeUnderZero1OnGpuContinuesTheRun) {
   SL_SKIP_WITHOUT_NCCL_GPU();
   UseThisRanksGpu();
+  Communicator& world = World();
+  setenv("SINKLAB_FORCE_NCCL", "1", /*overwrite=*/1);
+  const std::string extra =
+      "optim { matrix_optimizer: MUON muon { lr: 0.02 } } distributed { zero1: true } "
+      "checkpoint { every: 2 keep: 0 }";
   TrainOptions options;
   options.device = Device::kCuda;
   options.print_progress = false;
-  options.comm = &World();
-  const absl::StatusOr<TrainResult> result =
-      Train(SmallConfig(LocalTestRoot("zero1"), "distributed { zero1: true }"), options);
-  ASSERT_FALSE(result.ok());
-  EXPECT_NE(result.status().message().find("distributed.zero1"), std::string::npos)
-      << result.status();
-  World().Barrier();
+  options.comm = &world;
+  absl::StatusOr<TrainResult> whole =
+      Train(SmallConfig(SharedTestRoot("zero1_whole"), extra), options);
+  CheckOkOrAbort(whole.status());
+  const Config config = SmallConfig(SharedTestRoot("zero1_resumed"), extra);
+  TrainOptions first = options;
+  first.stop_at_step = 2;
+  absl::StatusOr<TrainResult> part1 = Train(config, first);
+  CheckOkOrAbort(part1.status());
+  TrainOptions second = options;
+  second.resume_dir = part1->run_dir;
+  absl::StatusOr<TrainResult> part2 = Train(config, second);
+  CheckOkOrAbort(part2.status());
+  unsetenv("SINKLAB_FORCE_NCCL");
+  EXPECT_EQ(part2->first_step, 2);
+  ASSERT_EQ(part2->step_losses.size(), 2u);
+  EXPECT_NEAR(part2->step_losses[0], whole->step_losses[2], 1e-5 * whole->step_losses[2]);
+  EXPECT_NEAR(part2->step_losses[1], whole->step_losses[3], 1e-5 * whole->step_losses[3]);
+  if (world.rank() == 0) {
+    const float diff = MaxWeightDifference(whole->run_dir + "/model.safetensors",
+                                           part2->run_dir + "/model.safetensors");
+    EXPECT_LE(diff, 1e-6f);
+    std::printf("[ zero1 resume ] step 4 loss %.7f vs %.7f uninterrupted, max weight "
+                "difference %.3g\n",
+                part2->step_losses[1], whole->step_losses[3], diff);
+  }
+  world.Barrier();
 }
 
 }  // namespace
