@@ -1,13 +1,16 @@
 // Times CudaBackend's fused attention (forward, and forward + backward) at the llama_160m
 // shape on random bf16 inputs, with CUDA events, for every normalizer, and prints TFLOP/s
 // with the causal FLOP count of FlashAttention's papers: forward 4 B H T^2 d / 2 (QK^T and
-// PV on the lower triangle), backward 2.5x the forward.
+// PV on the lower triangle), backward 2.5x the forward. A last line times softmax through
+// cuDNN's fused attention (AttentionKernel::kCudnn, layers/cuda/cudnn_attention.h), the
+// backward including the adds of its gradients into dq, dk, dv.
 //   build/experiments/perf/attention_bench [B H T d]
 #include <cuda_runtime.h>
 
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "core/arena.h"
@@ -56,7 +59,11 @@ int Run(int argc, char** argv) {
                   {"sigmoid", AttentionNormalizer::kSigmoid},
                   {"clipped_softmax", AttentionNormalizer::kClippedSoftmax}};
   std::printf("attention_bench B=%ld H=%ld T=%ld d=%ld (causal)\n", B, H, T, d);
-  for (const auto& variant : variants) {
+  // The last entry: softmax again, through cuDNN.
+  const int kVariants = sizeof(variants) / sizeof(variants[0]);
+  for (int index = 0; index <= kVariants; ++index) {
+    const bool cudnn = index == kVariants;
+    const auto& variant = variants[cudnn ? 0 : index];
     AttentionSpec spec;
     spec.normalizer = variant.normalizer;
     spec.scale = 1.0f / std::sqrt(static_cast<float>(d));
@@ -64,6 +71,18 @@ int Run(int argc, char** argv) {
     const bool sink_logit = variant.normalizer == AttentionNormalizer::kSinkLogit;
     const Tensor unclipped_values =
         variant.normalizer == AttentionNormalizer::kClippedSoftmax ? unclipped : Tensor();
+    const char* name = variant.name;
+    if (cudnn) {
+      name = "softmax (cudnn)";
+      backend.set_attention_kernel(AttentionKernel::kCudnn);
+      std::string why;
+      for (const bool backward : {false, true}) {
+        if (!backend.UsesCudnnAttention(q, k, spec, backward, &why)) {
+          std::printf("  cuDNN runs no %s here (%s): the line below times sinklab's\n",
+                      backward ? "backward" : "forward", why.c_str());
+        }
+      }
+    }
     auto forward = [&] {
       backend.AttentionForward(out, Tensor(), lse, unclipped_values, q, k, v,
                                sink_logit ? sink : Tensor(), spec);
@@ -89,10 +108,11 @@ int Run(int argc, char** argv) {
     }
     fwd_ms /= kIters;
     bwd_ms /= kIters;
-    std::printf("  %-16s fwd %7.3f ms %6.1f TFLOP/s | bwd %7.3f ms %6.1f TFLOP/s | fwd+bwd %6.1f "
-                "TFLOP/s\n",
-                variant.name, fwd_ms, fwd_flops / fwd_ms / 1e9, bwd_ms,
-                2.5 * fwd_flops / bwd_ms / 1e9, 3.5 * fwd_flops / (fwd_ms + bwd_ms) / 1e9);
+    std::printf(
+        "  %-16s fwd %7.3f ms %6.1f TFLOP/s | bwd %7.3f ms %6.1f TFLOP/s | fwd+bwd %6.1f "
+        "TFLOP/s\n",
+        name, fwd_ms, fwd_flops / fwd_ms / 1e9, bwd_ms, 2.5 * fwd_flops / bwd_ms / 1e9,
+        3.5 * fwd_flops / (fwd_ms + bwd_ms) / 1e9);
   }
   return 0;
 }

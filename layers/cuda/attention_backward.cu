@@ -304,6 +304,9 @@ void CudaBackend::AttentionBackward(const Tensor& dq, const Tensor& dk, const Te
   SL_CHECK_MSG(dv.empty() || same(dv, v),
                absl::StrCat("AttentionBackward dv ", dv.ShapeString(), " vs v ", v.ShapeString()));
   if (q.numel() == 0) return;
+  if (TryCudnnAttentionBackward(dq, dk, dv, dout, q, k, v, out, unclipped_values, lse, spec)) {
+    return;  // (kSoftmax only: no dsink_logit)
+  }
   const cuda::AttentionParams params = cuda::ParamsOf(dims, spec, sink_logit);
   cuda::DispatchFloat(q.dtype(), [&](auto t) {
     using T = decltype(t);

@@ -14,6 +14,8 @@
 // w = UnclippedWeight(p) (layers/backend.h; kClipped instantiations only).
 //
 // probs (statistics steps only) are written by attention_probs.cu from the stored lse.
+// With AttentionKernel::kCudnn, plain softmax attention runs cuDNN's instead
+// (cudnn_attention.cc).
 #include "layers/cuda/attention_common.cuh"
 #include "layers/cuda/cuda_backend.h"
 
@@ -144,6 +146,7 @@ void CudaBackend::AttentionForward(const Tensor& out, const Tensor& probs, const
       cuda::CheckAttentionShapes("AttentionForward", out, lse, q, k, v, sink_logit, spec);
   cuda::CheckUnclippedValues("AttentionForward", unclipped_values, q, spec);
   if (out.numel() == 0) return;
+  if (TryCudnnAttentionForward(out, probs, lse, unclipped_values, q, k, v, spec)) return;
   const cuda::AttentionParams params = cuda::ParamsOf(dims, spec, sink_logit);
   cuda::DispatchFloat(q.dtype(), [&](auto t) {
     using T = decltype(t);

@@ -2,6 +2,7 @@
 // reductions) and the residual add. The layer kernels live in the other files of this folder.
 #include "layers/cuda/cuda_backend.h"
 
+#include "layers/cuda/cudnn_attention.h"
 #include "layers/cuda/gemm_lt.h"
 #include "layers/cuda/kernel_util.cuh"
 
@@ -121,7 +122,7 @@ using cuda::GridFor;
 using cuda::kBlock;
 using cuda::Ptr;
 
-CudaBackend::CudaBackend() {
+CudaBackend::CudaBackend() : attention_kernel_(AttentionKernelFromEnvironment()) {
   SL_CUDA_CHECK(cudaStreamCreate(&stream_));
   gemm_ = std::make_unique<GemmLt>(stream_);
   SL_CUDA_CHECK(cudaMalloc(&scratch_, kScratchDoubles * sizeof(double)));
@@ -130,6 +131,9 @@ CudaBackend::CudaBackend() {
 
 CudaBackend::~CudaBackend() {
   cudaStreamSynchronize(stream_);
+#if SINKLAB_WITH_CUDNN
+  cudnn_attention_.reset();  // its handle runs on stream_
+#endif
   gemm_.reset();
   cudaFree(scratch_);
   cudaFree(workspace_);

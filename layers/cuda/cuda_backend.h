@@ -8,6 +8,7 @@
 //   cuda_backend.cu (construction, fill/copy/convert, host copies, reductions),
 //   matmul.cu (cuBLASLt, layers/cuda/gemm_lt.h), embedding.cu, rmsnorm.cu, rope.cu,
 //   attention*.cu (fused, flash-style: no [S, K] matrix unless probs are asked for),
+//   cudnn_attention.cc (cuDNN's fused attention for plain softmax, see AttentionKernel),
 //   prepend_rows.cu, gate.cu, swiglu.cu, cross_entropy.cu; shared device helpers in
 //   kernel_util.cuh.
 //
@@ -22,12 +23,26 @@
 #include <cuda_runtime.h>
 
 #include <memory>
+#include <string>
 
 #include "layers/backend.h"
 
 namespace sinklab {
 
+class CudnnAttention;
 class GemmLt;
+
+// Which fused attention CudaBackend::AttentionForward/Backward run.
+enum class AttentionKernel {
+  kSinklab,  // ours (attention_*.cu), every variant
+  kCudnn,    // cuDNN's (cudnn_attention.h) where it applies: kSoftmax, K = S (no KV bias),
+             // bf16, head dim 64 or 128, no probs or unclipped_values asked for, and a plan
+             // cuDNN builds for the shape; ours everywhere else
+};
+
+// The default kernel: SINKLAB_ATTENTION=sinklab|cudnn in the environment (unset or empty:
+// kSinklab; anything else is a CHECK failure naming the accepted values).
+AttentionKernel AttentionKernelFromEnvironment();
 
 class CudaBackend : public Backend {
  public:
@@ -111,7 +126,27 @@ class CudaBackend : public Backend {
   // The cuBLASLt wrapper (optimizers reuse it for Newton-Schulz).
   GemmLt& gemm() const { return *gemm_; }
 
+  // The attention path (AttentionKernelFromEnvironment() at construction).
+  AttentionKernel attention_kernel() const { return attention_kernel_; }
+  void set_attention_kernel(AttentionKernel kernel) { attention_kernel_ = kernel; }
+  // Whether AttentionForward (backward: AttentionBackward) runs cuDNN's attention for q, k
+  // and spec, given no probs and unclipped_values (and all of dq, dk, dv); builds cuDNN's
+  // plan for the shape on the first call. When not, *why (if given) says why.
+  bool UsesCudnnAttention(const Tensor& q, const Tensor& k, const AttentionSpec& spec,
+                          bool backward, std::string* why = nullptr);
+
  private:
+  // cudnn_attention.cc: cuDNN's attention when UsesCudnnAttention and every tensor is 16-byte
+  // aligned; false (nothing done) otherwise. The backward adds cuDNN's gradients, which it
+  // writes into workspace scratch, to dq, dk, dv (the Backend contract accumulates).
+  bool TryCudnnAttentionForward(const Tensor& out, const Tensor& probs, const Tensor& lse,
+                                const Tensor& unclipped_values, const Tensor& q, const Tensor& k,
+                                const Tensor& v, const AttentionSpec& spec);
+  bool TryCudnnAttentionBackward(const Tensor& dq, const Tensor& dk, const Tensor& dv,
+                                 const Tensor& dout, const Tensor& q, const Tensor& k,
+                                 const Tensor& v, const Tensor& out, const Tensor& unclipped_values,
+                                 const Tensor& lse, const AttentionSpec& spec);
+
   // Device scratch of at least `bytes` for the kernels of one backend call; valid until the
   // next call to Workspace. Grows (freeing the old buffer, which synchronizes) only when a
   // call needs more than any before: in training that is the first step alone.
@@ -128,6 +163,10 @@ class CudaBackend : public Backend {
   double* host_scratch_ = nullptr;
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 0;
+  AttentionKernel attention_kernel_ = AttentionKernel::kSinklab;
+#if SINKLAB_WITH_CUDNN
+  std::unique_ptr<CudnnAttention> cudnn_attention_;  // created on first use
+#endif
 };
 
 }  // namespace sinklab

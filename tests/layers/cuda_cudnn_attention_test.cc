@@ -1,0 +1,253 @@
+// cuDNN's fused attention path of CudaBackend (layers/cuda/cudnn_attention.h,
+// AttentionKernel::kCudnn): a probe that builds the forward and backward plans of one small
+// shape and prints cuDNN's message if a descriptor is refused; forward out and lse, and the
+// backward's increments of dq, dk, dv, against the CPU reference at odd and tile-multiple
+// lengths, MHA and GQA, head dims 64 and 128; sinklab's kernels against cuDNN on a larger
+// shape; the variants cuDNN does not run keep sinklab's kernels; SINKLAB_ATTENTION parsing.
+#if SINKLAB_WITH_CUDA
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "tests/layers/cuda_test_util.h"
+#if SINKLAB_WITH_CUDNN
+#include "layers/cuda/cudnn_attention.h"
+#endif
+
+namespace sinklab {
+namespace {
+
+#if SINKLAB_WITH_CUDNN
+#define SL_SKIP_WITHOUT_CUDNN() (void)0
+#else
+#define SL_SKIP_WITHOUT_CUDNN() GTEST_SKIP() << "sinklab was built without cuDNN"
+#endif
+
+struct CudnnCase {
+  const char* name;
+  int64_t batch, seq, heads, kv_heads, d;
+};
+
+double Rms(const Tensor& x) {
+  double sum = 0;
+  for (int64_t i = 0; i < x.numel(); ++i) sum += double{x.f32()[i]} * x.f32()[i];
+  return std::sqrt(sum / x.numel());
+}
+
+std::vector<float> Minus(const std::vector<float>& a, const Tensor& b) {
+  std::vector<float> diff(a.size());
+  for (size_t i = 0; i < a.size(); ++i) diff[i] = a[i] - b.f32()[i];
+  return diff;
+}
+
+// A host f32 tensor [n] holding `values` (a reference for GpuTest::RelError).
+Tensor HostTensorOf(GpuTest& t, const std::vector<float>& values) {
+  Tensor x = t.HostZeros(DType::kF32, {static_cast<int64_t>(values.size())});
+  for (size_t i = 0; i < values.size(); ++i) x.f32()[i] = values[i];
+  return x;
+}
+
+AttentionSpec SoftmaxSpec(int64_t d, int64_t keys) {
+  return AttentionTestSpec(AttentionNormalizer::kSoftmax, d, keys);
+}
+
+// First on purpose: on the first device run, this tells which descriptor cuDNN refused.
+TEST(CudaCudnnAttentionTest, ProbeBuildsTheForwardAndBackwardPlans) {
+  SL_SKIP_WITHOUT_CUDA();
+  SL_SKIP_WITHOUT_CUDNN();
+  GpuTest t;
+  t.gpu().set_attention_kernel(AttentionKernel::kCudnn);
+  const int64_t B = 2, S = 128, H = 4, d = 64;
+  const Tensor q = t.DeviceZeros(DType::kBF16, {B, S, H, d});
+  const Tensor k = t.DeviceZeros(DType::kBF16, {B, S, H, d});
+  const AttentionSpec spec = SoftmaxSpec(d, S);
+#if SINKLAB_WITH_CUDNN
+  std::printf("cuDNN %zu (built against %d)\n", cudnnGetVersion(), CUDNN_VERSION);
+#endif
+  for (const bool backward : {false, true}) {
+    std::string why;
+    const bool built = t.gpu().UsesCudnnAttention(q, k, spec, backward, &why);
+    std::printf("cuDNN %s plan for B=%ld S=%ld H=%ld d=%ld: %s%s\n",
+                backward ? "backward" : "forward", B, S, H, d,
+                built ? "built" : "REFUSED: ", why.c_str());
+    EXPECT_TRUE(built) << (backward ? "backward: " : "forward: ") << why;
+  }
+}
+
+class CudaCudnnAttentionShapeTest : public ::testing::TestWithParam<CudnnCase> {};
+
+TEST_P(CudaCudnnAttentionShapeTest, ForwardAndBackwardMatchTheCpuReference) {
+  SL_SKIP_WITHOUT_CUDA();
+  SL_SKIP_WITHOUT_CUDNN();
+  const CudnnCase c = GetParam();
+  const int64_t B = c.batch, S = c.seq, H = c.heads, Hkv = c.kv_heads, d = c.d;
+  GpuTest t;
+  t.gpu().set_attention_kernel(AttentionKernel::kCudnn);
+  const AttentionSpec spec = SoftmaxSpec(d, S);
+  const Tensor q = t.HostRandom({B, S, H, d}, 11), k = t.HostRandom({B, S, Hkv, d}, 12);
+  const Tensor v = t.HostRandom({B, S, Hkv, d}, 13), dout = t.HostRandom({B, S, H, d}, 14);
+  Tensor out = t.HostZeros(DType::kF32, {B, S, H, d});
+  Tensor probs = t.HostZeros(DType::kF32, {B, H, S, S});
+  Tensor lse = t.HostZeros(DType::kF32, {B, H, S});
+  t.cpu().AttentionForward(out, probs, lse, Tensor(), q, k, v, Tensor(), spec);
+  const Tensor g_q = t.ToDevice(q, DType::kBF16), g_k = t.ToDevice(k, DType::kBF16);
+  const Tensor g_v = t.ToDevice(v, DType::kBF16), g_dout = t.ToDevice(dout, DType::kBF16);
+
+  std::string why;
+  ASSERT_TRUE(t.gpu().UsesCudnnAttention(g_q, g_k, spec, /*backward=*/false, &why)) << why;
+  const Tensor g_out = t.DeviceZeros(DType::kBF16, {B, S, H, d});
+  const Tensor g_lse = t.DeviceZeros(DType::kF32, {B, H, S});
+  t.gpu().Fill(g_out, 7.0f);  // cuDNN must overwrite both
+  t.gpu().Fill(g_lse, 7.0f);
+  t.gpu().AttentionForward(g_out, Tensor(), g_lse, Tensor(), g_q, g_k, g_v, Tensor(), spec);
+  // A plan that fails to execute is refused from then on (and ours ran instead).
+  EXPECT_TRUE(t.gpu().UsesCudnnAttention(g_q, g_k, spec, false, &why)) << "executing: " << why;
+  const std::vector<float> got_out = t.ToHostF32(g_out), got_lse = t.ToHostF32(g_lse);
+  EXPECT_TRUE(GpuTest::AllFinite(got_out) && GpuTest::AllFinite(got_lse));
+  EXPECT_LT(GpuTest::RelError(got_out, out), kBf16RelTol) << "out";
+  EXPECT_LT(GpuTest::RelError(got_lse, lse), kF32RelTol) << "lse";
+
+  // Backward from nonzero gradients of about the increments' size: the increments (got -
+  // start) must match the reference's (AttentionBackward adds; cuDNN alone would overwrite).
+  const bool cudnn_backward = t.gpu().UsesCudnnAttention(g_q, g_k, spec, true, &why);
+  if (S % 128 == 0) {
+    EXPECT_TRUE(cudnn_backward) << why;
+  }
+  std::printf("%s backward ran %s%s\n", c.name,
+              cudnn_backward ? "cuDNN" : "sinklab: ", cudnn_backward ? "" : why.c_str());
+  Tensor dq = t.HostZeros(DType::kF32, {B, S, H, d});
+  Tensor dk = t.HostZeros(DType::kF32, {B, S, Hkv, d});
+  Tensor dv = t.HostZeros(DType::kF32, {B, S, Hkv, d});
+  t.cpu().AttentionBackward(dq, dk, dv, Tensor(), dout, q, k, v, Tensor(), out, Tensor(), probs,
+                            lse, spec);
+  const Tensor dq0 = t.HostRandom({B, S, H, d}, 15, Rms(dq));
+  const Tensor dk0 = t.HostRandom({B, S, Hkv, d}, 16, Rms(dk));
+  const Tensor dv0 = t.HostRandom({B, S, Hkv, d}, 17, Rms(dv));
+  const Tensor g_dq = t.ToDevice(dq0, DType::kBF16), g_dk = t.ToDevice(dk0, DType::kBF16);
+  const Tensor g_dv = t.ToDevice(dv0, DType::kBF16);
+  t.gpu().AttentionBackward(g_dq, g_dk, g_dv, Tensor(), g_dout, g_q, g_k, g_v, Tensor(), g_out,
+                            Tensor(), Tensor(), g_lse, spec);
+  if (cudnn_backward) {
+    EXPECT_TRUE(t.gpu().UsesCudnnAttention(g_q, g_k, spec, true, &why)) << "executing: " << why;
+  }
+  const std::vector<float> got_dq = t.ToHostF32(g_dq), got_dk = t.ToHostF32(g_dk);
+  const std::vector<float> got_dv = t.ToHostF32(g_dv);
+  EXPECT_TRUE(GpuTest::AllFinite(got_dq) && GpuTest::AllFinite(got_dk) &&
+              GpuTest::AllFinite(got_dv));
+  EXPECT_LT(GpuTest::RelError(Minus(got_dq, dq0), dq), kBf16RelTol) << "dq";
+  EXPECT_LT(GpuTest::RelError(Minus(got_dk, dk0), dk), kBf16RelTol) << "dk";
+  EXPECT_LT(GpuTest::RelError(Minus(got_dv, dv0), dv), kBf16RelTol) << "dv";
+}
+
+const CudnnCase kCudnnCases[] = {
+    {"Mha_S37_D64", 2, 37, 4, 4, 64},     {"Gqa_S37_D128", 2, 37, 4, 2, 128},
+    {"Gqa_S100_D64", 2, 100, 4, 2, 64},   {"Mha_S100_D128", 2, 100, 4, 4, 128},
+    {"Mha_S257_D64", 2, 257, 4, 4, 64},   {"Gqa_S257_D128", 2, 257, 4, 2, 128},
+    {"Mha_S128_D64", 2, 128, 4, 4, 64},   {"Gqa_S256_D64", 2, 256, 4, 2, 64},
+    {"Gqa_S128_D128", 2, 128, 4, 2, 128}, {"Mha_S256_D128", 2, 256, 4, 4, 128},
+};
+
+INSTANTIATE_TEST_SUITE_P(Shapes, CudaCudnnAttentionShapeTest, ::testing::ValuesIn(kCudnnCases),
+                         [](const ::testing::TestParamInfo<CudnnCase>& info) {
+                           return std::string(info.param.name);
+                         });
+
+// Ours and cuDNN's on one larger GQA shape: the same out, lse and gradients up to bf16 noise.
+TEST(CudaCudnnAttentionTest, SinklabAndCudnnAgreeOnALargerShape) {
+  SL_SKIP_WITHOUT_CUDA();
+  SL_SKIP_WITHOUT_CUDNN();
+  const int64_t B = 2, S = 512, H = 8, Hkv = 2, d = 64;
+  GpuTest t;
+  const AttentionSpec spec = SoftmaxSpec(d, S);
+  const Tensor g_q = t.ToDevice(t.HostRandom({B, S, H, d}, 21), DType::kBF16);
+  const Tensor g_k = t.ToDevice(t.HostRandom({B, S, Hkv, d}, 22), DType::kBF16);
+  const Tensor g_v = t.ToDevice(t.HostRandom({B, S, Hkv, d}, 23), DType::kBF16);
+  const Tensor g_dout = t.ToDevice(t.HostRandom({B, S, H, d}, 24), DType::kBF16);
+  struct Result {
+    std::vector<float> out, lse, dq, dk, dv;
+  };
+  const auto run = [&](AttentionKernel kernel) {
+    t.gpu().set_attention_kernel(kernel);
+    const Tensor out = t.DeviceZeros(DType::kBF16, {B, S, H, d});
+    const Tensor lse = t.DeviceZeros(DType::kF32, {B, H, S});
+    const Tensor dq = t.DeviceZeros(DType::kBF16, {B, S, H, d});
+    const Tensor dk = t.DeviceZeros(DType::kBF16, {B, S, Hkv, d});
+    const Tensor dv = t.DeviceZeros(DType::kBF16, {B, S, Hkv, d});
+    for (const Tensor* grad : {&dq, &dk, &dv}) t.gpu().Fill(*grad, 0.0f);
+    t.gpu().AttentionForward(out, Tensor(), lse, Tensor(), g_q, g_k, g_v, Tensor(), spec);
+    t.gpu().AttentionBackward(dq, dk, dv, Tensor(), g_dout, g_q, g_k, g_v, Tensor(), out, Tensor(),
+                              Tensor(), lse, spec);
+    return Result{t.ToHostF32(out), t.ToHostF32(lse), t.ToHostF32(dq), t.ToHostF32(dk),
+                  t.ToHostF32(dv)};
+  };
+  const Result ours = run(AttentionKernel::kSinklab);
+  std::string why;
+  t.gpu().set_attention_kernel(AttentionKernel::kCudnn);
+  ASSERT_TRUE(t.gpu().UsesCudnnAttention(g_q, g_k, spec, false, &why)) << why;
+  ASSERT_TRUE(t.gpu().UsesCudnnAttention(g_q, g_k, spec, true, &why)) << why;
+  const Result cudnn = run(AttentionKernel::kCudnn);
+  for (const bool backward : {false, true}) {
+    EXPECT_TRUE(t.gpu().UsesCudnnAttention(g_q, g_k, spec, backward, &why)) << "executing: " << why;
+  }
+  // Both are bf16-rounded results of fp32 sums: about twice the single-kernel error.
+  constexpr double kTol = 2 * kBf16RelTol;
+  EXPECT_LT(GpuTest::RelError(cudnn.out, HostTensorOf(t, ours.out)), kTol) << "out";
+  EXPECT_LT(GpuTest::RelError(cudnn.lse, HostTensorOf(t, ours.lse)), kF32RelTol) << "lse";
+  EXPECT_LT(GpuTest::RelError(cudnn.dq, HostTensorOf(t, ours.dq)), kTol) << "dq";
+  EXPECT_LT(GpuTest::RelError(cudnn.dk, HostTensorOf(t, ours.dk)), kTol) << "dk";
+  EXPECT_LT(GpuTest::RelError(cudnn.dv, HostTensorOf(t, ours.dv)), kTol) << "dv";
+}
+
+// With kCudnn, what cuDNN does not run (other normalizers, KV-bias keys, fp32) keeps ours.
+TEST(CudaCudnnAttentionTest, OtherVariantsKeepSinklabKernels) {
+  SL_SKIP_WITHOUT_CUDA();
+  GpuTest t;
+  t.gpu().set_attention_kernel(AttentionKernel::kCudnn);
+  const int64_t B = 2, S = 128, H = 4, d = 64;
+  const Tensor q = t.DeviceZeros(DType::kBF16, {B, S, H, d});
+  const Tensor k = t.DeviceZeros(DType::kBF16, {B, S, H, d});
+  const Tensor k_bias = t.DeviceZeros(DType::kBF16, {B, S + 1, H, d});
+  const Tensor q32 = t.DeviceZeros(DType::kF32, {B, S, H, d});
+  const Tensor k32 = t.DeviceZeros(DType::kF32, {B, S, H, d});
+  for (const bool backward : {false, true}) {
+    for (const AttentionNormalizer n : kAllNormalizers) {
+      if (n == AttentionNormalizer::kSoftmax) continue;
+      EXPECT_FALSE(t.gpu().UsesCudnnAttention(q, k, AttentionTestSpec(n, d, S), backward))
+          << NormalizerName(n);
+    }
+    EXPECT_FALSE(t.gpu().UsesCudnnAttention(q, k_bias, SoftmaxSpec(d, S + 1), backward));
+    EXPECT_FALSE(t.gpu().UsesCudnnAttention(q32, k32, SoftmaxSpec(d, S), backward));
+  }
+  t.gpu().set_attention_kernel(AttentionKernel::kSinklab);
+  EXPECT_FALSE(t.gpu().UsesCudnnAttention(q, k, SoftmaxSpec(d, S), false));
+}
+
+// SINKLAB_ATTENTION picks the default kernel (no GPU needed).
+TEST(CudnnAttentionKernelTest, EnvironmentSelectsTheKernel) {
+  const char* saved = std::getenv("SINKLAB_ATTENTION");
+  const std::string saved_value = saved != nullptr ? saved : "";
+  unsetenv("SINKLAB_ATTENTION");
+  EXPECT_EQ(AttentionKernelFromEnvironment(), AttentionKernel::kSinklab);
+  setenv("SINKLAB_ATTENTION", "cudnn", 1);
+  EXPECT_EQ(AttentionKernelFromEnvironment(), AttentionKernel::kCudnn);
+  setenv("SINKLAB_ATTENTION", "sinklab", 1);
+  EXPECT_EQ(AttentionKernelFromEnvironment(), AttentionKernel::kSinklab);
+  setenv("SINKLAB_ATTENTION", "flash", 1);
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(AttentionKernelFromEnvironment(), "expected sinklab or cudnn");
+  if (saved != nullptr) {
+    setenv("SINKLAB_ATTENTION", saved_value.c_str(), 1);
+  } else {
+    unsetenv("SINKLAB_ATTENTION");
+  }
+}
+
+}  // namespace
+}  // namespace sinklab
+
+#endif  // SINKLAB_WITH_CUDA
