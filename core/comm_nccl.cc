@@ -90,6 +90,17 @@ void NcclCommunicator::EnqueueAllReduceSum(float* data, int64_t count) {
         "ncclAllReduce");
 }
 
+void NcclCommunicator::EnqueueAllReduceSums(const std::vector<FloatSpan>& buffers) {
+  // One group: NCCL fuses the operations into one launch (no packing into one buffer).
+  Check(ncclGroupStart(), "ncclGroupStart");
+  for (const FloatSpan& buffer : buffers) {
+    Check(ncclAllReduce(buffer.data, buffer.data, Count(buffer.count, "count"), ncclFloat32,
+                        ncclSum, comm_, stream_),
+          "ncclAllReduce");
+  }
+  Check(ncclGroupEnd(), "ncclGroupEnd");
+}
+
 void NcclCommunicator::EnqueueAllGatherBytes(const void* send, void* recv, int64_t bytes,
                                              cudaStream_t after) {
   SL_CUDA_CHECK(cudaEventRecord(before_, after));

@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "core/comm.h"
@@ -70,6 +71,12 @@ class NcclCommunicator : public Communicator {
 
   // In-place fp32 sum over ranks, enqueued on stream() without waiting.
   void EnqueueAllReduceSum(float* data, int64_t count);
+  // The same for several buffers at once (an NCCL group: one launch).
+  struct FloatSpan {
+    float* data;
+    int64_t count;
+  };
+  void EnqueueAllReduceSums(const std::vector<FloatSpan>& buffers);
   // All-gather of `bytes` per rank (rank q's `send` lands at recv + q * bytes; send may be
   // recv + rank() * bytes, in place), enqueued on stream() after the work queued on `after`
   // so far, and the work queued on `after` later waits for it (events; no host wait).

@@ -181,16 +181,14 @@ absl::Status DistributedOptimizer::InitGpuDataParallel(const Config& config, Are
     sizes.push_back(grad.numel());
   }
   gpu_buckets_ = PlanBuckets(sizes, bucket_elements);
-  int64_t largest = 1;
   for (const Bucket& bucket : gpu_buckets_) {
-    largest = std::max(largest, bucket.size);
+    largest_gpu_bucket_ = std::max(largest_gpu_bucket_, bucket.size);
     size_t first = params_.size();  // the bucket is final once params_[first, end) are
     for (const BucketSegment& segment : bucket.segments) {
       first = std::min(first, gpu_grad_param_[segment.tensor]);
     }
     bucket_first_param_.push_back(first);
   }
-  gpu_bucket_ = arena->Allocate(DType::kF32, {largest});
   cudaEvent_t event = nullptr;
   SL_CUDA_CHECK(cudaEventCreateWithFlags(&event, cudaEventDisableTiming));
   grads_ready_ = event;
@@ -253,28 +251,13 @@ void DistributedOptimizer::AllReduceBucketsOnGpu() {
 
 void DistributedOptimizer::ReduceGpuBucket(size_t index) {
 #if SINKLAB_WITH_NCCL
-  // A bucket inside one gradient (the large embedding and head matrices span several) is
-  // summed in place. Otherwise one bucket buffer: the copies and the all-reduces are ordered
-  // on the NCCL stream, so a bucket is unpacked before the next one is packed.
-  const Bucket& part = gpu_buckets_[index];
-  if (part.segments.size() == 1) {
-    const BucketSegment& only = part.segments[0];
-    nccl_->EnqueueAllReduceSum(gpu_grads_[only.tensor].f32() + only.tensor_offset, only.count);
-    return;
+  // Each segment summed in place, the bucket's segments in one NCCL group (one launch): no
+  // packing copies and no bucket buffer.
+  std::vector<NcclCommunicator::FloatSpan> spans;
+  for (const BucketSegment& segment : gpu_buckets_[index].segments) {
+    spans.push_back({gpu_grads_[segment.tensor].f32() + segment.tensor_offset, segment.count});
   }
-  const cudaStream_t stream = nccl_->stream();
-  float* bucket = gpu_bucket_.f32();
-  for (const BucketSegment& segment : part.segments) {
-    SL_CUDA_CHECK(cudaMemcpyAsync(bucket + segment.bucket_offset,
-                                  gpu_grads_[segment.tensor].f32() + segment.tensor_offset,
-                                  segment.count * sizeof(float), cudaMemcpyDeviceToDevice, stream));
-  }
-  nccl_->EnqueueAllReduceSum(bucket, part.size);
-  for (const BucketSegment& segment : part.segments) {
-    SL_CUDA_CHECK(cudaMemcpyAsync(gpu_grads_[segment.tensor].f32() + segment.tensor_offset,
-                                  bucket + segment.bucket_offset, segment.count * sizeof(float),
-                                  cudaMemcpyDeviceToDevice, stream));
-  }
+  nccl_->EnqueueAllReduceSums(spans);
 #else
   (void)index;
 #endif
@@ -450,7 +433,7 @@ std::vector<std::string> DistributedOptimizer::Describe() const {
         "up to %d values (%d in all), each as soon as the backward pass has finished it; Muon: "
         "each rank orthogonalizes 1/%d of every shape group, shared by NCCL all-gather",
         world, sharded_ != nullptr ? "the Muon" : "the", gpu_buckets_.size(),
-        gpu_bucket_.numel(), total, world));
+        largest_gpu_bucket_, total, world));
   } else if (!single_process()) {
     lines.push_back(absl::StrFormat(
         "data parallel over %d rank(s): gradients summed in buckets of %d values (%d in all)",

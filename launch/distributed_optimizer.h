@@ -15,12 +15,12 @@
 //    as a sum over ranks of the squares each owns (its AdamW shard, its Muon matrices).
 //  - update: AdamW on every rank (replicated), or on each rank's shard under ZeRO-1; Muon
 //    matrices each by their owner rank, shared by all-gather (optim/distributed_muon.h).
-//  - on GPUs (CUDA parameters): gradients packed into a device bucket (PlanBuckets' layout,
-//    cudaMemcpyAsync per slice), summed by NCCL all-reduce (core/comm_nccl.h) and unpacked,
-//    bucket after bucket on the NCCL stream. During the last micro-batch's backward pass
-//    (GradsReadyHook) each bucket starts as soon as the backward pass has finished its
-//    gradients, behind an event on the backend's stream, so the reduction overlaps the rest
-//    of the backward pass; without the hook they start after it. Then every rank runs the
+//  - on GPUs (CUDA parameters): gradients summed in place by NCCL all-reduce
+//    (core/comm_nccl.h) in PlanBuckets' buckets, a bucket's slices in one NCCL group (one
+//    launch, no packing), bucket after bucket on the NCCL stream. During the last micro-batch's
+//    backward pass (GradsReadyHook) each bucket starts as soon as the backward pass has finished
+//    its gradients, behind an event on the backend's stream, so the reduction overlaps the rest of
+//    the backward pass; without the hook they start after it. Then every rank runs the
 //    single-process OptimizerSet (ClipGradients, replicated AdamW and Muon momentum) except
 //    that Muon's Newton-Schulz is split: rank r orthogonalizes slice r of every shape group
 //    and an NCCL all-gather of the bf16 results (MuonSharding, optim/cuda/multi_tensor_gpu.h)
@@ -126,7 +126,7 @@ class DistributedOptimizer {
   void EnqueueReadyBuckets(size_t first_final, CUstream_st* producer);
   // The buckets not started during the backward pass, then waits for every sum.
   void AllReduceBucketsOnGpu();
-  // Enqueues bucket `index` on the NCCL stream: pack, all-reduce, unpack (no wait).
+  // Enqueues bucket `index`'s in-place all-reduces on the NCCL stream (no wait).
   void ReduceGpuBucket(size_t index);
   // GPUs under ZeRO-1: Muon, the sharded AdamW, the all-gather and the bf16 copies.
   void StepGpuZero1(float schedule_factor, int64_t step);
@@ -146,14 +146,14 @@ class DistributedOptimizer {
   // GPU data parallel (null / empty otherwise).
   std::unique_ptr<Communicator> nccl_owned_;  // the NcclCommunicator over comm_
   NcclCommunicator* nccl_ = nullptr;          // nccl_owned_, as what it is
-  std::vector<Tensor> gpu_grads_;     // the all-reduced grads, reverse parameter order
-  std::vector<size_t> gpu_grad_param_;  // gpu_grads_[j] is params_[gpu_grad_param_[j]]'s
-  std::vector<Bucket> gpu_buckets_;   // PlanBuckets over gpu_grads_
-  std::vector<size_t> bucket_first_param_;  // bucket b is final once params_[this, end) are
-  size_t next_bucket_ = 0;            // the first bucket not started in this step
-  CUevent_st* grads_ready_ = nullptr;  // recorded on the backend's stream by the hook
-  Tensor gpu_bucket_;                 // [largest bucket] fp32, on the GPU
-  std::unique_ptr<Muon> gpu_muon_;    // GPUs under ZeRO-1 (sharded Newton-Schulz)
+  std::vector<Tensor> gpu_grads_;             // the all-reduced grads, reverse parameter order
+  std::vector<size_t> gpu_grad_param_;        // gpu_grads_[j] is params_[gpu_grad_param_[j]]'s
+  std::vector<Bucket> gpu_buckets_;           // PlanBuckets over gpu_grads_
+  std::vector<size_t> bucket_first_param_;    // bucket b is final once params_[this, end) are
+  size_t next_bucket_ = 0;                    // the first bucket not started in this step
+  CUevent_st* grads_ready_ = nullptr;         // recorded on the backend's stream by the hook
+  int64_t largest_gpu_bucket_ = 0;            // values (Describe)
+  std::unique_ptr<Muon> gpu_muon_;            // GPUs under ZeRO-1 (sharded Newton-Schulz)
 
   Communicator* comm_ = nullptr;
   OptimConfig optim_;
@@ -161,8 +161,8 @@ class DistributedOptimizer {
   std::vector<ParamGroup> groups_;
   std::vector<Parameter*> adamw_params_, muon_params_;  // OptimizerSet's order
   float adamw_lr_ = 0.0f, muon_lr_ = 0.0f;
-  std::unique_ptr<AdamW> adamw_;            // replicated AdamW (no ZeRO-1)
-  std::unique_ptr<ShardedAdamW> sharded_;   // ZeRO-1
+  std::unique_ptr<AdamW> adamw_;           // replicated AdamW (no ZeRO-1)
+  std::unique_ptr<ShardedAdamW> sharded_;  // ZeRO-1
   std::unique_ptr<DistributedMuon> muon_;
   FlatView all_reduced_grads_;  // what the all-reduce sums, reverse parameter order
   Tensor bucket_;               // [bucket elements] fp32

@@ -45,10 +45,8 @@ Attention::Attention(Backend* backend, Arena* arena, const std::string& prefix,
     sink_logit_ = MakeParameter(arena, *backend, prefix + ".sink_logit", ParamKind::kBias, {H});
   }
   if (kv_bias) {
-    kv_bias_k_ =
-        MakeParameter(arena, *backend, prefix + ".kv_bias_k", ParamKind::kBias, {Hkv, dh});
-    kv_bias_v_ =
-        MakeParameter(arena, *backend, prefix + ".kv_bias_v", ParamKind::kBias, {Hkv, dh});
+    kv_bias_k_ = MakeParameter(arena, *backend, prefix + ".kv_bias_k", ParamKind::kBias, {Hkv, dh});
+    kv_bias_v_ = MakeParameter(arena, *backend, prefix + ".kv_bias_v", ParamKind::kBias, {Hkv, dh});
   }
   if (gate_position_ != GateConfig::NONE) {
     const int64_t heads = output_gate ? H : Hkv;
@@ -96,11 +94,16 @@ Attention::Attention(Backend* backend, Arena* arena, const std::string& prefix,
   dv_ = value_gate ? alloc(S, Hkv) : dv_gated_;
   d_wo_in_ = alloc(S, H);
   d_att_ = output_gate ? alloc(S, H) : d_wo_in_;
-  // Zeroed before each backward: the gradients some kernel accumulates into. Not: d_wo_in_
+  // Zeroed before each backward: the gradients some kernel accumulates into (dk_, dv_gated_:
+  // PrependRowsBackward; dv_, d_att_: the gates' backward), where they are buffers of their
+  // own. Not: dq_, dk_all_, dv_all_ (AttentionBackward overwrites them, kAssign), d_wo_in_
   // (wo's backward overwrites it) and dq_pre_, dk_pre_, dq_proj_, dk_proj_ (RoPE's and
   // QK-norm's backward overwrite them).
-  for (const Tensor* t : {&dq_, &dk_all_, &dk_, &dv_all_, &dv_gated_, &dv_, &d_att_}) {
-    bool seen = t->data() == d_wo_in_.data();
+  for (const Tensor* t : {&dk_, &dv_gated_, &dv_, &d_att_}) {
+    bool seen = false;
+    for (const Tensor* assigned : {&dq_, &dk_all_, &dv_all_, &d_wo_in_}) {
+      seen |= t->data() == assigned->data();
+    }
     for (const Tensor& z : zeroed_grads_) seen |= z.data() == t->data();
     if (!seen) zeroed_grads_.push_back(*t);
   }
@@ -131,8 +134,8 @@ Tensor Attention::gate_values() const {
 
 void Attention::Forward(const Tensor& out, const Tensor& inp, const Tensor& residual) {
   const int64_t n = inp.numel() / inp.dim(-1), dh = dims_.head_dim;
-  SL_CHECK_MSG(n == batch_ * seq_len_, absl::StrCat("Attention input ", inp.ShapeString(),
-                                                    " vs q ", q_.ShapeString()));
+  SL_CHECK_MSG(n == batch_ * seq_len_,
+               absl::StrCat("Attention input ", inp.ShapeString(), " vs q ", q_.ShapeString()));
   wq_.Forward(q_proj_, inp);
   wk_.Forward(k_proj_, inp);
   wv_.Forward(v_, inp);
@@ -170,7 +173,8 @@ void Attention::Backward(const Tensor& dinp, const Tensor& dout, const Tensor& i
     gate_->Backward(d_att_, dinp, d_wo_in_, att_, inp, next_dinp_write());
   }
   backend_->AttentionBackward(dq_, dk_all_, dv_all_, sink_logit_.grad, d_att_, q_, k_all_, v_all_,
-                              sink_logit_.compute, att_, unclipped_values_, probs_, lse_, spec_);
+                              sink_logit_.compute, att_, unclipped_values_, probs_, lse_, spec_,
+                              GradWrite::kAssign);
   if (bias_keys_ > 0) {
     backend_->PrependRowsBackward(kv_bias_k_.grad, dk_, dk_all_);
     backend_->PrependRowsBackward(kv_bias_v_.grad, dv_gated_, dv_all_);

@@ -62,11 +62,14 @@ enum class AttentionNormalizer {
 // ignored).
 struct AttentionSpec {
   AttentionNormalizer normalizer = AttentionNormalizer::kSoftmax;
-  float scale = 1.0f;           // 1 / sqrt(d_h) (Vaswani et al. 2017, eq. 1)
-  float softpick_eps = 1e-6f;   // kSoftpick
-  float sigmoid_bias = 0.0f;    // kSigmoid: b, resolved (-ln(number of keys) by default)
-  float clip_gamma = -0.03f;    // kClippedSoftmax: gamma <= 0
-  float clip_zeta = 1.0f;       // kClippedSoftmax: zeta >= 1
+  float scale = 1.0f;          // 1 / sqrt(d_h) (Vaswani et al. 2017, eq. 1)
+  float softpick_eps = 1e-6f;  // kSoftpick
+  float sigmoid_bias = 0.0f;   // kSigmoid: b, resolved (-ln(number of keys) by default)
+  float clip_gamma = -0.03f;   // kClippedSoftmax: gamma <= 0
+  float clip_zeta = 1.0f;      // kClippedSoftmax: zeta >= 1
+  // A backend may run a library's fused attention where it applies (CUDA: cuDNN's for plain
+  // softmax; model.attention.kernel AUTO); false: the backend's own kernels.
+  bool allow_library_kernel = false;
 };
 
 // The fields of one query row i of AttentionRowStats (weights p_ij of AttentionNormalizer).
@@ -129,8 +132,7 @@ class Backend {
 
   // ---- Token embedding -----------------------------------------------------------------
   // out [N, D] = table [V, D][tokens [N] i32]. Token ids outside [0, V) are a CHECK failure.
-  virtual void EmbeddingForward(const Tensor& out, const Tensor& tokens,
-                                const Tensor& table) = 0;
+  virtual void EmbeddingForward(const Tensor& out, const Tensor& tokens, const Tensor& table) = 0;
   // dtable [V, D] += scatter of dout [N, D] into the rows named by tokens [N].
   virtual void EmbeddingBackward(const Tensor& dtable, const Tensor& dout,
                                  const Tensor& tokens) = 0;
@@ -171,21 +173,23 @@ class Backend {
   // empty, unwritten): C_i = sum_j (p_ij - gamma) [0 < p_ij < 1] v_j, the output over the
   // keys whose weight is not clipped, gamma removed; the backward's row sum is dout_i . C_i.
   virtual void AttentionForward(const Tensor& out, const Tensor& probs, const Tensor& lse,
-                                const Tensor& unclipped_values, const Tensor& q,
-                                const Tensor& k, const Tensor& v, const Tensor& sink_logit,
+                                const Tensor& unclipped_values, const Tensor& q, const Tensor& k,
+                                const Tensor& v, const Tensor& sink_logit,
                                 const AttentionSpec& spec) = 0;
-  // dq [B, S, H, d] +=, dk, dv [B, K, Hkv, d] +=, dsink_logit [H] += (kSinkLogit only;
-  // may be empty otherwise); dout [B, S, H, d]; out [B, S, H, d] the Forward's output (the
+  // dq [B, S, H, d], dk, dv [B, K, Hkv, d] = or += (dqkv_write: kAssign overwrites every
+  // element of each, KV-bias keys and whole GQA groups included, so they need no zero fill;
+  // kAccumulate adds), dsink_logit [H] += always (a parameter gradient; kSinkLogit only, may
+  // be empty otherwise); dout [B, S, H, d]; out [B, S, H, d] the Forward's output (the
   // row sum sum_j p_ij dp_ij = dout_i . out_i of the softmax family comes from it);
   // unclipped_values the Forward's (kClippedSoftmax: its row sum sum_j sm_ij dsm_ij =
   // dout_i . C_i, see layers/cpu/attention_normalizer.cc; else empty); the rest as Forward
   // (probs unread when attention_backward_reads_probs() is false).
   virtual void AttentionBackward(const Tensor& dq, const Tensor& dk, const Tensor& dv,
-                                 const Tensor& dsink_logit, const Tensor& dout,
-                                 const Tensor& q, const Tensor& k, const Tensor& v,
-                                 const Tensor& sink_logit, const Tensor& out,
-                                 const Tensor& unclipped_values, const Tensor& probs,
-                                 const Tensor& lse, const AttentionSpec& spec) = 0;
+                                 const Tensor& dsink_logit, const Tensor& dout, const Tensor& q,
+                                 const Tensor& k, const Tensor& v, const Tensor& sink_logit,
+                                 const Tensor& out, const Tensor& unclipped_values,
+                                 const Tensor& probs, const Tensor& lse, const AttentionSpec& spec,
+                                 GradWrite dqkv_write) = 0;
   // Per-query-row statistics of the last AttentionForward's weights (DESIGN.md section 6),
   // without a [S, K] matrix: row_stats [B, H, S, kAttentionRowStatFields] f32, the fields of
   // AttentionRowStat for every row (prefix rows included), sums over the row's causal keys.
@@ -228,13 +232,12 @@ class Backend {
   // losses [N] f32 = lse_n - logits[n, targets[n]] (0 where targets[n] == -1);
   // lse [N] f32 = log sum_v exp(logits[n, v]) cached for the backward;
   // logits [N, V]; targets [N] i32 in [0, V) or -1 (ignored).
-  virtual void CrossEntropyForward(const Tensor& losses, const Tensor& lse,
-                                   const Tensor& logits, const Tensor& targets) = 0;
+  virtual void CrossEntropyForward(const Tensor& losses, const Tensor& lse, const Tensor& logits,
+                                   const Tensor& targets) = 0;
   // dlogits [N, V] = (softmax(logits) - onehot(target)) * dloss, 0 on ignored rows.
   // OVERWRITES dlogits (no accumulation); dlogits may alias logits (in place).
-  virtual void CrossEntropyBackward(const Tensor& dlogits, const Tensor& logits,
-                                    const Tensor& lse, const Tensor& targets,
-                                    float dloss) = 0;
+  virtual void CrossEntropyBackward(const Tensor& dlogits, const Tensor& logits, const Tensor& lse,
+                                    const Tensor& targets, float dloss) = 0;
 };
 
 }  // namespace sinklab

@@ -94,6 +94,7 @@ AttentionSpec AttentionSpecOf(const AttentionConfig& config, int64_t head_dim,
   }
   spec.scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   spec.softpick_eps = config.softpick_eps();
+  spec.allow_library_kernel = config.kernel() == AttentionConfig::AUTO;
   // Ramapuram et al. 2024 (section 3.1): b = -ln(n), n the sequence length (keys).
   spec.sigmoid_bias = config.has_sigmoid_bias()
                           ? config.sigmoid_bias()

@@ -2,8 +2,8 @@
 // shape on random bf16 inputs, with CUDA events, for every normalizer, and prints TFLOP/s
 // with the causal FLOP count of FlashAttention's papers: forward 4 B H T^2 d / 2 (QK^T and
 // PV on the lower triangle), backward 2.5x the forward. A last line times softmax through
-// cuDNN's fused attention (AttentionKernel::kCudnn, layers/cuda/cudnn_attention.h), the
-// backward including the adds of its gradients into dq, dk, dv.
+// cuDNN's fused attention (allow_library_kernel, layers/cuda/cudnn_attention.h); backwards
+// write their gradients (GradWrite::kAssign) as training does.
 //   build/experiments/perf/attention_bench [B H T d]
 #include <cuda_runtime.h>
 
@@ -74,7 +74,7 @@ int Run(int argc, char** argv) {
     const char* name = variant.name;
     if (cudnn) {
       name = "softmax (cudnn)";
-      backend.set_attention_kernel(AttentionKernel::kCudnn);
+      spec.allow_library_kernel = true;  // model.attention.kernel AUTO
       std::string why;
       for (const bool backward : {false, true}) {
         if (!backend.UsesCudnnAttention(q, k, spec, backward, &why)) {
@@ -87,10 +87,11 @@ int Run(int argc, char** argv) {
       backend.AttentionForward(out, Tensor(), lse, unclipped_values, q, k, v,
                                sink_logit ? sink : Tensor(), spec);
     };
+    // kAssign as in training (Attention::Backward): our kernels' zero fills are timed too.
     auto backward = [&] {
       backend.AttentionBackward(dq, dk, dv, sink_logit ? dsink : Tensor(), dout, q, k, v,
                                 sink_logit ? sink : Tensor(), out, unclipped_values, Tensor(), lse,
-                                spec);
+                                spec, GradWrite::kAssign);
     };
     float fwd_ms = 0, bwd_ms = 0;
     constexpr int kIters = 20;

@@ -9,8 +9,8 @@
 #          PROFILE_VARIANTS (labels as in bench; default baseline);
 # bench: attention kernel TFLOP/s (ours, cuDNN's and FlashAttention's through PyTorch),
 #        sinklab training tokens/s + MFU on configs/llama_160m.textproto (16 x 1024, bundled
-#        corpus) for the baseline (and with cuDNN's attention: cudnn) and every mitigation,
-#        Muon, a stats-heavy run, and the
+#        corpus) for the baseline (model.attention.kernel AUTO: cuDNN's attention where
+#        built; sinklab_kernels: ours), every mitigation, Muon, a stats-heavy run, and the
 #        PyTorch baseline (torch.compile, bf16 autocast, fused AdamW, SDPA) of the same model.
 #        BENCH_RUNS="attention baseline muon torch ..." limits it to the runs named.
 # multigpu: on every GPU of the machine (one MPI rank each): the GPU data-parallel tests
@@ -67,9 +67,8 @@ declare -A variant=(
   [kv_bias]='model { attention { kv_bias: true } }'
   [prefix_tokens]='model { prefix_tokens: 4 }'
   [qk_norm]='model { attention { qk_norm: true } }'
-  [stats_every_5]='stats { every: 5 }' [cudnn]='')
-# Environment of a variant, by label (bench): cuDNN's fused attention for plain softmax.
-declare -A variant_env=([cudnn]='SINKLAB_ATTENTION=cudnn')
+  [stats_every_5]='stats { every: 5 }'
+  [sinklab_kernels]='model { attention { kernel: SINKLAB } }')
 
 if [[ " $steps " == *" profile "* ]]; then
   # GPU time per kernel of one training step (step 4: after warm-up and plan caching) of each
@@ -106,7 +105,7 @@ if [[ " $steps " == *" bench "* ]]; then
     if [[ -n "${BENCH_RUNS:-}" && " $BENCH_RUNS " != *" $label "* ]]; then return; fi
     local sets=(); for s in "$@"; do sets+=(--set "$s"); done
     local t0=$(date +%s.%N)
-    if env ${variant_env[$label]:-} $build/sinklab train configs/llama_160m.textproto "${base[@]}" "${sets[@]}" --set "name: \"$label\"" \
+    if $build/sinklab train configs/llama_160m.textproto "${base[@]}" "${sets[@]}" --set "name: \"$label\"" \
         > "$OUT/train_$label.log" 2>&1; then
       python3 -c "import sys, time; print(sys.argv[1], time.time() - float(sys.argv[2]))" "$label" "$t0" >> "$OUT/wall.txt"
       python3 experiments/perf/summarize.py "$(ls -d $runs/$label*/ | head -1)" "$label" | tee -a "$OUT/bench.txt"
@@ -114,7 +113,7 @@ if [[ " $steps " == *" bench "* ]]; then
       echo "sinklab $label FAILED: $(tail -3 "$OUT/train_$label.log")" | tee -a "$OUT/bench.txt"
     fi
   }
-  for label in baseline cudnn muon softmax1 sink_logit softpick sigmoid clipped_softmax gate_g1 \
+  for label in baseline sinklab_kernels muon softmax1 sink_logit softpick sigmoid clipped_softmax gate_g1 \
       gate_g2_headwise kv_bias prefix_tokens qk_norm stats_every_5; do
     bench "$label" ${variant[$label]:+"${variant[$label]}"}
   done

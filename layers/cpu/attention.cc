@@ -168,12 +168,16 @@ void CpuBackend::AttentionBackward(const Tensor& dq, const Tensor& dk, const Ten
                                    const Tensor& k, const Tensor& v, const Tensor& sink_logit,
                                    const Tensor& /*out*/, const Tensor& unclipped_values,
                                    const Tensor& probs, const Tensor& lse,
-                                   const AttentionSpec& spec) {
+                                   const AttentionSpec& spec, GradWrite dqkv_write) {
   const AttentionDims dims =
       CheckAttentionShapes(dout, probs, lse, unclipped_values, q, k, v, sink_logit, spec);
   CheckSameShape(dq, q, "AttentionBackward dq");
   CheckSameShape(dk, k, "AttentionBackward dk");
   CheckSameShape(dv, v, "AttentionBackward dv");
+  // The loops below accumulate; kAssign starts them from 0 (every element is then written).
+  if (dqkv_write == GradWrite::kAssign) {
+    for (const Tensor* grad : {&dq, &dk, &dv}) Fill(*grad, 0.0f);
+  }
   const int64_t S = dims.seq, K = dims.keys, H = dims.heads, Hkv = dims.kv_heads, d = dims.d;
   const int64_t bias = dims.bias_keys(), group = H / Hkv;
   const bool needs_scores = NormalizerNeedsScores(spec.normalizer);

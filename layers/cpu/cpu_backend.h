@@ -32,12 +32,10 @@ class CpuBackend : public Backend {
   void MatmulForward(const Tensor& out, const Tensor& inp, const Tensor& weight,
                      const Tensor& residual) override;
   void MatmulBackward(const Tensor& dinp, const Tensor& dweight, const Tensor& dout,
-                      const Tensor& inp, const Tensor& weight,
-                      GradWrite dinp_write) override;
+                      const Tensor& inp, const Tensor& weight, GradWrite dinp_write) override;
 
   void EmbeddingForward(const Tensor& out, const Tensor& tokens, const Tensor& table) override;
-  void EmbeddingBackward(const Tensor& dtable, const Tensor& dout,
-                         const Tensor& tokens) override;
+  void EmbeddingBackward(const Tensor& dtable, const Tensor& dout, const Tensor& tokens) override;
 
   void RmsNormForward(const Tensor& out, const Tensor& rstd, const Tensor& inp,
                       const Tensor& weight, float eps) override;
@@ -47,8 +45,8 @@ class CpuBackend : public Backend {
 
   void RopeForward(const Tensor& out, const Tensor& inp, const Tensor& cos,
                    const Tensor& sin) override;
-  void RopeBackward(const Tensor& dinp, const Tensor& dout, const Tensor& cos,
-                    const Tensor& sin, GradWrite dinp_write) override;
+  void RopeBackward(const Tensor& dinp, const Tensor& dout, const Tensor& cos, const Tensor& sin,
+                    GradWrite dinp_write) override;
 
   void AttentionForward(const Tensor& out, const Tensor& probs, const Tensor& lse,
                         const Tensor& unclipped_values, const Tensor& q, const Tensor& k,
@@ -57,16 +55,15 @@ class CpuBackend : public Backend {
   void AttentionBackward(const Tensor& dq, const Tensor& dk, const Tensor& dv,
                          const Tensor& dsink_logit, const Tensor& dout, const Tensor& q,
                          const Tensor& k, const Tensor& v, const Tensor& sink_logit,
-                         const Tensor& out, const Tensor& unclipped_values,
-                         const Tensor& probs, const Tensor& lse,
-                         const AttentionSpec& spec) override;
+                         const Tensor& out, const Tensor& unclipped_values, const Tensor& probs,
+                         const Tensor& lse, const AttentionSpec& spec,
+                         GradWrite dqkv_write) override;
   void AttentionRowStats(const Tensor& row_stats, const Tensor& probs, const Tensor& q,
                          const Tensor& k, const Tensor& lse, const Tensor& sink_logit,
                          const AttentionSpec& spec, int64_t prefix_tokens) override;
 
   void PrependRows(const Tensor& out, const Tensor& prefix, const Tensor& inp) override;
-  void PrependRowsBackward(const Tensor& dprefix, const Tensor& dinp,
-                           const Tensor& dout) override;
+  void PrependRowsBackward(const Tensor& dprefix, const Tensor& dinp, const Tensor& dout) override;
 
   void SigmoidGateForward(const Tensor& out, const Tensor& gate, const Tensor& y,
                           const Tensor& logits) override;
@@ -76,7 +73,6 @@ class CpuBackend : public Backend {
   void SwigluForward(const Tensor& out, const Tensor& gate, const Tensor& up) override;
   void SwigluBackward(const Tensor& dgate, const Tensor& dup, const Tensor& dout,
                       const Tensor& gate, const Tensor& up) override;
-
 
   void CrossEntropyForward(const Tensor& losses, const Tensor& lse, const Tensor& logits,
                            const Tensor& targets) override;

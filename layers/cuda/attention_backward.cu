@@ -281,7 +281,7 @@ void CudaBackend::AttentionBackward(const Tensor& dq, const Tensor& dk, const Te
                                     const Tensor& k, const Tensor& v, const Tensor& sink_logit,
                                     const Tensor& out, const Tensor& unclipped_values,
                                     const Tensor& /*probs: recomputed*/, const Tensor& lse,
-                                    const AttentionSpec& spec) {
+                                    const AttentionSpec& spec, GradWrite dqkv_write) {
   const cuda::AttentionDims dims =
       cuda::CheckAttentionShapes("AttentionBackward", out, lse, q, k, v, sink_logit, spec);
   cuda::CheckUnclippedValues("AttentionBackward", unclipped_values, q, spec);
@@ -303,10 +303,23 @@ void CudaBackend::AttentionBackward(const Tensor& dq, const Tensor& dk, const Te
                absl::StrCat("AttentionBackward dk ", dk.ShapeString(), " vs k ", k.ShapeString()));
   SL_CHECK_MSG(dv.empty() || same(dv, v),
                absl::StrCat("AttentionBackward dv ", dv.ShapeString(), " vs v ", v.ShapeString()));
-  if (q.numel() == 0) return;
-  if (TryCudnnAttentionBackward(dq, dk, dv, dout, q, k, v, out, unclipped_values, lse, spec)) {
+  // Our kernels accumulate; kAssign starts them from 0 (also undoing a failed cuDNN run's
+  // partial writes, and covering KV-bias keys when there are no queries).
+  const auto zero_if_assign = [&] {
+    if (dqkv_write != GradWrite::kAssign) return;
+    for (const Tensor* grad : {&dq, &dk, &dv}) {
+      if (grad->numel() > 0) Fill(*grad, 0.0f);
+    }
+  };
+  if (q.numel() == 0) {
+    zero_if_assign();
+    return;
+  }
+  if (TryCudnnAttentionBackward(dq, dk, dv, dout, q, k, v, out, unclipped_values, lse, spec,
+                                dqkv_write)) {
     return;  // (kSoftmax only: no dsink_logit)
   }
+  zero_if_assign();
   const cuda::AttentionParams params = cuda::ParamsOf(dims, spec, sink_logit);
   cuda::DispatchFloat(q.dtype(), [&](auto t) {
     using T = decltype(t);

@@ -1,9 +1,8 @@
-// CudaBackend's cuDNN attention path (cuda_backend.h, AttentionKernel): the choice of kernel
-// and the forward and backward that run through CudnnAttention (cudnn_attention.h) when it
-// applies. Without cuDNN (SINKLAB_WITH_CUDNN unset) the path is absent: nothing uses it.
+// CudaBackend's cuDNN attention path (cuda_backend.h): whether cuDNN runs an attention
+// (AttentionSpec::allow_library_kernel, from model.attention.kernel AUTO, and a variant and
+// shape cuDNN has a plan for), and the forward and backward through CudnnAttention
+// (cudnn_attention.h). Without cuDNN (SINKLAB_WITH_CUDNN unset) the path is absent.
 #include <cstdint>
-#include <cstdlib>
-#include <cstring>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -12,16 +11,6 @@
 #include "layers/cuda/cudnn_attention.h"
 
 namespace sinklab {
-
-AttentionKernel AttentionKernelFromEnvironment() {
-  const char* value = std::getenv("SINKLAB_ATTENTION");
-  if (value == nullptr || value[0] == '\0' || std::strcmp(value, "sinklab") == 0) {
-    return AttentionKernel::kSinklab;
-  }
-  SL_CHECK_MSG(std::strcmp(value, "cudnn") == 0,
-               absl::StrCat("SINKLAB_ATTENTION=", value, ": expected sinklab or cudnn"));
-  return AttentionKernel::kCudnn;
-}
 
 #if SINKLAB_WITH_CUDNN
 namespace {
@@ -62,7 +51,9 @@ bool CudaBackend::UsesCudnnAttention(const Tensor& q, const Tensor& k, const Att
     return false;
   };
 #if SINKLAB_WITH_CUDNN
-  if (attention_kernel_ != AttentionKernel::kCudnn) return refuse("attention kernel is sinklab");
+  if (!spec.allow_library_kernel) {
+    return refuse("sinklab's kernels asked for (model.attention.kernel: SINKLAB)");
+  }
   if (spec.normalizer != AttentionNormalizer::kSoftmax) return refuse("not the softmax normalizer");
   if (q.dtype() != DType::kBF16 || k.dtype() != DType::kBF16) return refuse("not bf16");
   if (q.rank() != 4 || k.rank() != 4 || k.dim(1) != q.dim(1)) {
@@ -98,14 +89,21 @@ bool CudaBackend::TryCudnnAttentionBackward(const Tensor& dq, const Tensor& dk, 
                                             const Tensor& dout, const Tensor& q, const Tensor& k,
                                             const Tensor& v, const Tensor& out,
                                             const Tensor& unclipped_values, const Tensor& lse,
-                                            const AttentionSpec& spec) {
+                                            const AttentionSpec& spec, GradWrite dqkv_write) {
 #if SINKLAB_WITH_CUDNN
   if (dq.empty() || dk.empty() || dv.empty() || !unclipped_values.empty()) return false;
   if (!Aligned16({&dq, &dk, &dv, &dout, &q, &k, &v, &out, &lse})) return false;
   if (!UsesCudnnAttention(q, k, spec, /*backward=*/true)) return false;
   const CudnnAttentionShape shape = CudnnShapeOf(q, k);
-  // cuDNN overwrites its gradients while Backend::AttentionBackward adds to dq, dk, dv: cuDNN
-  // writes them to scratch behind its own workspace, then each is added.
+  // cuDNN overwrites every element of its gradients, in the layouts of q, k, v (GQA's sums
+  // over head groups are in its graph; no KV bias here, K = S). kAssign: straight into dq,
+  // dk, dv (a failed run leaves them partly written; the caller then overwrites them).
+  if (dqkv_write == GradWrite::kAssign) {
+    void* workspace = Workspace(cudnn_attention_->BackwardWorkspaceBytes(shape));
+    return cudnn_attention_->Backward(shape, spec.scale, dq, dk, dv, dout, q, k, v, out, lse,
+                                      workspace);  // false: logged; ours runs
+  }
+  // kAccumulate: cuDNN writes scratch behind its own workspace, then each is added.
   const size_t engine = AlignUp256(cudnn_attention_->BackwardWorkspaceBytes(shape));
   const size_t q_bytes = AlignUp256(dq.nbytes()), kv_bytes = AlignUp256(dk.nbytes());
   char* workspace = static_cast<char*>(Workspace(engine + q_bytes + 2 * kv_bytes));

@@ -122,7 +122,7 @@ using cuda::GridFor;
 using cuda::kBlock;
 using cuda::Ptr;
 
-CudaBackend::CudaBackend() : attention_kernel_(AttentionKernelFromEnvironment()) {
+CudaBackend::CudaBackend() {
   SL_CUDA_CHECK(cudaStreamCreate(&stream_));
   gemm_ = std::make_unique<GemmLt>(stream_);
   SL_CUDA_CHECK(cudaMalloc(&scratch_, kScratchDoubles * sizeof(double)));

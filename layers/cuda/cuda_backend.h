@@ -8,7 +8,7 @@
 //   cuda_backend.cu (construction, fill/copy/convert, host copies, reductions),
 //   matmul.cu (cuBLASLt, layers/cuda/gemm_lt.h), embedding.cu, rmsnorm.cu, rope.cu,
 //   attention*.cu (fused, flash-style: no [S, K] matrix unless probs are asked for),
-//   cudnn_attention.cc (cuDNN's fused attention for plain softmax, see AttentionKernel),
+//   attention_cudnn.cc (cuDNN's fused attention for plain softmax where the spec allows it),
 //   prepend_rows.cu, gate.cu, swiglu.cu, cross_entropy.cu; shared device helpers in
 //   kernel_util.cuh.
 //
@@ -31,18 +31,6 @@ namespace sinklab {
 
 class CudnnAttention;
 class GemmLt;
-
-// Which fused attention CudaBackend::AttentionForward/Backward run.
-enum class AttentionKernel {
-  kSinklab,  // ours (attention_*.cu), every variant
-  kCudnn,    // cuDNN's (cudnn_attention.h) where it applies: kSoftmax, K = S (no KV bias),
-             // bf16, head dim 64 or 128, no probs or unclipped_values asked for, and a plan
-             // cuDNN builds for the shape; ours everywhere else
-};
-
-// The default kernel: SINKLAB_ATTENTION=sinklab|cudnn in the environment (unset or empty:
-// kSinklab; anything else is a CHECK failure naming the accepted values).
-AttentionKernel AttentionKernelFromEnvironment();
 
 class CudaBackend : public Backend {
  public:
@@ -69,12 +57,10 @@ class CudaBackend : public Backend {
   void MatmulForward(const Tensor& out, const Tensor& inp, const Tensor& weight,
                      const Tensor& residual) override;
   void MatmulBackward(const Tensor& dinp, const Tensor& dweight, const Tensor& dout,
-                      const Tensor& inp, const Tensor& weight,
-                      GradWrite dinp_write) override;
+                      const Tensor& inp, const Tensor& weight, GradWrite dinp_write) override;
 
   void EmbeddingForward(const Tensor& out, const Tensor& tokens, const Tensor& table) override;
-  void EmbeddingBackward(const Tensor& dtable, const Tensor& dout,
-                         const Tensor& tokens) override;
+  void EmbeddingBackward(const Tensor& dtable, const Tensor& dout, const Tensor& tokens) override;
 
   void RmsNormForward(const Tensor& out, const Tensor& rstd, const Tensor& inp,
                       const Tensor& weight, float eps) override;
@@ -84,8 +70,8 @@ class CudaBackend : public Backend {
 
   void RopeForward(const Tensor& out, const Tensor& inp, const Tensor& cos,
                    const Tensor& sin) override;
-  void RopeBackward(const Tensor& dinp, const Tensor& dout, const Tensor& cos,
-                    const Tensor& sin, GradWrite dinp_write) override;
+  void RopeBackward(const Tensor& dinp, const Tensor& dout, const Tensor& cos, const Tensor& sin,
+                    GradWrite dinp_write) override;
 
   void AttentionForward(const Tensor& out, const Tensor& probs, const Tensor& lse,
                         const Tensor& unclipped_values, const Tensor& q, const Tensor& k,
@@ -94,16 +80,15 @@ class CudaBackend : public Backend {
   void AttentionBackward(const Tensor& dq, const Tensor& dk, const Tensor& dv,
                          const Tensor& dsink_logit, const Tensor& dout, const Tensor& q,
                          const Tensor& k, const Tensor& v, const Tensor& sink_logit,
-                         const Tensor& out, const Tensor& unclipped_values,
-                         const Tensor& probs, const Tensor& lse,
-                         const AttentionSpec& spec) override;
+                         const Tensor& out, const Tensor& unclipped_values, const Tensor& probs,
+                         const Tensor& lse, const AttentionSpec& spec,
+                         GradWrite dqkv_write) override;
   void AttentionRowStats(const Tensor& row_stats, const Tensor& probs, const Tensor& q,
                          const Tensor& k, const Tensor& lse, const Tensor& sink_logit,
                          const AttentionSpec& spec, int64_t prefix_tokens) override;
 
   void PrependRows(const Tensor& out, const Tensor& prefix, const Tensor& inp) override;
-  void PrependRowsBackward(const Tensor& dprefix, const Tensor& dinp,
-                           const Tensor& dout) override;
+  void PrependRowsBackward(const Tensor& dprefix, const Tensor& dinp, const Tensor& dout) override;
 
   void SigmoidGateForward(const Tensor& out, const Tensor& gate, const Tensor& y,
                           const Tensor& logits) override;
@@ -113,7 +98,6 @@ class CudaBackend : public Backend {
   void SwigluForward(const Tensor& out, const Tensor& gate, const Tensor& up) override;
   void SwigluBackward(const Tensor& dgate, const Tensor& dup, const Tensor& dout,
                       const Tensor& gate, const Tensor& up) override;
-
 
   void CrossEntropyForward(const Tensor& losses, const Tensor& lse, const Tensor& logits,
                            const Tensor& targets) override;
@@ -126,9 +110,6 @@ class CudaBackend : public Backend {
   // The cuBLASLt wrapper (optimizers reuse it for Newton-Schulz).
   GemmLt& gemm() const { return *gemm_; }
 
-  // The attention path (AttentionKernelFromEnvironment() at construction).
-  AttentionKernel attention_kernel() const { return attention_kernel_; }
-  void set_attention_kernel(AttentionKernel kernel) { attention_kernel_ = kernel; }
   // Whether AttentionForward (backward: AttentionBackward) runs cuDNN's attention for q, k
   // and spec, given no probs and unclipped_values (and all of dq, dk, dv); builds cuDNN's
   // plan for the shape on the first call. When not, *why (if given) says why.
@@ -137,15 +118,18 @@ class CudaBackend : public Backend {
 
  private:
   // cudnn_attention.cc: cuDNN's attention when UsesCudnnAttention and every tensor is 16-byte
-  // aligned; false (nothing done) otherwise. The backward adds cuDNN's gradients, which it
-  // writes into workspace scratch, to dq, dk, dv (the Backend contract accumulates).
+  // aligned; false (nothing done) otherwise. cuDNN overwrites its gradients: with kAssign the
+  // backward lets it write dq, dk, dv in place (when it then fails they may be partly
+  // written; the caller overwrites them); with kAccumulate cuDNN writes workspace scratch,
+  // which is added to dq, dk, dv.
   bool TryCudnnAttentionForward(const Tensor& out, const Tensor& probs, const Tensor& lse,
                                 const Tensor& unclipped_values, const Tensor& q, const Tensor& k,
                                 const Tensor& v, const AttentionSpec& spec);
   bool TryCudnnAttentionBackward(const Tensor& dq, const Tensor& dk, const Tensor& dv,
                                  const Tensor& dout, const Tensor& q, const Tensor& k,
                                  const Tensor& v, const Tensor& out, const Tensor& unclipped_values,
-                                 const Tensor& lse, const AttentionSpec& spec);
+                                 const Tensor& lse, const AttentionSpec& spec,
+                                 GradWrite dqkv_write);
 
   // Device scratch of at least `bytes` for the kernels of one backend call; valid until the
   // next call to Workspace. Grows (freeing the old buffer, which synchronizes) only when a
@@ -163,7 +147,6 @@ class CudaBackend : public Backend {
   double* host_scratch_ = nullptr;
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 0;
-  AttentionKernel attention_kernel_ = AttentionKernel::kSinklab;
 #if SINKLAB_WITH_CUDNN
   std::unique_ptr<CudnnAttention> cudnn_attention_;  // created on first use
 #endif

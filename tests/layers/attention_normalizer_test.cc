@@ -196,8 +196,8 @@ KernelCase MakeCase(TensorPool& pool, int64_t B, int64_t S, int64_t bias, int64_
 }
 
 // The scaled scores s_ij (double) of query row (b, h, i) over its visible keys j <= bias + i.
-std::vector<double> RowScores(const KernelCase& c, const AttentionSpec& spec, int64_t b,
-                              int64_t h, int64_t i) {
+std::vector<double> RowScores(const KernelCase& c, const AttentionSpec& spec, int64_t b, int64_t h,
+                              int64_t i) {
   const int64_t S = c.q.dim(1), H = c.q.dim(2), d = c.q.dim(3);
   const int64_t K = c.k.dim(1), Hkv = c.k.dim(2), bias = K - S, g = h / (H / Hkv);
   std::vector<double> s(bias + i + 1);
@@ -267,7 +267,7 @@ void CheckKernelGradients(AttentionNormalizer normalizer, int64_t bias, int64_t 
   Tensor dq = pool.Zeros({B, S, H, d}), dk = pool.Zeros({B, bias + S, Hkv, d});
   Tensor dv = pool.Zeros({B, bias + S, Hkv, d}), dsink = pool.Zeros({H});
   backend.AttentionBackward(dq, dk, dv, dsink, r, c.q, c.k, c.v, c.sink, c.out,
-                            c.UnclippedFor(spec), c.probs, c.lse, spec);
+                            c.UnclippedFor(spec), c.probs, c.lse, spec, GradWrite::kAccumulate);
   const GradCheckOptions options = GradCheckOptions::WithSamples(48);
   ExpectGradientMatches("dq", c.q, dq, loss, options);
   ExpectGradientMatches("dk", c.k, dk, loss, options);
@@ -290,6 +290,68 @@ TEST(AttentionNormalizerTest, EveryNormalizerWithABiasKeyMatchesFiniteDifference
   for (AttentionNormalizer normalizer : kAllNormalizers) {
     SCOPED_TRACE(static_cast<int>(normalizer));
     CheckKernelGradients(normalizer, /*bias=*/1, /*H=*/2, /*Hkv=*/1);
+  }
+}
+
+// GradWrite of AttentionBackward: kAssign over random (non-zero) dq, dk, dv gives exactly
+// kAccumulate's result over zeros (every element written, KV-bias keys and GQA groups
+// included); kAccumulate over the same garbage adds to it; dsink_logit accumulates either way.
+void CheckGradWrite(AttentionNormalizer normalizer, int64_t bias, int64_t H, int64_t Hkv) {
+  CpuBackend backend;
+  TensorPool pool;
+  const int64_t B = 2, S = 5, d = 4, K = bias + S;
+  const AttentionSpec spec = SpecFor(normalizer, d);
+  KernelCase c = MakeCase(pool, B, S, bias, H, Hkv, d, 31);
+  backend.AttentionForward(c.out, c.probs, c.lse, c.UnclippedFor(spec), c.q, c.k, c.v, c.sink,
+                           spec);
+  const Tensor dout = pool.Random({B, S, H, d}, 35);
+  struct Grads {
+    Tensor dq, dk, dv, dsink;
+  };
+  // dq, dk, dv and dsink_logit of one backward, from `start` (random when garbage, else 0).
+  const auto backward = [&](GradWrite write, bool garbage, uint64_t stream) {
+    const auto start = [&](std::initializer_list<int64_t> shape, uint64_t offset) {
+      return garbage ? pool.Random(shape, stream + offset) : pool.Zeros(shape);
+    };
+    Grads g{start({B, S, H, d}, 0), start({B, K, Hkv, d}, 1), start({B, K, Hkv, d}, 2),
+            start({H}, 3)};
+    backend.AttentionBackward(g.dq, g.dk, g.dv, g.dsink, dout, c.q, c.k, c.v, c.sink, c.out,
+                              c.UnclippedFor(spec), c.probs, c.lse, spec, write);
+    return g;
+  };
+  const Grads zero = backward(GradWrite::kAccumulate, /*garbage=*/false, 0);
+  const Grads assigned = backward(GradWrite::kAssign, /*garbage=*/true, 40);
+  const Grads added = backward(GradWrite::kAccumulate, /*garbage=*/true, 40);
+  const Grads garbage{pool.Random({B, S, H, d}, 40), pool.Random({B, K, Hkv, d}, 41),
+                      pool.Random({B, K, Hkv, d}, 42), pool.Random({H}, 43)};
+  const auto expect = [](const char* name, const Tensor& got, const Tensor& grad,
+                         const Tensor& start, bool exact) {
+    SCOPED_TRACE(name);
+    for (int64_t i = 0; i < got.numel(); ++i) {
+      const float want = grad.f32()[i] + (start.empty() ? 0.0f : start.f32()[i]);
+      if (exact) {
+        ASSERT_EQ(got.f32()[i], want) << i;
+      } else {
+        ASSERT_NEAR(got.f32()[i], want, 1e-5f * (1.0f + std::fabs(want))) << i;
+      }
+    }
+  };
+  expect("assign dq", assigned.dq, zero.dq, Tensor(), /*exact=*/true);
+  expect("assign dk", assigned.dk, zero.dk, Tensor(), true);
+  expect("assign dv", assigned.dv, zero.dv, Tensor(), true);
+  expect("assign dsink", assigned.dsink, zero.dsink, garbage.dsink, false);
+  expect("accumulate dq", added.dq, zero.dq, garbage.dq, false);
+  expect("accumulate dk", added.dk, zero.dk, garbage.dk, false);
+  expect("accumulate dv", added.dv, zero.dv, garbage.dv, false);
+  expect("accumulate dsink", added.dsink, zero.dsink, garbage.dsink, false);
+}
+
+TEST(AttentionNormalizerTest, BackwardAssignOverwritesAndAccumulateAdds) {
+  for (AttentionNormalizer normalizer : kAllNormalizers) {
+    SCOPED_TRACE(static_cast<int>(normalizer));
+    CheckGradWrite(normalizer, /*bias=*/0, /*H=*/3, /*Hkv=*/3);  // plain
+    CheckGradWrite(normalizer, /*bias=*/0, /*H=*/4, /*Hkv=*/2);  // GQA
+    CheckGradWrite(normalizer, /*bias=*/2, /*H=*/4, /*Hkv=*/1);  // KV bias (or prefix) + GQA
   }
 }
 
@@ -427,7 +489,7 @@ std::vector<float> RunVariant(int threads, AttentionNormalizer normalizer, int64
   Tensor dq = pool.Zeros({B, S, H, d}), dk = pool.Zeros({B, bias + S, Hkv, d});
   Tensor dv = pool.Zeros({B, bias + S, Hkv, d}), dsink = pool.Zeros({H});
   backend.AttentionBackward(dq, dk, dv, dsink, c.out, c.q, c.k, c.v, c.sink, c.out,
-                            c.UnclippedFor(spec), c.probs, c.lse, spec);
+                            c.UnclippedFor(spec), c.probs, c.lse, spec, GradWrite::kAccumulate);
   std::vector<float> all;
   for (const Tensor* t : {&c.out, &c.probs, &c.lse, &c.unclipped, &dq, &dk, &dv, &dsink}) {
     const std::vector<float> v = Values(*t);

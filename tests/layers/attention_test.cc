@@ -1,5 +1,7 @@
 // Causal attention: a hand-computed case, normalisation and causality properties, gradients
 // by finite differences (multi-head and grouped-query, kernel and layer), determinism.
+#include "layers/attention.h"
+
 #include <omp.h>
 
 #include <cmath>
@@ -7,7 +9,6 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "layers/attention.h"
 #include "layers/cpu/cpu_backend.h"
 #include "layers/model_dims.h"
 #include "tests/layers/gradient_check.h"
@@ -139,7 +140,7 @@ void CheckKernelGradients(int64_t heads, int64_t kv_heads) {
   Tensor dq = pool.Zeros({B, T, heads, d}), dk = pool.Zeros({B, T, kv_heads, d});
   Tensor dv = pool.Zeros({B, T, kv_heads, d});
   backend.AttentionBackward(dq, dk, dv, Tensor(), r, in.q, in.k, in.v, Tensor(), in.out, Tensor(),
-                            in.probs, in.lse, spec);
+                            in.probs, in.lse, spec, GradWrite::kAccumulate);
   const GradCheckOptions options = GradCheckOptions::WithSamples(64);
   ExpectGradientMatches("dq", in.q, dq, loss, options);
   ExpectGradientMatches("dk", in.k, dk, loss, options);
@@ -195,7 +196,7 @@ std::vector<float> RunAttention(int threads) {
   Tensor dq = pool.Zeros({B, T, H, d}), dk = pool.Zeros({B, T, Hkv, d});
   Tensor dv = pool.Zeros({B, T, Hkv, d});
   backend.AttentionBackward(dq, dk, dv, Tensor(), in.out, in.q, in.k, in.v, Tensor(), in.out,
-                            Tensor(), in.probs, in.lse, SoftmaxSpec(d));
+                            Tensor(), in.probs, in.lse, SoftmaxSpec(d), GradWrite::kAccumulate);
   std::vector<float> all;
   for (const Tensor* t : {&in.out, &in.probs, &in.lse, &dq, &dk, &dv}) {
     const std::vector<float> v = Values(*t);

@@ -76,8 +76,8 @@ void SetGate(AttentionConfig* a, GateConfig::Position position,
 TEST(AttentionVariantsTest, OutputGateBackwardMatchesFiniteDifferences) {
   for (auto granularity : {GateConfig::ELEMENTWISE, GateConfig::HEADWISE}) {
     SCOPED_TRACE(GateConfig::Granularity_Name(granularity));
-    const std::vector<std::string> names = CheckLayerGradients(LayerConfig(
-        [&](AttentionConfig* a) { SetGate(a, GateConfig::SDPA_OUTPUT, granularity); }));
+    const std::vector<std::string> names = CheckLayerGradients(
+        LayerConfig([&](AttentionConfig* a) { SetGate(a, GateConfig::SDPA_OUTPUT, granularity); }));
     EXPECT_EQ(names.back(), "attn.w_gate");
   }
 }
@@ -108,8 +108,8 @@ TEST(AttentionVariantsTest, QkNormBackwardMatchesFiniteDifferences) {
 }
 
 TEST(AttentionVariantsTest, SinkLogitBackwardMatchesFiniteDifferences) {
-  const std::vector<std::string> names = CheckLayerGradients(LayerConfig(
-      [](AttentionConfig* a) { a->set_normalizer(AttentionConfig::SINK_LOGIT); }));
+  const std::vector<std::string> names = CheckLayerGradients(
+      LayerConfig([](AttentionConfig* a) { a->set_normalizer(AttentionConfig::SINK_LOGIT); }));
   EXPECT_EQ(names.back(), "attn.sink_logit");
 }
 
@@ -124,8 +124,61 @@ TEST(AttentionVariantsTest, AllLayerVariantsTogetherMatchFiniteDifferences) {
   const std::vector<std::string> names = CheckLayerGradients(config);
   EXPECT_EQ(names, (std::vector<std::string>{"attn.wq", "attn.wk", "attn.wv", "attn.wo",
                                              "attn.q_norm", "attn.k_norm", "attn.sink_logit",
-                                             "attn.kv_bias_k", "attn.kv_bias_v",
-                                             "attn.w_gate"}));
+                                             "attn.kv_bias_k", "attn.kv_bias_v", "attn.w_gate"}));
+}
+
+// A second Backward after the same Forward gives the same dx and adds the same parameter
+// gradients again: no gradient buffer keeps the first pass's values (AttentionBackward
+// overwrites dq, dk, dv; the buffers still accumulated into are zeroed), for each layout of
+// those buffers (KV bias, G1, G2, both).
+TEST(AttentionVariantsTest, RepeatedBackwardRepeatsTheGradients) {
+  const std::function<void(AttentionConfig*)> variants[] = {
+      [](AttentionConfig*) {},
+      [](AttentionConfig* a) { a->set_kv_bias(true); },
+      [](AttentionConfig* a) { SetGate(a, GateConfig::SDPA_OUTPUT, GateConfig::ELEMENTWISE); },
+      [](AttentionConfig* a) { SetGate(a, GateConfig::VALUE, GateConfig::HEADWISE); },
+      [](AttentionConfig* a) {
+        a->set_normalizer(AttentionConfig::SINK_LOGIT);
+        a->set_kv_bias(true);
+        SetGate(a, GateConfig::VALUE, GateConfig::ELEMENTWISE);
+      },
+      [](AttentionConfig* a) {
+        a->set_kv_bias(true);
+        SetGate(a, GateConfig::SDPA_OUTPUT, GateConfig::HEADWISE);
+      }};
+  for (size_t v = 0; v < sizeof(variants) / sizeof(variants[0]); ++v) {
+    SCOPED_TRACE(v);
+    CpuBackend backend;
+    Arena arena(Device::kCpu, size_t{1} << 20);
+    TensorPool pool;
+    const ModelConfig config = LayerConfig(variants[v]);
+    const int64_t B = 2, T = 4, D = config.d_model();
+    Rope rope(&backend, &arena, T, DimsOf(config).head_dim, /*base=*/100.0f);
+    Attention attention(&backend, &arena, "attn", config, B, T, &rope);
+    uint64_t stream = 20;
+    for (Parameter* p : attention.parameters()) {
+      FillNormal(p->master.f32(), p->master.numel(), 0.0f, 0.5f, 3, stream++);
+    }
+    Tensor x = pool.Random({B, T, D}, 1), y = pool.Zeros({B, T, D});
+    Tensor r = pool.Random({B, T, D}, 2), dx = pool.Random({B, T, D}, 3);
+    attention.Forward(y, x, /*residual=*/Tensor());
+    std::vector<std::vector<float>> dxs, grads[3];
+    for (int pass = 0; pass < 3; ++pass) {
+      for (Parameter* p : attention.parameters()) grads[pass].push_back(Values(p->grad));
+      if (pass == 2) break;
+      attention.Backward(dx, r, x);
+      dxs.push_back(Values(dx));
+    }
+    EXPECT_EQ(dxs[0], dxs[1]);
+    for (size_t i = 0; i < grads[0].size(); ++i) {
+      SCOPED_TRACE(attention.parameters()[i]->name);
+      for (size_t j = 0; j < grads[0][i].size(); ++j) {
+        const float first = grads[1][i][j] - grads[0][i][j];
+        const float second = grads[2][i][j] - grads[1][i][j];
+        ASSERT_NEAR(second, first, 1e-5f * (1.0f + std::fabs(first))) << j;
+      }
+    }
+  }
 }
 
 // Shapes of what the statistics read: probs [B, H, S, 1 + S] with kv_bias, row statistics
@@ -152,8 +205,7 @@ TEST(AttentionVariantsTest, ExposesProbsWithTheBiasKeyAndGateValuesPerGranularit
     EXPECT_EQ(attention.probs().ShapeString(), "[2, 4, 3, 4]");
     EXPECT_EQ(attention.row_stats().ShapeString(),
               absl::StrCat("[2, 4, 3, ", kAttentionRowStatFields, "]"));
-    EXPECT_EQ(attention.gate_values().ShapeString(),
-              absl::StrCat("[2, 3, ", c.gates, "]"));
+    EXPECT_EQ(attention.gate_values().ShapeString(), absl::StrCat("[2, 3, ", c.gates, "]"));
     EXPECT_EQ(attention.gate_weight()->master.ShapeString(), absl::StrCat("[", c.gates, ", 8]"));
     EXPECT_EQ(attention.bias_keys(), 1);
   }

@@ -1,6 +1,7 @@
 // The fused CUDA attention (layers/cuda/attention_*.cu) against the CPU reference, for every
 // normalizer: out, lse and probs of the forward (and clipped softmax's unclipped_values C);
-// dq, dk, dv (and dsink_logit for the sink logit) of the backward, added to nonzero gradients; GQA,
+// dq, dk, dv (and dsink_logit for the sink logit) of the backward, added to nonzero gradients
+// (GradWrite::kAccumulate) and written over them (kAssign; dsink_logit still adds); GQA,
 // MQA and MHA, with and without a KV-bias key, head dims 8..128, sequence lengths that are no
 // multiple of any tile, and large logits that move the running max. Also: asking for probs changes
 // neither out nor lse, the backward is bitwise deterministic, and empty gradient outputs are
@@ -176,7 +177,7 @@ TEST_P(CudaAttentionTest, ForwardAndBackwardMatchTheCpuReference) {
   Tensor dv = t.HostZeros(DType::kF32, {B, K, Hkv, d});
   Tensor dsink = t.HostZeros(DType::kF32, {H});
   t.cpu().AttentionBackward(dq, dk, dv, dsink, p.dout, p.q, p.k, p.v, p.sink, p.out, p.unclipped,
-                            p.probs, p.lse, p.spec);
+                            p.probs, p.lse, p.spec, GradWrite::kAccumulate);
   const Tensor dq0 = t.HostRandom({B, S, H, d}, 6, Rms(dq));
   const Tensor dk0 = t.HostRandom({B, K, Hkv, d}, 7, Rms(dk));
   const Tensor dv0 = t.HostRandom({B, K, Hkv, d}, 8, Rms(dv));
@@ -185,16 +186,16 @@ TEST_P(CudaAttentionTest, ForwardAndBackwardMatchTheCpuReference) {
   struct Grads {
     std::vector<float> dq, dk, dv, dsink;
   };
-  const auto run_backward = [&] {
+  const auto run_backward = [&](GradWrite write) {
     const Tensor g_dq = t.ToDevice(dq0, DType::kBF16), g_dk = t.ToDevice(dk0, DType::kBF16);
     const Tensor g_dv = t.ToDevice(dv0, DType::kBF16);
     const Tensor g_dsink = sink ? t.ToDevice(dsink0, DType::kF32) : Tensor();
     t.gpu().AttentionBackward(g_dq, g_dk, g_dv, g_dsink, p.g_dout, p.g_q, p.g_k, p.g_v, p.g_sink,
-                              g_out, g_unclipped, Tensor(), g_lse, p.spec);
+                              g_out, g_unclipped, Tensor(), g_lse, p.spec, write);
     return Grads{t.ToHostF32(g_dq), t.ToHostF32(g_dk), t.ToHostF32(g_dv),
                  sink ? t.ToHostF32(g_dsink) : std::vector<float>()};
   };
-  const Grads got = run_backward();
+  const Grads got = run_backward(GradWrite::kAccumulate);
   EXPECT_TRUE(GpuTest::AllFinite(got.dq) && GpuTest::AllFinite(got.dk) &&
               GpuTest::AllFinite(got.dv));
   // (got - start) vs the reference's increment; the bf16 rounding of the sums adds
@@ -208,11 +209,22 @@ TEST_P(CudaAttentionTest, ForwardAndBackwardMatchTheCpuReference) {
   }
 
   // Deterministic: a second run from the same start is bitwise equal.
-  const Grads again = run_backward();
+  const Grads again = run_backward(GradWrite::kAccumulate);
   EXPECT_EQ(again.dq, got.dq);
   EXPECT_EQ(again.dk, got.dk);
   EXPECT_EQ(again.dv, got.dv);
   EXPECT_EQ(again.dsink, got.dsink);
+
+  // kAssign from the same nonzero start: every element of dq, dk, dv (KV-bias keys and each
+  // GQA group included) is the reference's gradient from zero; dsink_logit still adds.
+  const Grads assigned = run_backward(GradWrite::kAssign);
+  EXPECT_LT(GpuTest::RelError(assigned.dq, dq), kBf16RelTol) << "assigned dq";
+  EXPECT_LT(GpuTest::RelError(assigned.dk, dk), kBf16RelTol) << "assigned dk";
+  EXPECT_LT(GpuTest::RelError(assigned.dv, dv), kBf16RelTol) << "assigned dv";
+  if (sink) {
+    EXPECT_LT(GpuTest::RelError(Minus(assigned.dsink, dsink0), dsink), kBf16RelTol)
+        << "assigned dsink";
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(NormalizersAndShapes, CudaAttentionTest,
@@ -250,7 +262,7 @@ TEST(CudaAttentionF32Test, Fp32TensorsMatchTheCpuReference) {
     Tensor dk = t.HostZeros(DType::kF32, {B, K, Hkv, d});
     Tensor dv = t.HostZeros(DType::kF32, {B, K, Hkv, d});
     t.cpu().AttentionBackward(dq, dk, dv, Tensor(), p.dout, p.q, p.k, p.v, p.sink, p.out,
-                              p.unclipped, p.probs, p.lse, p.spec);
+                              p.unclipped, p.probs, p.lse, p.spec, GradWrite::kAccumulate);
     const Tensor g_dq = t.DeviceZeros(DType::kF32, {B, S, H, d});
     const Tensor g_dk = t.DeviceZeros(DType::kF32, {B, K, Hkv, d});
     const Tensor g_dv = t.DeviceZeros(DType::kF32, {B, K, Hkv, d});
@@ -258,7 +270,7 @@ TEST(CudaAttentionF32Test, Fp32TensorsMatchTheCpuReference) {
     t.gpu().Fill(g_dk, 0.0f);
     t.gpu().Fill(g_dv, 0.0f);
     t.gpu().AttentionBackward(g_dq, g_dk, g_dv, Tensor(), g_dout, g_q, g_k, g_v, g_sink, g_out,
-                              g_unclipped, Tensor(), g_lse, p.spec);
+                              g_unclipped, Tensor(), g_lse, p.spec, GradWrite::kAccumulate);
     EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_dq), dq), kF32RelTol);
     EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_dk), dk), kF32RelTol);
     EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_dv), dv), kF32RelTol);
@@ -283,13 +295,15 @@ TEST(CudaAttentionSkipTest, EmptyGradientsAreSkipped) {
   const Tensor dq = zeros({B, S, H, d}, DType::kBF16), dk = zeros({B, K, Hkv, d}, DType::kBF16);
   const Tensor dv = zeros({B, K, Hkv, d}, DType::kBF16), dsink = zeros({H}, DType::kF32);
   t.gpu().AttentionBackward(dq, dk, dv, dsink, p.g_dout, p.g_q, p.g_k, p.g_v, p.g_sink, g_out,
-                            Tensor(), Tensor(), g_lse, p.spec);
+                            Tensor(), Tensor(), g_lse, p.spec, GradWrite::kAccumulate);
   const Tensor dq_only = zeros({B, S, H, d}, DType::kBF16);
   t.gpu().AttentionBackward(dq_only, Tensor(), Tensor(), Tensor(), p.g_dout, p.g_q, p.g_k, p.g_v,
-                            p.g_sink, g_out, Tensor(), Tensor(), g_lse, p.spec);
+                            p.g_sink, g_out, Tensor(), Tensor(), g_lse, p.spec,
+                            GradWrite::kAccumulate);
   const Tensor dv_only = zeros({B, K, Hkv, d}, DType::kBF16);
   t.gpu().AttentionBackward(Tensor(), Tensor(), dv_only, Tensor(), p.g_dout, p.g_q, p.g_k, p.g_v,
-                            p.g_sink, g_out, Tensor(), Tensor(), g_lse, p.spec);
+                            p.g_sink, g_out, Tensor(), Tensor(), g_lse, p.spec,
+                            GradWrite::kAccumulate);
   EXPECT_EQ(t.ToHostF32(dq_only), t.ToHostF32(dq));
   EXPECT_EQ(t.ToHostF32(dv_only), t.ToHostF32(dv));
 }
@@ -318,10 +332,11 @@ TEST(CudaAttentionSkipTest, ClippedSoftmaxDkvAloneMatchesTheFullBackward) {
     };
     const Tensor dq = zeros({B, S, H, d}), dk = zeros({B, K, Hkv, d}), dv = zeros({B, K, Hkv, d});
     t.gpu().AttentionBackward(dq, dk, dv, Tensor(), p.g_dout, p.g_q, p.g_k, p.g_v, p.g_sink, g_out,
-                              g_unclipped, Tensor(), g_lse, p.spec);
+                              g_unclipped, Tensor(), g_lse, p.spec, GradWrite::kAccumulate);
     const Tensor dk_alone = zeros({B, K, Hkv, d}), dv_alone = zeros({B, K, Hkv, d});
     t.gpu().AttentionBackward(Tensor(), dk_alone, dv_alone, Tensor(), p.g_dout, p.g_q, p.g_k, p.g_v,
-                              p.g_sink, g_out, g_unclipped, Tensor(), g_lse, p.spec);
+                              p.g_sink, g_out, g_unclipped, Tensor(), g_lse, p.spec,
+                              GradWrite::kAccumulate);
     EXPECT_EQ(t.ToHostF32(dk_alone), t.ToHostF32(dk));
     EXPECT_EQ(t.ToHostF32(dv_alone), t.ToHostF32(dv));
     // A missing or misplaced row sum would still agree between the two: dk against the CPU.
@@ -329,7 +344,7 @@ TEST(CudaAttentionSkipTest, ClippedSoftmaxDkvAloneMatchesTheFullBackward) {
     Tensor dk_ref = t.HostZeros(DType::kF32, {B, K, Hkv, d});
     Tensor dv_ref = t.HostZeros(DType::kF32, {B, K, Hkv, d});
     t.cpu().AttentionBackward(dq_ref, dk_ref, dv_ref, Tensor(), p.dout, p.q, p.k, p.v, p.sink,
-                              p.out, p.unclipped, p.probs, p.lse, p.spec);
+                              p.out, p.unclipped, p.probs, p.lse, p.spec, GradWrite::kAccumulate);
     EXPECT_LT(GpuTest::RelError(t.ToHostF32(dk_alone), dk_ref), kBf16RelTol);
   }
 }

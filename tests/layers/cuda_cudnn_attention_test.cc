@@ -1,9 +1,10 @@
-// cuDNN's fused attention path of CudaBackend (layers/cuda/cudnn_attention.h,
-// AttentionKernel::kCudnn): a probe that builds the forward and backward plans of one small
+// cuDNN's fused attention path of CudaBackend (layers/cuda/cudnn_attention.h; specs with
+// allow_library_kernel, what model.attention.kernel AUTO gives): a probe that builds the forward and backward plans of one small
 // shape and prints cuDNN's message if a descriptor is refused; forward out and lse, and the
-// backward's increments of dq, dk, dv, against the CPU reference at odd and tile-multiple
-// lengths, MHA and GQA, head dims 64 and 128; sinklab's kernels against cuDNN on a larger
-// shape; the variants cuDNN does not run keep sinklab's kernels; SINKLAB_ATTENTION parsing.
+// backward's increments of dq, dk, dv (GradWrite::kAccumulate) and its dq, dk, dv written over
+// nonzero ones (kAssign), against the CPU reference at odd and tile-multiple lengths, MHA and
+// GQA, head dims 64 and 128; sinklab's kernels against cuDNN on a larger shape (kAssign); the
+// variants cuDNN does not run, and specs that do not allow it, keep sinklab's kernels.
 #if SINKLAB_WITH_CUDA
 
 #include <cmath>
@@ -52,8 +53,11 @@ Tensor HostTensorOf(GpuTest& t, const std::vector<float>& values) {
   return x;
 }
 
+// Softmax attention that may run cuDNN's kernels (model.attention.kernel AUTO).
 AttentionSpec SoftmaxSpec(int64_t d, int64_t keys) {
-  return AttentionTestSpec(AttentionNormalizer::kSoftmax, d, keys);
+  AttentionSpec spec = AttentionTestSpec(AttentionNormalizer::kSoftmax, d, keys);
+  spec.allow_library_kernel = true;
+  return spec;
 }
 
 // First on purpose: on the first device run, this tells which descriptor cuDNN refused.
@@ -61,7 +65,6 @@ TEST(CudaCudnnAttentionTest, ProbeBuildsTheForwardAndBackwardPlans) {
   SL_SKIP_WITHOUT_CUDA();
   SL_SKIP_WITHOUT_CUDNN();
   GpuTest t;
-  t.gpu().set_attention_kernel(AttentionKernel::kCudnn);
   const int64_t B = 2, S = 128, H = 4, d = 64;
   const Tensor q = t.DeviceZeros(DType::kBF16, {B, S, H, d});
   const Tensor k = t.DeviceZeros(DType::kBF16, {B, S, H, d});
@@ -87,7 +90,6 @@ TEST_P(CudaCudnnAttentionShapeTest, ForwardAndBackwardMatchTheCpuReference) {
   const CudnnCase c = GetParam();
   const int64_t B = c.batch, S = c.seq, H = c.heads, Hkv = c.kv_heads, d = c.d;
   GpuTest t;
-  t.gpu().set_attention_kernel(AttentionKernel::kCudnn);
   const AttentionSpec spec = SoftmaxSpec(d, S);
   const Tensor q = t.HostRandom({B, S, H, d}, 11), k = t.HostRandom({B, S, Hkv, d}, 12);
   const Tensor v = t.HostRandom({B, S, Hkv, d}, 13), dout = t.HostRandom({B, S, H, d}, 14);
@@ -124,14 +126,14 @@ TEST_P(CudaCudnnAttentionShapeTest, ForwardAndBackwardMatchTheCpuReference) {
   Tensor dk = t.HostZeros(DType::kF32, {B, S, Hkv, d});
   Tensor dv = t.HostZeros(DType::kF32, {B, S, Hkv, d});
   t.cpu().AttentionBackward(dq, dk, dv, Tensor(), dout, q, k, v, Tensor(), out, Tensor(), probs,
-                            lse, spec);
+                            lse, spec, GradWrite::kAccumulate);
   const Tensor dq0 = t.HostRandom({B, S, H, d}, 15, Rms(dq));
   const Tensor dk0 = t.HostRandom({B, S, Hkv, d}, 16, Rms(dk));
   const Tensor dv0 = t.HostRandom({B, S, Hkv, d}, 17, Rms(dv));
   const Tensor g_dq = t.ToDevice(dq0, DType::kBF16), g_dk = t.ToDevice(dk0, DType::kBF16);
   const Tensor g_dv = t.ToDevice(dv0, DType::kBF16);
   t.gpu().AttentionBackward(g_dq, g_dk, g_dv, Tensor(), g_dout, g_q, g_k, g_v, Tensor(), g_out,
-                            Tensor(), Tensor(), g_lse, spec);
+                            Tensor(), Tensor(), g_lse, spec, GradWrite::kAccumulate);
   if (cudnn_backward) {
     EXPECT_TRUE(t.gpu().UsesCudnnAttention(g_q, g_k, spec, true, &why)) << "executing: " << why;
   }
@@ -142,6 +144,23 @@ TEST_P(CudaCudnnAttentionShapeTest, ForwardAndBackwardMatchTheCpuReference) {
   EXPECT_LT(GpuTest::RelError(Minus(got_dq, dq0), dq), kBf16RelTol) << "dq";
   EXPECT_LT(GpuTest::RelError(Minus(got_dk, dk0), dk), kBf16RelTol) << "dk";
   EXPECT_LT(GpuTest::RelError(Minus(got_dv, dv0), dv), kBf16RelTol) << "dv";
+
+  // kAssign from the same nonzero start: cuDNN writes dq, dk, dv in place, every element
+  // (with GQA, each kv head's sum over its group) the reference's gradient from zero.
+  const Tensor a_dq = t.ToDevice(dq0, DType::kBF16), a_dk = t.ToDevice(dk0, DType::kBF16);
+  const Tensor a_dv = t.ToDevice(dv0, DType::kBF16);
+  t.gpu().AttentionBackward(a_dq, a_dk, a_dv, Tensor(), g_dout, g_q, g_k, g_v, Tensor(), g_out,
+                            Tensor(), Tensor(), g_lse, spec, GradWrite::kAssign);
+  if (cudnn_backward) {
+    EXPECT_TRUE(t.gpu().UsesCudnnAttention(g_q, g_k, spec, true, &why)) << "executing: " << why;
+  }
+  const std::vector<float> assigned_dq = t.ToHostF32(a_dq), assigned_dk = t.ToHostF32(a_dk);
+  const std::vector<float> assigned_dv = t.ToHostF32(a_dv);
+  EXPECT_TRUE(GpuTest::AllFinite(assigned_dq) && GpuTest::AllFinite(assigned_dk) &&
+              GpuTest::AllFinite(assigned_dv));
+  EXPECT_LT(GpuTest::RelError(assigned_dq, dq), kBf16RelTol) << "assigned dq";
+  EXPECT_LT(GpuTest::RelError(assigned_dk, dk), kBf16RelTol) << "assigned dk";
+  EXPECT_LT(GpuTest::RelError(assigned_dv, dv), kBf16RelTol) << "assigned dv";
 }
 
 const CudnnCase kCudnnCases[] = {
@@ -157,13 +176,16 @@ INSTANTIATE_TEST_SUITE_P(Shapes, CudaCudnnAttentionShapeTest, ::testing::ValuesI
                            return std::string(info.param.name);
                          });
 
-// Ours and cuDNN's on one larger GQA shape: the same out, lse and gradients up to bf16 noise.
+// Ours and cuDNN's on one larger GQA shape: the same out, lse and gradients up to bf16 noise,
+// the gradients written (kAssign, as in training) over nonzero values.
 TEST(CudaCudnnAttentionTest, SinklabAndCudnnAgreeOnALargerShape) {
   SL_SKIP_WITHOUT_CUDA();
   SL_SKIP_WITHOUT_CUDNN();
   const int64_t B = 2, S = 512, H = 8, Hkv = 2, d = 64;
   GpuTest t;
-  const AttentionSpec spec = SoftmaxSpec(d, S);
+  const AttentionSpec cudnn_spec = SoftmaxSpec(d, S);
+  AttentionSpec sinklab_spec = cudnn_spec;
+  sinklab_spec.allow_library_kernel = false;
   const Tensor g_q = t.ToDevice(t.HostRandom({B, S, H, d}, 21), DType::kBF16);
   const Tensor g_k = t.ToDevice(t.HostRandom({B, S, Hkv, d}, 22), DType::kBF16);
   const Tensor g_v = t.ToDevice(t.HostRandom({B, S, Hkv, d}, 23), DType::kBF16);
@@ -171,28 +193,28 @@ TEST(CudaCudnnAttentionTest, SinklabAndCudnnAgreeOnALargerShape) {
   struct Result {
     std::vector<float> out, lse, dq, dk, dv;
   };
-  const auto run = [&](AttentionKernel kernel) {
-    t.gpu().set_attention_kernel(kernel);
+  const auto run = [&](const AttentionSpec& spec) {
     const Tensor out = t.DeviceZeros(DType::kBF16, {B, S, H, d});
     const Tensor lse = t.DeviceZeros(DType::kF32, {B, H, S});
     const Tensor dq = t.DeviceZeros(DType::kBF16, {B, S, H, d});
     const Tensor dk = t.DeviceZeros(DType::kBF16, {B, S, Hkv, d});
     const Tensor dv = t.DeviceZeros(DType::kBF16, {B, S, Hkv, d});
-    for (const Tensor* grad : {&dq, &dk, &dv}) t.gpu().Fill(*grad, 0.0f);
+    for (const Tensor* grad : {&dq, &dk, &dv}) t.gpu().Fill(*grad, 7.0f);  // to be overwritten
     t.gpu().AttentionForward(out, Tensor(), lse, Tensor(), g_q, g_k, g_v, Tensor(), spec);
     t.gpu().AttentionBackward(dq, dk, dv, Tensor(), g_dout, g_q, g_k, g_v, Tensor(), out, Tensor(),
-                              Tensor(), lse, spec);
+                              Tensor(), lse, spec, GradWrite::kAssign);
     return Result{t.ToHostF32(out), t.ToHostF32(lse), t.ToHostF32(dq), t.ToHostF32(dk),
                   t.ToHostF32(dv)};
   };
-  const Result ours = run(AttentionKernel::kSinklab);
   std::string why;
-  t.gpu().set_attention_kernel(AttentionKernel::kCudnn);
-  ASSERT_TRUE(t.gpu().UsesCudnnAttention(g_q, g_k, spec, false, &why)) << why;
-  ASSERT_TRUE(t.gpu().UsesCudnnAttention(g_q, g_k, spec, true, &why)) << why;
-  const Result cudnn = run(AttentionKernel::kCudnn);
+  EXPECT_FALSE(t.gpu().UsesCudnnAttention(g_q, g_k, sinklab_spec, false, &why));
+  const Result ours = run(sinklab_spec);
+  ASSERT_TRUE(t.gpu().UsesCudnnAttention(g_q, g_k, cudnn_spec, false, &why)) << why;
+  ASSERT_TRUE(t.gpu().UsesCudnnAttention(g_q, g_k, cudnn_spec, true, &why)) << why;
+  const Result cudnn = run(cudnn_spec);
   for (const bool backward : {false, true}) {
-    EXPECT_TRUE(t.gpu().UsesCudnnAttention(g_q, g_k, spec, backward, &why)) << "executing: " << why;
+    EXPECT_TRUE(t.gpu().UsesCudnnAttention(g_q, g_k, cudnn_spec, backward, &why))
+        << "executing: " << why;
   }
   // Both are bf16-rounded results of fp32 sums: about twice the single-kernel error.
   constexpr double kTol = 2 * kBf16RelTol;
@@ -203,11 +225,11 @@ TEST(CudaCudnnAttentionTest, SinklabAndCudnnAgreeOnALargerShape) {
   EXPECT_LT(GpuTest::RelError(cudnn.dv, HostTensorOf(t, ours.dv)), kTol) << "dv";
 }
 
-// With kCudnn, what cuDNN does not run (other normalizers, KV-bias keys, fp32) keeps ours.
+// Where cuDNN is allowed, what it does not run (other normalizers, KV-bias keys, fp32) keeps
+// ours; so does plain softmax when the spec does not allow it (kernel: SINKLAB).
 TEST(CudaCudnnAttentionTest, OtherVariantsKeepSinklabKernels) {
   SL_SKIP_WITHOUT_CUDA();
   GpuTest t;
-  t.gpu().set_attention_kernel(AttentionKernel::kCudnn);
   const int64_t B = 2, S = 128, H = 4, d = 64;
   const Tensor q = t.DeviceZeros(DType::kBF16, {B, S, H, d});
   const Tensor k = t.DeviceZeros(DType::kBF16, {B, S, H, d});
@@ -217,34 +239,16 @@ TEST(CudaCudnnAttentionTest, OtherVariantsKeepSinklabKernels) {
   for (const bool backward : {false, true}) {
     for (const AttentionNormalizer n : kAllNormalizers) {
       if (n == AttentionNormalizer::kSoftmax) continue;
-      EXPECT_FALSE(t.gpu().UsesCudnnAttention(q, k, AttentionTestSpec(n, d, S), backward))
-          << NormalizerName(n);
+      AttentionSpec spec = AttentionTestSpec(n, d, S);
+      spec.allow_library_kernel = true;
+      EXPECT_FALSE(t.gpu().UsesCudnnAttention(q, k, spec, backward)) << NormalizerName(n);
     }
     EXPECT_FALSE(t.gpu().UsesCudnnAttention(q, k_bias, SoftmaxSpec(d, S + 1), backward));
     EXPECT_FALSE(t.gpu().UsesCudnnAttention(q32, k32, SoftmaxSpec(d, S), backward));
   }
-  t.gpu().set_attention_kernel(AttentionKernel::kSinklab);
-  EXPECT_FALSE(t.gpu().UsesCudnnAttention(q, k, SoftmaxSpec(d, S), false));
-}
-
-// SINKLAB_ATTENTION picks the default kernel (no GPU needed).
-TEST(CudnnAttentionKernelTest, EnvironmentSelectsTheKernel) {
-  const char* saved = std::getenv("SINKLAB_ATTENTION");
-  const std::string saved_value = saved != nullptr ? saved : "";
-  unsetenv("SINKLAB_ATTENTION");
-  EXPECT_EQ(AttentionKernelFromEnvironment(), AttentionKernel::kSinklab);
-  setenv("SINKLAB_ATTENTION", "cudnn", 1);
-  EXPECT_EQ(AttentionKernelFromEnvironment(), AttentionKernel::kCudnn);
-  setenv("SINKLAB_ATTENTION", "sinklab", 1);
-  EXPECT_EQ(AttentionKernelFromEnvironment(), AttentionKernel::kSinklab);
-  setenv("SINKLAB_ATTENTION", "flash", 1);
-  GTEST_FLAG_SET(death_test_style, "threadsafe");
-  EXPECT_DEATH(AttentionKernelFromEnvironment(), "expected sinklab or cudnn");
-  if (saved != nullptr) {
-    setenv("SINKLAB_ATTENTION", saved_value.c_str(), 1);
-  } else {
-    unsetenv("SINKLAB_ATTENTION");
-  }
+  AttentionSpec sinklab = SoftmaxSpec(d, S);
+  sinklab.allow_library_kernel = false;
+  EXPECT_FALSE(t.gpu().UsesCudnnAttention(q, k, sinklab, false));
 }
 
 }  // namespace
