@@ -69,18 +69,6 @@ int64_t RowsClippedBothWays(const Tensor& probs) {
   return count;
 }
 
-double Rms(const Tensor& x) {
-  double sum = 0;
-  for (int64_t i = 0; i < x.numel(); ++i) sum += double{x.f32()[i]} * x.f32()[i];
-  return std::sqrt(sum / x.numel());
-}
-
-std::vector<float> Minus(const std::vector<float>& a, const Tensor& b) {
-  std::vector<float> diff(a.size());
-  for (size_t i = 0; i < a.size(); ++i) diff[i] = a[i] - b.f32()[i];
-  return diff;
-}
-
 // The inputs of one case, on the host (bf16-rounded) and on the device (bf16), and the CPU
 // reference's forward.
 struct Problem {

@@ -34,18 +34,6 @@ struct CudnnCase {
   int64_t batch, seq, heads, kv_heads, d;
 };
 
-double Rms(const Tensor& x) {
-  double sum = 0;
-  for (int64_t i = 0; i < x.numel(); ++i) sum += double{x.f32()[i]} * x.f32()[i];
-  return std::sqrt(sum / x.numel());
-}
-
-std::vector<float> Minus(const std::vector<float>& a, const Tensor& b) {
-  std::vector<float> diff(a.size());
-  for (size_t i = 0; i < a.size(); ++i) diff[i] = a[i] - b.f32()[i];
-  return diff;
-}
-
 // A host f32 tensor [n] holding `values` (a reference for GpuTest::RelError).
 Tensor HostTensorOf(GpuTest& t, const std::vector<float>& values) {
   Tensor x = t.HostZeros(DType::kF32, {static_cast<int64_t>(values.size())});

@@ -48,6 +48,20 @@ inline std::vector<float> DeviceValues(const Tensor& t) {
 
 // The spec of the attention kernel tests: scale 1/sqrt(d), sigmoid bias -log(keys), and
 // clipped softmax with zeta > 1 so that both clips happen (rows near 1 clip at 1).
+// Root mean square of an fp32 host tensor (the scale of random starting gradients).
+inline double Rms(const Tensor& x) {
+  double sum = 0;
+  for (int64_t i = 0; i < x.numel(); ++i) sum += double{x.f32()[i]} * x.f32()[i];
+  return std::sqrt(sum / x.numel());
+}
+
+// a - b elementwise (b an fp32 host tensor of a.size() elements): a kernel's increment.
+inline std::vector<float> Minus(const std::vector<float>& a, const Tensor& b) {
+  std::vector<float> diff(a.size());
+  for (size_t i = 0; i < a.size(); ++i) diff[i] = a[i] - b.f32()[i];
+  return diff;
+}
+
 inline AttentionSpec AttentionTestSpec(AttentionNormalizer normalizer, int64_t d, int64_t keys) {
   AttentionSpec spec;
   spec.normalizer = normalizer;
