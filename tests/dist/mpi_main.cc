@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "gtest/gtest.h"
 #include "tests/dist/mpi_env.h"
+#include "tests/test_dirs.h"
 
 // dist_tests need 2 ranks; the GPU tests (dist_cuda_tests) run on 1 or more.
 #ifndef SINKLAB_MPI_TEST_MIN_RANKS
@@ -79,6 +80,9 @@ int main(int argc, char** argv) {
   }
   double failed = RUN_ALL_TESTS() != 0 ? 1 : 0;
   (*world)->AllReduceSum(&failed, 1);
+  // Every rank is done with the directories (rank 0's are shared): each removes its own,
+  // unless a test failed anywhere (tests/test_dirs.h).
+  if (failed == 0) sinklab::RemoveTestDirsOf(::testing::TempDir(), ::getpid());
   world->reset();  // MPI_Finalize
   return failed > 0 ? 1 : 0;
 }
