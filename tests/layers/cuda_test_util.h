@@ -48,6 +48,16 @@ inline std::vector<float> DeviceValues(const Tensor& t) {
 
 // The spec of the attention kernel tests: scale 1/sqrt(d), sigmoid bias -log(keys), and
 // clipped softmax with zeta > 1 so that both clips happen (rows near 1 clip at 1).
+// ||got - want|| / ||want|| over two host vectors of equal size, in double.
+inline double RelError(const std::vector<float>& got, const std::vector<float>& want) {
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    diff += (static_cast<double>(got[i]) - want[i]) * (static_cast<double>(got[i]) - want[i]);
+    norm += static_cast<double>(want[i]) * want[i];
+  }
+  return std::sqrt(diff / norm);
+}
+
 // Root mean square of an fp32 host tensor (the scale of random starting gradients).
 inline double Rms(const Tensor& x) {
   double sum = 0;

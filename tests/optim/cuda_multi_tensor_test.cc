@@ -53,15 +53,6 @@ void Upload(const Tensor& t, const std::vector<float>& v) {
   }
 }
 
-double RelError(const std::vector<float>& got, const std::vector<float>& want) {
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    diff += (static_cast<double>(got[i]) - want[i]) * (static_cast<double>(got[i]) - want[i]);
-    norm += static_cast<double>(want[i]) * want[i];
-  }
-  return std::sqrt(diff / norm);
-}
-
 // x [rows, cols] -> [cols, rows].
 std::vector<float> Transpose(const std::vector<float>& x, int64_t rows, int64_t cols) {
   std::vector<float> t(x.size());

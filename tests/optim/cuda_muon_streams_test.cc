@@ -47,15 +47,6 @@ std::vector<float> Random(int64_t n, uint64_t stream, float std) {
   return v;
 }
 
-double RelError(const std::vector<float>& got, const std::vector<float>& want) {
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    diff += (static_cast<double>(got[i]) - want[i]) * (static_cast<double>(got[i]) - want[i]);
-    norm += static_cast<double>(want[i]) * want[i];
-  }
-  return std::sqrt(diff / norm);
-}
-
 struct Shape {
   std::string name;
   ParamKind kind;

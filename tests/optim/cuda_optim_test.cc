@@ -33,15 +33,6 @@ std::vector<float> RandomValues(int64_t n, uint64_t stream, float std) {
   return v;
 }
 
-double RelError(const std::vector<float>& got, const std::vector<float>& want) {
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    diff += (got[i] - want[i]) * (got[i] - want[i]);
-    norm += static_cast<double>(want[i]) * want[i];
-  }
-  return std::sqrt(diff / norm);
-}
-
 // The same parameters on the CPU (compute aliases master) and on the GPU (bf16 compute).
 struct TwinParams {
   Arena cpu_arena{Device::kCpu, size_t{8} << 20};
