@@ -288,10 +288,7 @@ float DistributedOptimizer::ReduceAndClipGradients() {
     // after the sum over ranks.
     double sum = 0.0;
     if (sharded_ != nullptr) {
-#if SINKLAB_WITH_NCCL
-      // The backward pass's gradients (backend stream) before the packing (NCCL stream).
-      if (nccl_ != nullptr) SL_CUDA_CHECK(cudaDeviceSynchronize());
-#endif
+      SynchronizeGpu();  // the backward pass's gradients (backend stream) before the copies
       sharded_->ReduceScatterGrads();
       sum = sharded_->ShardGradSumOfSquares();
     }
@@ -347,7 +344,7 @@ void DistributedOptimizer::StepGpuZero1(float schedule_factor, int64_t step) {
   if (gpu_muon_ != nullptr) gpu_muon_->Step(muon_lr_ * schedule_factor, step);
   if (sharded_ != nullptr) {
     sharded_->Step(adamw_lr_ * schedule_factor, step);  // default stream
-    SL_CUDA_CHECK(cudaDeviceSynchronize());             // the updated shard, then the copies
+    SynchronizeGpu();                                   // the updated shard, then the copies
     sharded_->AllGatherParams();
     // The pieces have no bf16 copies: every AdamW parameter's copy from its gathered master.
     for (const Parameter* param : adamw_params_) {
