@@ -12,7 +12,8 @@
 #        corpus) for the baseline (model.attention.kernel AUTO: cuDNN's attention where
 #        built; sinklab_kernels: ours), every mitigation, Muon, a stats-heavy run, and the
 #        PyTorch baseline (torch.compile, bf16 autocast, fused AdamW, SDPA) of the same model.
-#        BENCH_RUNS="attention baseline muon torch ..." limits it to the runs named.
+#        Muon's batched Newton-Schulz alone on llama_160m's shape groups (newton_schulz).
+#        BENCH_RUNS="attention newton_schulz baseline muon torch ..." limits it to the runs named.
 # multigpu: on every GPU of the machine (one MPI rank each): the GPU data-parallel tests
 #        (dist_cuda_tests: NCCL path vs one process, with and without ZeRO-1, resume), then
 #        weak scaling: configs/llama_160m.textproto with 16 x 1024 tokens per GPU per step
@@ -94,6 +95,9 @@ if [[ " $steps " == *" bench "* ]]; then
   if [[ -z "${BENCH_RUNS:-}" || " $BENCH_RUNS " == *" attention "* ]]; then
     $build/experiments/perf/attention_bench 16 12 1024 64 | tee "$OUT/attention.txt"
     python3 experiments/perf/cudnn_sdpa_bench.py 16 12 1024 64 | tee -a "$OUT/attention.txt"
+  fi
+  if [[ -z "${BENCH_RUNS:-}" || " $BENCH_RUNS " == *" newton_schulz "* ]]; then
+    $build/experiments/perf/newton_schulz_bench | tee "$OUT/newton_schulz.txt"
   fi
   runs=/tmp/perf_runs; rm -rf $runs
   base=(--device cuda

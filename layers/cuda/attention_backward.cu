@@ -315,12 +315,24 @@ void CudaBackend::AttentionBackward(const Tensor& dq, const Tensor& dk, const Te
     zero_if_assign();
     return;
   }
+  const cuda::AttentionParams params = cuda::ParamsOf(dims, spec, sink_logit);
+  // The sink logit's gradient needs only dout, out and lse (whichever kernels ran).
+  const auto sink_logit_grad = [&] {
+    if (spec.normalizer != AttentionNormalizer::kSinkLogit || dsink_logit.empty()) return;
+    cuda::DispatchFloat(q.dtype(), [&](auto t) {
+      cuda::LaunchSinkLogitGrad<decltype(t)>(stream_, scratch_, kScratchDoubles, params,
+                                             dsink_logit, dout, out, lse);
+    });
+  };
+  // cuDNN's softmax backward with the lse of softmax1 or the sink logit (their virtual logit
+  // folded in by the forward) is their backward: p_j = e^(s_j - lse), and the virtual key has
+  // no value, so D_i = dout_i . out_i and dS = P (dP - D) are unchanged.
   if (TryCudnnAttentionBackward(dq, dk, dv, dout, q, k, v, out, unclipped_values, lse, spec,
                                 dqkv_write)) {
-    return;  // (kSoftmax only: no dsink_logit)
+    sink_logit_grad();
+    return;
   }
   zero_if_assign();
-  const cuda::AttentionParams params = cuda::ParamsOf(dims, spec, sink_logit);
   cuda::DispatchFloat(q.dtype(), [&](auto t) {
     using T = decltype(t);
     // (MmaDkvKernel stages unclipped_values in 16-byte copies.)
@@ -336,11 +348,8 @@ void CudaBackend::AttentionBackward(const Tensor& dq, const Tensor& dk, const Te
       cuda::LaunchGenericBackward<T>(stream_, params, dq, dk, dv, dout, q, k, v, out,
                                      unclipped_values, lse);
     }
-    if (spec.normalizer == AttentionNormalizer::kSinkLogit && !dsink_logit.empty()) {
-      cuda::LaunchSinkLogitGrad<T>(stream_, scratch_, kScratchDoubles, params, dsink_logit, dout,
-                                   out, lse);
-    }
   });
+  sink_logit_grad();
 }
 
 }  // namespace sinklab

@@ -54,7 +54,13 @@ bool CudaBackend::UsesCudnnAttention(const Tensor& q, const Tensor& k, const Att
   if (!spec.allow_library_kernel) {
     return refuse("sinklab's kernels asked for (model.attention.kernel: SINKLAB)");
   }
-  if (spec.normalizer != AttentionNormalizer::kSoftmax) return refuse("not the softmax normalizer");
+  // softmax1 and the sink logit: cuDNN's softmax, their virtual logit folded in afterwards
+  // (attention_forward.cu; the backward is softmax's with their lse, attention_backward.cu).
+  if (spec.normalizer != AttentionNormalizer::kSoftmax &&
+      spec.normalizer != AttentionNormalizer::kSoftmax1 &&
+      spec.normalizer != AttentionNormalizer::kSinkLogit) {
+    return refuse("not softmax, softmax1 or the sink logit");
+  }
   if (q.dtype() != DType::kBF16 || k.dtype() != DType::kBF16) return refuse("not bf16");
   if (q.rank() != 4 || k.rank() != 4 || k.dim(1) != q.dim(1)) {
     return refuse("keys other than the S queries' own (KV bias)");

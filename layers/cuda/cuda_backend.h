@@ -8,7 +8,8 @@
 //   cuda_backend.cu (construction, fill/copy/convert, host copies, reductions),
 //   matmul.cu (cuBLASLt, layers/cuda/gemm_lt.h), embedding.cu, rmsnorm.cu, rope.cu,
 //   attention*.cu (fused, flash-style: no [S, K] matrix unless probs are asked for),
-//   attention_cudnn.cc (cuDNN's fused attention for plain softmax where the spec allows it),
+//   attention_cudnn.cc (cuDNN's fused attention for softmax, softmax1 and the sink logit
+//   where the spec allows it),
 //   prepend_rows.cu, gate.cu, swiglu.cu, cross_entropy.cu; shared device helpers in
 //   kernel_util.cuh.
 //

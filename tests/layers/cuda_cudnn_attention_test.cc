@@ -1,7 +1,8 @@
 // cuDNN's fused attention path of CudaBackend (layers/cuda/cudnn_attention.h; specs with
-// allow_library_kernel, what model.attention.kernel AUTO gives): a probe that builds the forward and backward plans of one small
-// shape and prints cuDNN's message if a descriptor is refused; forward out and lse, and the
-// backward's increments of dq, dk, dv (GradWrite::kAccumulate) and its dq, dk, dv written over
+// allow_library_kernel, what model.attention.kernel AUTO gives): a probe that builds the
+// forward and backward plans of one small shape and prints cuDNN's message if a descriptor is
+// refused; for softmax, softmax1 and the sink logit, forward out and lse, and the backward's
+// increments of dq, dk, dv, dsink (GradWrite::kAccumulate) and its dq, dk, dv written over
 // nonzero ones (kAssign), against the CPU reference at odd and tile-multiple lengths, MHA and
 // GQA, head dims 64 and 128; sinklab's kernels against cuDNN on a larger shape (kAssign); the
 // variants cuDNN does not run, and specs that do not allow it, keep sinklab's kernels.
@@ -48,6 +49,23 @@ AttentionSpec SoftmaxSpec(int64_t d, int64_t keys) {
   return spec;
 }
 
+// The normalizers cuDNN runs: softmax itself, and softmax1 and the sink logit, whose virtual
+// logit is folded into cuDNN softmax's out and lse.
+constexpr AttentionNormalizer kCudnnNormalizers[] = {
+    AttentionNormalizer::kSoftmax, AttentionNormalizer::kSoftmax1, AttentionNormalizer::kSinkLogit};
+
+AttentionSpec CudnnSpec(AttentionNormalizer n, int64_t d, int64_t keys) {
+  AttentionSpec spec = AttentionTestSpec(n, d, keys);
+  spec.allow_library_kernel = true;
+  return spec;
+}
+
+// Sink logits near a row's log-sum-exp (~log S), so the virtual key takes a visible share.
+Tensor HostSinkLogits(GpuTest& t, AttentionNormalizer n, int64_t heads, int64_t seq) {
+  if (n != AttentionNormalizer::kSinkLogit) return Tensor();
+  return t.HostRandom({heads}, 18, 1.0f, true, std::log(static_cast<float>(seq)));
+}
+
 // First on purpose: on the first device run, this tells which descriptor cuDNN refused.
 TEST(CudaCudnnAttentionTest, ProbeBuildsTheForwardAndBackwardPlans) {
   SL_SKIP_WITHOUT_CUDA();
@@ -70,23 +88,22 @@ TEST(CudaCudnnAttentionTest, ProbeBuildsTheForwardAndBackwardPlans) {
   }
 }
 
-class CudaCudnnAttentionShapeTest : public ::testing::TestWithParam<CudnnCase> {};
-
-TEST_P(CudaCudnnAttentionShapeTest, ForwardAndBackwardMatchTheCpuReference) {
-  SL_SKIP_WITHOUT_CUDA();
-  SL_SKIP_WITHOUT_CUDNN();
-  const CudnnCase c = GetParam();
+// Forward out and lse, the backward's increments of dq, dk, dv and dsink (kAccumulate) and
+// its dq, dk, dv written over nonzero ones (kAssign), against the CPU reference.
+void ExpectCudnnMatchesTheCpuReference(const CudnnCase& c, AttentionNormalizer n) {
   const int64_t B = c.batch, S = c.seq, H = c.heads, Hkv = c.kv_heads, d = c.d;
   GpuTest t;
-  const AttentionSpec spec = SoftmaxSpec(d, S);
+  const AttentionSpec spec = CudnnSpec(n, d, S);
   const Tensor q = t.HostRandom({B, S, H, d}, 11), k = t.HostRandom({B, S, Hkv, d}, 12);
   const Tensor v = t.HostRandom({B, S, Hkv, d}, 13), dout = t.HostRandom({B, S, H, d}, 14);
+  const Tensor sink = HostSinkLogits(t, n, H, S);
   Tensor out = t.HostZeros(DType::kF32, {B, S, H, d});
   Tensor probs = t.HostZeros(DType::kF32, {B, H, S, S});
   Tensor lse = t.HostZeros(DType::kF32, {B, H, S});
-  t.cpu().AttentionForward(out, probs, lse, Tensor(), q, k, v, Tensor(), spec);
+  t.cpu().AttentionForward(out, probs, lse, Tensor(), q, k, v, sink, spec);
   const Tensor g_q = t.ToDevice(q, DType::kBF16), g_k = t.ToDevice(k, DType::kBF16);
   const Tensor g_v = t.ToDevice(v, DType::kBF16), g_dout = t.ToDevice(dout, DType::kBF16);
+  const Tensor g_sink = sink.empty() ? Tensor() : t.ToDevice(sink, DType::kF32);
 
   std::string why;
   ASSERT_TRUE(t.gpu().UsesCudnnAttention(g_q, g_k, spec, /*backward=*/false, &why)) << why;
@@ -94,7 +111,7 @@ TEST_P(CudaCudnnAttentionShapeTest, ForwardAndBackwardMatchTheCpuReference) {
   const Tensor g_lse = t.DeviceZeros(DType::kF32, {B, H, S});
   t.gpu().Fill(g_out, 7.0f);  // cuDNN must overwrite both
   t.gpu().Fill(g_lse, 7.0f);
-  t.gpu().AttentionForward(g_out, Tensor(), g_lse, Tensor(), g_q, g_k, g_v, Tensor(), spec);
+  t.gpu().AttentionForward(g_out, Tensor(), g_lse, Tensor(), g_q, g_k, g_v, g_sink, spec);
   // A plan that fails to execute is refused from then on (and ours ran instead).
   EXPECT_TRUE(t.gpu().UsesCudnnAttention(g_q, g_k, spec, false, &why)) << "executing: " << why;
   const std::vector<float> got_out = t.ToHostF32(g_out), got_lse = t.ToHostF32(g_lse);
@@ -108,19 +125,21 @@ TEST_P(CudaCudnnAttentionShapeTest, ForwardAndBackwardMatchTheCpuReference) {
   if (S % 128 == 0) {
     EXPECT_TRUE(cudnn_backward) << why;
   }
-  std::printf("%s backward ran %s%s\n", c.name,
+  std::printf("%s %s backward ran %s%s\n", c.name, NormalizerName(n),
               cudnn_backward ? "cuDNN" : "sinklab: ", cudnn_backward ? "" : why.c_str());
   Tensor dq = t.HostZeros(DType::kF32, {B, S, H, d});
   Tensor dk = t.HostZeros(DType::kF32, {B, S, Hkv, d});
   Tensor dv = t.HostZeros(DType::kF32, {B, S, Hkv, d});
-  t.cpu().AttentionBackward(dq, dk, dv, Tensor(), dout, q, k, v, Tensor(), out, Tensor(), probs,
-                            lse, spec, GradWrite::kAccumulate);
+  const Tensor dsink = sink.empty() ? Tensor() : t.HostZeros(DType::kF32, {H});
+  t.cpu().AttentionBackward(dq, dk, dv, dsink, dout, q, k, v, sink, out, Tensor(), probs, lse, spec,
+                            GradWrite::kAccumulate);
   const Tensor dq0 = t.HostRandom({B, S, H, d}, 15, Rms(dq));
   const Tensor dk0 = t.HostRandom({B, S, Hkv, d}, 16, Rms(dk));
   const Tensor dv0 = t.HostRandom({B, S, Hkv, d}, 17, Rms(dv));
   const Tensor g_dq = t.ToDevice(dq0, DType::kBF16), g_dk = t.ToDevice(dk0, DType::kBF16);
   const Tensor g_dv = t.ToDevice(dv0, DType::kBF16);
-  t.gpu().AttentionBackward(g_dq, g_dk, g_dv, Tensor(), g_dout, g_q, g_k, g_v, Tensor(), g_out,
+  const Tensor g_dsink = sink.empty() ? Tensor() : t.DeviceZeros(DType::kF32, {H});
+  t.gpu().AttentionBackward(g_dq, g_dk, g_dv, g_dsink, g_dout, g_q, g_k, g_v, g_sink, g_out,
                             Tensor(), Tensor(), g_lse, spec, GradWrite::kAccumulate);
   if (cudnn_backward) {
     EXPECT_TRUE(t.gpu().UsesCudnnAttention(g_q, g_k, spec, true, &why)) << "executing: " << why;
@@ -132,12 +151,15 @@ TEST_P(CudaCudnnAttentionShapeTest, ForwardAndBackwardMatchTheCpuReference) {
   EXPECT_LT(GpuTest::RelError(Minus(got_dq, dq0), dq), kBf16RelTol) << "dq";
   EXPECT_LT(GpuTest::RelError(Minus(got_dk, dk0), dk), kBf16RelTol) << "dk";
   EXPECT_LT(GpuTest::RelError(Minus(got_dv, dv0), dv), kBf16RelTol) << "dv";
+  if (!sink.empty()) {
+    EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_dsink), dsink), kBf16RelTol) << "dsink";
+  }
 
   // kAssign from the same nonzero start: cuDNN writes dq, dk, dv in place, every element
   // (with GQA, each kv head's sum over its group) the reference's gradient from zero.
   const Tensor a_dq = t.ToDevice(dq0, DType::kBF16), a_dk = t.ToDevice(dk0, DType::kBF16);
   const Tensor a_dv = t.ToDevice(dv0, DType::kBF16);
-  t.gpu().AttentionBackward(a_dq, a_dk, a_dv, Tensor(), g_dout, g_q, g_k, g_v, Tensor(), g_out,
+  t.gpu().AttentionBackward(a_dq, a_dk, a_dv, Tensor(), g_dout, g_q, g_k, g_v, g_sink, g_out,
                             Tensor(), Tensor(), g_lse, spec, GradWrite::kAssign);
   if (cudnn_backward) {
     EXPECT_TRUE(t.gpu().UsesCudnnAttention(g_q, g_k, spec, true, &why)) << "executing: " << why;
@@ -149,6 +171,17 @@ TEST_P(CudaCudnnAttentionShapeTest, ForwardAndBackwardMatchTheCpuReference) {
   EXPECT_LT(GpuTest::RelError(assigned_dq, dq), kBf16RelTol) << "assigned dq";
   EXPECT_LT(GpuTest::RelError(assigned_dk, dk), kBf16RelTol) << "assigned dk";
   EXPECT_LT(GpuTest::RelError(assigned_dv, dv), kBf16RelTol) << "assigned dv";
+}
+
+class CudaCudnnAttentionShapeTest : public ::testing::TestWithParam<CudnnCase> {};
+
+TEST_P(CudaCudnnAttentionShapeTest, ForwardAndBackwardMatchTheCpuReference) {
+  SL_SKIP_WITHOUT_CUDA();
+  SL_SKIP_WITHOUT_CUDNN();
+  for (const AttentionNormalizer n : kCudnnNormalizers) {
+    SCOPED_TRACE(NormalizerName(n));
+    ExpectCudnnMatchesTheCpuReference(GetParam(), n);
+  }
 }
 
 const CudnnCase kCudnnCases[] = {
@@ -164,22 +197,20 @@ INSTANTIATE_TEST_SUITE_P(Shapes, CudaCudnnAttentionShapeTest, ::testing::ValuesI
                            return std::string(info.param.name);
                          });
 
-// Ours and cuDNN's on one larger GQA shape: the same out, lse and gradients up to bf16 noise,
-// the gradients written (kAssign, as in training) over nonzero values.
-TEST(CudaCudnnAttentionTest, SinklabAndCudnnAgreeOnALargerShape) {
-  SL_SKIP_WITHOUT_CUDA();
-  SL_SKIP_WITHOUT_CUDNN();
+void ExpectSinklabAndCudnnAgree(AttentionNormalizer n) {
   const int64_t B = 2, S = 512, H = 8, Hkv = 2, d = 64;
   GpuTest t;
-  const AttentionSpec cudnn_spec = SoftmaxSpec(d, S);
+  const AttentionSpec cudnn_spec = CudnnSpec(n, d, S);
   AttentionSpec sinklab_spec = cudnn_spec;
   sinklab_spec.allow_library_kernel = false;
   const Tensor g_q = t.ToDevice(t.HostRandom({B, S, H, d}, 21), DType::kBF16);
   const Tensor g_k = t.ToDevice(t.HostRandom({B, S, Hkv, d}, 22), DType::kBF16);
   const Tensor g_v = t.ToDevice(t.HostRandom({B, S, Hkv, d}, 23), DType::kBF16);
   const Tensor g_dout = t.ToDevice(t.HostRandom({B, S, H, d}, 24), DType::kBF16);
+  const Tensor sink = HostSinkLogits(t, n, H, S);
+  const Tensor g_sink = sink.empty() ? Tensor() : t.ToDevice(sink, DType::kF32);
   struct Result {
-    std::vector<float> out, lse, dq, dk, dv;
+    std::vector<float> out, lse, dq, dk, dv, dsink;
   };
   const auto run = [&](const AttentionSpec& spec) {
     const Tensor out = t.DeviceZeros(DType::kBF16, {B, S, H, d});
@@ -187,12 +218,13 @@ TEST(CudaCudnnAttentionTest, SinklabAndCudnnAgreeOnALargerShape) {
     const Tensor dq = t.DeviceZeros(DType::kBF16, {B, S, H, d});
     const Tensor dk = t.DeviceZeros(DType::kBF16, {B, S, Hkv, d});
     const Tensor dv = t.DeviceZeros(DType::kBF16, {B, S, Hkv, d});
+    const Tensor dsink = t.DeviceZeros(DType::kF32, {H});
     for (const Tensor* grad : {&dq, &dk, &dv}) t.gpu().Fill(*grad, 7.0f);  // to be overwritten
-    t.gpu().AttentionForward(out, Tensor(), lse, Tensor(), g_q, g_k, g_v, Tensor(), spec);
-    t.gpu().AttentionBackward(dq, dk, dv, Tensor(), g_dout, g_q, g_k, g_v, Tensor(), out, Tensor(),
-                              Tensor(), lse, spec, GradWrite::kAssign);
-    return Result{t.ToHostF32(out), t.ToHostF32(lse), t.ToHostF32(dq), t.ToHostF32(dk),
-                  t.ToHostF32(dv)};
+    t.gpu().AttentionForward(out, Tensor(), lse, Tensor(), g_q, g_k, g_v, g_sink, spec);
+    t.gpu().AttentionBackward(dq, dk, dv, sink.empty() ? Tensor() : dsink, g_dout, g_q, g_k, g_v,
+                              g_sink, out, Tensor(), Tensor(), lse, spec, GradWrite::kAssign);
+    return Result{t.ToHostF32(out), t.ToHostF32(lse), t.ToHostF32(dq),
+                  t.ToHostF32(dk),  t.ToHostF32(dv),  t.ToHostF32(dsink)};
   };
   std::string why;
   EXPECT_FALSE(t.gpu().UsesCudnnAttention(g_q, g_k, sinklab_spec, false, &why));
@@ -211,10 +243,24 @@ TEST(CudaCudnnAttentionTest, SinklabAndCudnnAgreeOnALargerShape) {
   EXPECT_LT(GpuTest::RelError(cudnn.dq, HostTensorOf(t, ours.dq)), kTol) << "dq";
   EXPECT_LT(GpuTest::RelError(cudnn.dk, HostTensorOf(t, ours.dk)), kTol) << "dk";
   EXPECT_LT(GpuTest::RelError(cudnn.dv, HostTensorOf(t, ours.dv)), kTol) << "dv";
+  if (!sink.empty()) {
+    EXPECT_LT(GpuTest::RelError(cudnn.dsink, HostTensorOf(t, ours.dsink)), kTol) << "dsink";
+  }
 }
 
-// Where cuDNN is allowed, what it does not run (other normalizers, KV-bias keys, fp32) keeps
-// ours; so does plain softmax when the spec does not allow it (kernel: SINKLAB).
+// Ours and cuDNN's on one larger GQA shape: the same out, lse and gradients up to bf16 noise,
+// the gradients written (kAssign, as in training) over nonzero values.
+TEST(CudaCudnnAttentionTest, SinklabAndCudnnAgreeOnALargerShape) {
+  SL_SKIP_WITHOUT_CUDA();
+  SL_SKIP_WITHOUT_CUDNN();
+  for (const AttentionNormalizer n : kCudnnNormalizers) {
+    SCOPED_TRACE(NormalizerName(n));
+    ExpectSinklabAndCudnnAgree(n);
+  }
+}
+
+// Where cuDNN is allowed, what it does not run (softpick, sigmoid, clipped softmax, KV-bias
+// keys, fp32) keeps ours; so does softmax when the spec does not allow it (kernel: SINKLAB).
 TEST(CudaCudnnAttentionTest, OtherVariantsKeepSinklabKernels) {
   SL_SKIP_WITHOUT_CUDA();
   GpuTest t;
@@ -225,8 +271,9 @@ TEST(CudaCudnnAttentionTest, OtherVariantsKeepSinklabKernels) {
   const Tensor q32 = t.DeviceZeros(DType::kF32, {B, S, H, d});
   const Tensor k32 = t.DeviceZeros(DType::kF32, {B, S, H, d});
   for (const bool backward : {false, true}) {
-    for (const AttentionNormalizer n : kAllNormalizers) {
-      if (n == AttentionNormalizer::kSoftmax) continue;
+    for (const AttentionNormalizer n :
+         {AttentionNormalizer::kSoftpick, AttentionNormalizer::kSigmoid,
+          AttentionNormalizer::kClippedSoftmax}) {
       AttentionSpec spec = AttentionTestSpec(n, d, S);
       spec.allow_library_kernel = true;
       EXPECT_FALSE(t.gpu().UsesCudnnAttention(q, k, spec, backward)) << NormalizerName(n);
