@@ -32,7 +32,9 @@ export LD_LIBRARY_PATH="$absl/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
 export OMP_WAIT_POLICY=PASSIVE NCCL_NVLS_ENABLE=0 PYTHONUNBUFFERED=1
 build=build-device
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/device.txt"
-echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)" | tee -a "$OUT/device.txt"
+# SINKLAB_COMMIT: the commit as the caller names it (the device's copy of .git may lag).
+echo "commit ${SINKLAB_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}" |
+  tee -a "$OUT/device.txt"
 
 if [[ " $steps " == *" build "* ]]; then
   cmake -S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHS:-80;90}" \
