@@ -1,8 +1,8 @@
-// CudnnAttention: plain causal softmax attention (AttentionNormalizer::kSoftmax, K = S keys,
-// no sink logit, no KV bias) through cuDNN's fused flash attention, built with the backend
-// graph API (no cudnn_frontend). CudaBackend::AttentionForward/Backward take it when the
-// spec allows it and cuDNN has a plan for the shape (cuda_backend.h), also for softmax1 and
-// the sink logit, whose virtual logit CudaBackend folds into out and lse after this forward.
+// CudnnAttention: causal softmax attention (K = S keys, no KV bias) through cuDNN's fused
+// flash attention, built with the backend graph API (no cudnn_frontend). CudaBackend's
+// AttentionForward/Backward take it when the spec allows it and cuDNN has a plan for the
+// shape (cuda_backend.h), for softmax and also for softmax1 and the sink logit, whose virtual
+// logit CudaBackend folds into out and lse after this forward.
 //
 // Layouts, all strided views of sinklab's own tensors (no copies): q, out [B, S, H, d] and
 // k, v [B, S, Hkv, d] are cuDNN's logical [B, H, S, d] with strides (S H d, d, H d, 1); lse
