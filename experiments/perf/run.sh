@@ -13,6 +13,7 @@
 #        built; sinklab_kernels: ours), every mitigation, Muon, a stats-heavy run, and the
 #        PyTorch baseline (torch.compile, bf16 autocast, fused AdamW, SDPA) of the same model.
 #        Muon's batched Newton-Schulz alone on llama_160m's shape groups (newton_schulz).
+#        cuBLASLt on each matrix product of a llama_160m step: heuristic's first vs best (gemm).
 #        BENCH_RUNS="attention newton_schulz baseline muon torch ..." limits it to the runs named.
 # multigpu: on every GPU of the machine (one MPI rank each): the GPU data-parallel tests
 #        (dist_cuda_tests: NCCL path vs one process, with and without ZeRO-1, resume), then
@@ -100,6 +101,9 @@ if [[ " $steps " == *" bench "* ]]; then
   fi
   if [[ -z "${BENCH_RUNS:-}" || " $BENCH_RUNS " == *" newton_schulz "* ]]; then
     $build/experiments/perf/newton_schulz_bench | tee "$OUT/newton_schulz.txt"
+  fi
+  if [[ -z "${BENCH_RUNS:-}" || " $BENCH_RUNS " == *" gemm "* ]]; then
+    $build/experiments/perf/gemm_bench | tee "$OUT/gemm.txt"
   fi
   runs=/tmp/perf_runs; rm -rf $runs
   base=(--device cuda
