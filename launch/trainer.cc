@@ -184,13 +184,13 @@ absl::StatusOr<float> TrainStep(Run& run, int64_t step, float* grad_norm) {
   double loss_sum = 0;
   for (int micro = 0; micro < accum; ++micro) {
     LoadTrainBatch(*run.train_loader, step, micro, run.inputs, run.targets);
-    loss_sum += run.model->Forward(run.inputs, run.targets);
     // This rank's share of the grads of the mean over the whole global batch; the sum
     // over ranks (ReduceAndClipGradients) is the mean. The last micro-batch's backward pass
     // starts those sums as it goes (GPUs).
-    run.model->Backward(1.0f / (accum * world),
-                        micro + 1 == accum ? run.optimizer->GradsReadyHook(run.backend.get())
-                                           : Model::GradsReadyFn());
+    loss_sum += run.model->ForwardBackward(
+        run.inputs, run.targets, 1.0f / (accum * world),
+        micro + 1 == accum ? run.optimizer->GradsReadyHook(run.backend.get())
+                           : Model::GradsReadyFn());
   }
   double mean_loss = loss_sum / accum;
   run.comm->AllReduceSum(&mean_loss, 1);

@@ -238,6 +238,18 @@ class Backend {
   // OVERWRITES dlogits (no accumulation); dlogits may alias logits (in place).
   virtual void CrossEntropyBackward(const Tensor& dlogits, const Tensor& logits, const Tensor& lse,
                                     const Tensor& targets, float dloss) = 0;
+  // Both in one call (training): CrossEntropyForward's losses and lse, then dlogits as
+  // CrossEntropyBackward's with dloss = loss_scale / max(1, #targets >= 0), the gradient of
+  // loss_scale * the mean loss. No host read (the count stays on the device); dlogits may
+  // alias logits. This default is the reference: the two calls, the count read on the host.
+  virtual void CrossEntropyForwardBackward(const Tensor& losses, const Tensor& lse,
+                                           const Tensor& dlogits, const Tensor& logits,
+                                           const Tensor& targets, float loss_scale) {
+    CrossEntropyForward(losses, lse, logits, targets);
+    const int64_t count = CountNonNegative(targets);
+    CrossEntropyBackward(dlogits, logits, lse, targets,
+                         loss_scale / static_cast<float>(count > 0 ? count : 1));
+  }
 };
 
 }  // namespace sinklab

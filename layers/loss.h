@@ -20,6 +20,12 @@ class CrossEntropyLoss {
   // dlogits [N, V] = d(loss_scale * mean loss)/dlogits, OVERWRITTEN (may alias logits).
   void Backward(const Tensor& dlogits, const Tensor& logits, const Tensor& targets,
                 float loss_scale);
+  // Training's Forward + Backward in one pass over the logits (Backend::
+  // CrossEntropyForwardBackward), with no host read: MeanLoss reads the loss later.
+  void ForwardBackward(const Tensor& dlogits, const Tensor& logits, const Tensor& targets,
+                       float loss_scale);
+  // The mean loss of the last ForwardBackward (reads the device: synchronizes).
+  float MeanLoss(const Tensor& targets);
 
   // The last Forward's per-position losses [N] (0 on ignored positions).
   const Tensor& losses() const { return losses_; }

@@ -157,6 +157,30 @@ void Model::InitParameters(uint64_t seed) {
 }
 
 float Model::Forward(const Tensor& tokens, const Tensor& targets) {
+  ForwardToLogits(tokens, targets);
+  impl_->backward_ready = true;
+  return impl_->loss.Forward(impl_->logits, impl_->stream_targets);
+}
+
+void Model::Backward(float loss_scale, const GradsReadyFn& grads_ready) {
+  Impl& m = *impl_;
+  SL_CHECK_MSG(m.backward_ready, "Model::Backward needs a Forward first (one per Forward)");
+  m.backward_ready = false;
+  m.loss.Backward(m.logits, m.logits, m.stream_targets, loss_scale);  // in place
+  BackwardFromLogits(grads_ready);
+}
+
+float Model::ForwardBackward(const Tensor& tokens, const Tensor& targets, float loss_scale,
+                             const GradsReadyFn& grads_ready) {
+  Impl& m = *impl_;
+  ForwardToLogits(tokens, targets);
+  m.backward_ready = false;
+  m.loss.ForwardBackward(m.logits, m.logits, m.stream_targets, loss_scale);  // in place
+  BackwardFromLogits(grads_ready);
+  return m.loss.MeanLoss(m.stream_targets);
+}
+
+void Model::ForwardToLogits(const Tensor& tokens, const Tensor& targets) {
   Impl& m = *impl_;
   SL_CHECK_MSG(tokens.numel() == int64_t{batch_} * seq_len_ && targets.numel() == tokens.numel(),
                absl::StrCat("Model built for [", batch_, ", ", seq_len_, "], got tokens ",
@@ -175,16 +199,11 @@ float Model::Forward(const Tensor& tokens, const Tensor& targets) {
   }
   m.final_norm.Forward(m.final_in, m.ResidualAt(m.blocks.size()));
   m.head.Forward(m.logits, m.final_in);
-  m.backward_ready = true;
-  return m.loss.Forward(m.logits, m.stream_targets);
 }
 
-void Model::Backward(float loss_scale, const GradsReadyFn& grads_ready) {
+void Model::BackwardFromLogits(const GradsReadyFn& grads_ready) {
   Impl& m = *impl_;
-  SL_CHECK_MSG(m.backward_ready, "Model::Backward needs a Forward first (one per Forward)");
-  m.backward_ready = false;
-  const Tensor& dlogits = m.logits;  // in place
-  m.loss.Backward(dlogits, m.logits, m.stream_targets, loss_scale);
+  const Tensor& dlogits = m.logits;
   m.head.Backward(m.d_final_in, dlogits, m.final_in);
   // The residual stream's gradient, one buffer updated in place by every block.
   const Tensor& d_residual = m.d_residual;

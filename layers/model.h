@@ -45,6 +45,10 @@ class Model {
   using GradsReadyFn = std::function<void(size_t first_final)>;
   // Backward of (loss_scale * mean loss) of the last Forward; grads accumulate (+=).
   void Backward(float loss_scale, const GradsReadyFn& grads_ready = nullptr);
+  // Forward then Backward (training): the loss and its gradient in one pass over the logits,
+  // and the mean loss read from the device only after the backward pass is enqueued.
+  float ForwardBackward(const Tensor& tokens, const Tensor& targets, float loss_scale,
+                        const GradsReadyFn& grads_ready = nullptr);
 
   // Views of the last Forward's activations for the statistics (layers/capture.h). The
   // attention row statistics in it are current only if that Forward ran with capture on.
@@ -64,6 +68,9 @@ class Model {
 
  private:
   struct Impl;
+  // Forward up to the logits (no loss); Backward from dlogits (in the logits buffer) down.
+  void ForwardToLogits(const Tensor& tokens, const Tensor& targets);
+  void BackwardFromLogits(const GradsReadyFn& grads_ready);
   ModelConfig config_;
   int batch_, seq_len_;
   std::vector<Parameter*> parameters_;

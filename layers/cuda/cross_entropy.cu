@@ -43,8 +43,8 @@ __device__ __forceinline__ MaxSum Combine(MaxSum a, MaxSum b) {
 __device__ MaxSum BlockCombine(MaxSum v, MaxSum* shared) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   for (int o = 16; o > 0; o >>= 1) {
-    v = Combine(v, {__shfl_xor_sync(0xffffffffu, v.max, o),
-                    __shfl_xor_sync(0xffffffffu, v.sum, o)});
+    v = Combine(v,
+                {__shfl_xor_sync(0xffffffffu, v.max, o), __shfl_xor_sync(0xffffffffu, v.sum, o)});
   }
   if (lane == 0) shared[warp] = v;
   __syncthreads();
@@ -52,8 +52,8 @@ __device__ MaxSum BlockCombine(MaxSum v, MaxSum* shared) {
     const int warps = blockDim.x >> 5;
     v = lane < warps ? shared[lane] : MaxSum{-INFINITY, 0.0f};
     for (int o = 16; o > 0; o >>= 1) {
-      v = Combine(v, {__shfl_xor_sync(0xffffffffu, v.max, o),
-                      __shfl_xor_sync(0xffffffffu, v.sum, o)});
+      v = Combine(v,
+                  {__shfl_xor_sync(0xffffffffu, v.max, o), __shfl_xor_sync(0xffffffffu, v.sum, o)});
     }
   }
   return v;
@@ -81,11 +81,9 @@ __device__ __forceinline__ void ForEachPacketInRow(const T* row, int64_t len, F&
   }
 }
 
+// The block's (max, sum of exp(z - max)) of row z[0, V); thread 0 gets it.
 template <typename T>
-__global__ void CrossEntropyForwardKernel(float* losses, float* lse, const T* logits,
-                                          const int32_t* targets, int64_t vocab) {
-  __shared__ MaxSum shared[32];
-  const T* z = logits + blockIdx.x * vocab;
+__device__ MaxSum RowMaxSum(const T* z, int64_t vocab, MaxSum* shared) {
   MaxSum acc{-INFINITY, 0.0f};
   ForEachPacketInRow<true>(z, vocab, [&](int64_t i, auto width) {
     constexpr int P = decltype(width)::value;
@@ -99,29 +97,22 @@ __global__ void CrossEntropyForwardKernel(float* losses, float* lse, const T* lo
     for (int k = 0; k < P; ++k) sum += __expf(v[k] - m);
     acc = {m, sum};
   });
-  acc = BlockCombine(acc, shared);
-  if (threadIdx.x == 0) {
-    const float row_lse = acc.max + logf(acc.sum);
-    lse[blockIdx.x] = row_lse;
-    const int32_t target = targets[blockIdx.x];
-    float loss = NAN;  // a target outside [-1, V)
-    if (target == -1) {
-      loss = 0.0f;
-    } else if (target >= 0 && target < vocab) {
-      loss = row_lse - ToF(z[target]);
-    }
-    losses[blockIdx.x] = loss;
-  }
+  return BlockCombine(acc, shared);
 }
 
+// Thread 0: the row's lse and loss (NaN for a target outside [-1, V)), read from z before
+// any of it is overwritten.
+template <typename T>
+__device__ float RowLoss(const T* z, float row_lse, int32_t target, int64_t vocab) {
+  if (target == -1) return 0.0f;
+  return target >= 0 && target < vocab ? row_lse - ToF(z[target]) : NAN;
+}
+
+// dz = (exp(z - lse) - onehot) * dloss over the row; each element is read, then written by
+// the same thread, so dz may alias z.
 template <bool kVectorize, typename T>
-__global__ void CrossEntropyBackwardKernel(T* dlogits, const T* logits, const float* lse,
-                                           const int32_t* targets, int64_t vocab,
-                                           float dloss) {
-  const T* z = logits + blockIdx.x * vocab;
-  T* dz = dlogits + blockIdx.x * vocab;
-  const int32_t target = targets[blockIdx.x];
-  const float row_lse = lse[blockIdx.x];
+__device__ void WriteRowGrad(T* dz, const T* z, int32_t target, float row_lse, int64_t vocab,
+                             float dloss) {
   const bool ignored = target == -1, invalid = target < -1 || target >= vocab;
   ForEachPacketInRow<kVectorize>(dz, vocab, [&](int64_t i, auto width) {
     constexpr int P = decltype(width)::value;
@@ -139,6 +130,61 @@ __global__ void CrossEntropyBackwardKernel(T* dlogits, const T* logits, const fl
     }
     StoreF<P>(dz + i, v);
   });
+}
+
+template <typename T>
+__global__ void CrossEntropyForwardKernel(float* losses, float* lse, const T* logits,
+                                          const int32_t* targets, int64_t vocab) {
+  __shared__ MaxSum shared[32];
+  const T* z = logits + blockIdx.x * vocab;
+  const MaxSum acc = RowMaxSum(z, vocab, shared);
+  if (threadIdx.x == 0) {
+    const float row_lse = acc.max + logf(acc.sum);
+    lse[blockIdx.x] = row_lse;
+    losses[blockIdx.x] = RowLoss(z, row_lse, targets[blockIdx.x], vocab);
+  }
+}
+
+template <bool kVectorize, typename T>
+__global__ void CrossEntropyBackwardKernel(T* dlogits, const T* logits, const float* lse,
+                                           const int32_t* targets, int64_t vocab, float dloss) {
+  WriteRowGrad<kVectorize>(dlogits + blockIdx.x * vocab, logits + blockIdx.x * vocab,
+                           targets[blockIdx.x], lse[blockIdx.x], vocab, dloss);
+}
+
+// Forward and backward in one visit of the row: its second read (the gradient pass) comes
+// from L2, so the logits cross HBM once in and once out. *dloss from MeanScaleKernel.
+template <bool kVectorize, typename T>
+__global__ void CrossEntropyFusedKernel(float* losses, float* lse, T* dlogits, const T* logits,
+                                        const int32_t* targets, int64_t vocab, const float* dloss) {
+  __shared__ MaxSum shared[32];
+  __shared__ float row_lse;
+  const T* z = logits + blockIdx.x * vocab;
+  const int32_t target = targets[blockIdx.x];
+  const MaxSum acc = RowMaxSum(z, vocab, shared);
+  if (threadIdx.x == 0) {
+    row_lse = acc.max + logf(acc.sum);
+    lse[blockIdx.x] = row_lse;
+    losses[blockIdx.x] = RowLoss(z, row_lse, target, vocab);
+  }
+  __syncthreads();  // row_lse out, z[target] read before the row is overwritten
+  WriteRowGrad<kVectorize>(dlogits + blockIdx.x * vocab, z, target, row_lse, vocab, *dloss);
+}
+
+// *dloss = scale / max(1, #targets >= 0): the gradient factor of scale * the mean loss.
+// One block; the count stays on the device.
+__global__ void MeanScaleKernel(float* dloss, const int32_t* targets, int64_t n, float scale) {
+  __shared__ int64_t warp_counts[32];
+  int64_t count = 0;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) count += targets[i] >= 0;
+  for (int o = 16; o > 0; o >>= 1) count += __shfl_xor_sync(0xffffffffu, count, o);
+  if ((threadIdx.x & 31) == 0) warp_counts[threadIdx.x >> 5] = count;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int64_t total = 0;
+    for (int w = 0; w < static_cast<int>(blockDim.x >> 5); ++w) total += warp_counts[w];
+    *dloss = scale / static_cast<float>(total > 0 ? total : 1);
+  }
 }
 
 // Threads per row: ~4 packets each, 128 to 1024.
@@ -159,6 +205,17 @@ int64_t CheckRows(const Tensor& logits, const Tensor& targets, const char* what)
   return targets.numel();
 }
 
+// Packets need logits and dlogits rows to share their offset from a 16-byte boundary.
+bool SameOffsetFrom16(const Tensor& a, const Tensor& b) {
+  return reinterpret_cast<uintptr_t>(a.data()) % 16 == reinterpret_cast<uintptr_t>(b.data()) % 16;
+}
+
+// launch(vectorized) when `vectorize`, else launch(scalar).
+template <typename Launch, typename K>
+void LaunchVectorizedIf(bool vectorize, Launch&& launch, K vectorized, K scalar) {
+  launch(vectorize ? vectorized : scalar);
+}
+
 void CheckRowStat(const Tensor& stat, int64_t rows, const char* what) {
   SL_CHECK_MSG(stat.numel() == rows && stat.dtype() == DType::kF32,
                absl::StrCat(what, ": ", stat.ShapeString(), " ", DTypeName(stat.dtype()),
@@ -172,8 +229,8 @@ void CheckRowStat(const Tensor& stat, int64_t rows, const char* what) {
 using cuda::DispatchFloat;
 using cuda::Ptr;
 
-void CudaBackend::CrossEntropyForward(const Tensor& losses, const Tensor& lse,
-                                      const Tensor& logits, const Tensor& targets) {
+void CudaBackend::CrossEntropyForward(const Tensor& losses, const Tensor& lse, const Tensor& logits,
+                                      const Tensor& targets) {
   const int64_t rows = cuda::CheckRows(logits, targets, "CrossEntropyForward");
   cuda::CheckRowStat(losses, rows, "CrossEntropyForward losses");
   cuda::CheckRowStat(lse, rows, "CrossEntropyForward lse");
@@ -195,20 +252,41 @@ void CudaBackend::CrossEntropyBackward(const Tensor& dlogits, const Tensor& logi
   cuda::CheckLike(dlogits, logits, "CrossEntropyBackward dlogits");
   if (rows == 0) return;
   const int64_t vocab = logits.dim(-1);
-  // Packets need logits and dlogits rows to share their offset from a 16-byte boundary.
-  const bool vectorize = reinterpret_cast<uintptr_t>(logits.data()) % 16 ==
-                         reinterpret_cast<uintptr_t>(dlogits.data()) % 16;
   DispatchFloat(logits.dtype(), [&](auto t) {
     using T = decltype(t);
-    auto launch = [&](auto kernel) {
-      kernel<<<static_cast<unsigned>(rows), cuda::RowThreads(vocab), 0, stream_>>>(
-          Ptr<T>(dlogits), Ptr<T>(logits), lse.f32(), targets.i32(), vocab, dloss);
-    };
-    if (vectorize) {
-      launch(cuda::CrossEntropyBackwardKernel<true, T>);
-    } else {
-      launch(cuda::CrossEntropyBackwardKernel<false, T>);
-    }
+    cuda::LaunchVectorizedIf(
+        cuda::SameOffsetFrom16(logits, dlogits),
+        [&](auto kernel) {
+          kernel<<<static_cast<unsigned>(rows), cuda::RowThreads(vocab), 0, stream_>>>(
+              Ptr<T>(dlogits), Ptr<T>(logits), lse.f32(), targets.i32(), vocab, dloss);
+        },
+        cuda::CrossEntropyBackwardKernel<true, T>, cuda::CrossEntropyBackwardKernel<false, T>);
+  });
+  SL_CUDA_LAUNCH_CHECK();
+}
+
+void CudaBackend::CrossEntropyForwardBackward(const Tensor& losses, const Tensor& lse,
+                                              const Tensor& dlogits, const Tensor& logits,
+                                              const Tensor& targets, float loss_scale) {
+  const int64_t rows = cuda::CheckRows(logits, targets, "CrossEntropyForwardBackward");
+  cuda::CheckRowStat(losses, rows, "CrossEntropyForwardBackward losses");
+  cuda::CheckRowStat(lse, rows, "CrossEntropyForwardBackward lse");
+  cuda::CheckLike(dlogits, logits, "CrossEntropyForwardBackward dlogits");
+  if (rows == 0) return;
+  const int64_t vocab = logits.dim(-1);
+  float* dloss = reinterpret_cast<float*>(loss_scratch_);
+  cuda::MeanScaleKernel<<<1, 1024, 0, stream_>>>(dloss, targets.i32(), rows, loss_scale);
+  SL_CUDA_LAUNCH_CHECK();
+  DispatchFloat(logits.dtype(), [&](auto t) {
+    using T = decltype(t);
+    cuda::LaunchVectorizedIf(
+        cuda::SameOffsetFrom16(logits, dlogits),
+        [&](auto kernel) {
+          kernel<<<static_cast<unsigned>(rows), cuda::RowThreads(vocab), 0, stream_>>>(
+              losses.f32(), lse.f32(), Ptr<T>(dlogits), Ptr<T>(logits), targets.i32(), vocab,
+              dloss);
+        },
+        cuda::CrossEntropyFusedKernel<true, T>, cuda::CrossEntropyFusedKernel<false, T>);
   });
   SL_CUDA_LAUNCH_CHECK();
 }

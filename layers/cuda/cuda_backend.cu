@@ -127,6 +127,7 @@ CudaBackend::CudaBackend() {
   gemm_ = std::make_unique<GemmLt>(stream_);
   SL_CUDA_CHECK(cudaMalloc(&scratch_, kScratchDoubles * sizeof(double)));
   SL_CUDA_CHECK(cudaMallocHost(&host_scratch_, kScratchDoubles * sizeof(double)));
+  SL_CUDA_CHECK(cudaMalloc(&loss_scratch_, sizeof(float)));
 }
 
 CudaBackend::~CudaBackend() {
@@ -136,6 +137,7 @@ CudaBackend::~CudaBackend() {
 #endif
   gemm_.reset();
   cudaFree(scratch_);
+  cudaFree(loss_scratch_);
   cudaFree(workspace_);
   cudaFreeHost(host_scratch_);
   cudaStreamDestroy(stream_);

@@ -104,6 +104,10 @@ class CudaBackend : public Backend {
                            const Tensor& targets) override;
   void CrossEntropyBackward(const Tensor& dlogits, const Tensor& logits, const Tensor& lse,
                             const Tensor& targets, float dloss) override;
+  // One pass over each row (the loss and the gradient), dloss computed on the device.
+  void CrossEntropyForwardBackward(const Tensor& losses, const Tensor& lse, const Tensor& dlogits,
+                                   const Tensor& logits, const Tensor& targets,
+                                   float loss_scale) override;
 
   // The stream every kernel of this backend runs on; Synchronize waits for it.
   cudaStream_t stream() const { return stream_; }
@@ -146,6 +150,8 @@ class CudaBackend : public Backend {
   static constexpr int kScratchDoubles = 1024;
   double* scratch_ = nullptr;
   double* host_scratch_ = nullptr;
+  // CrossEntropyForwardBackward's dloss (one float), written and read on the stream.
+  void* loss_scratch_ = nullptr;
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 0;
 #if SINKLAB_WITH_CUDNN

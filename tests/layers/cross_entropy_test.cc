@@ -64,5 +64,27 @@ TEST(CrossEntropyTest, BackwardMatchesFiniteDifferences) {
   for (int64_t i = 0; i < dlogits.numel(); ++i) EXPECT_EQ(in_place.f32()[i], dlogits.f32()[i]);
 }
 
+// ForwardBackward (training's one call) gives Forward's losses and mean, and Backward's
+// dlogits, in place, with no Forward before it.
+TEST(CrossEntropyTest, ForwardBackwardMatchesForwardThenBackward) {
+  CpuBackend backend;
+  Arena arena(Device::kCpu, size_t{1} << 20);
+  TensorPool pool;
+  const Tensor logits = pool.Random({4, 11}, 3, 2.0f);
+  const Tensor targets = pool.Ints({4}, {10, -1, 0, 5});
+  CrossEntropyLoss separate(&backend, &arena, 4), fused(&backend, &arena, 4);
+  Tensor dlogits = pool.Zeros({4, 11});
+  const float mean = separate.Forward(logits, targets);
+  separate.Backward(dlogits, logits, targets, 0.75f);
+  Tensor in_place = pool.Copy(logits);
+  fused.ForwardBackward(in_place, in_place, targets, 0.75f);
+  EXPECT_EQ(fused.MeanLoss(targets), mean);
+  for (int64_t i = 0; i < 4; ++i) EXPECT_EQ(fused.losses().f32()[i], separate.losses().f32()[i]);
+  for (int64_t i = 0; i < dlogits.numel(); ++i) EXPECT_EQ(in_place.f32()[i], dlogits.f32()[i]);
+  // Three counted rows: the target entry of row 0 is (softmax - 1) * 0.75 / 3.
+  EXPECT_LT(in_place.f32()[10], 0.0f);
+  EXPECT_GT(in_place.f32()[10], -0.25f);
+}
+
 }  // namespace
 }  // namespace sinklab

@@ -1,5 +1,6 @@
 // The CUDA cross-entropy (layers/cuda/cross_entropy.cu) against the CPU reference: losses and
-// lse, the overwriting backward out of place and in place over the logits, ignored targets
+// lse, the overwriting backward out of place and in place over the logits, the fused
+// forward-backward, ignored targets
 // (-1), odd vocabularies (rows not 16-byte aligned), large logits, fp32 logits, and the
 // documented handling of targets outside [-1, V).
 #if SINKLAB_WITH_CUDA
@@ -70,6 +71,36 @@ TEST_P(CudaCrossEntropyTest, ForwardAndBackwardMatchTheCpu) {
   EXPECT_EQ(t.ToHostF32(g_logits), got);
 }
 
+// The fused kernel (loss and gradient in one visit of each row, dloss = loss_scale / count
+// from a device count) against the CPU reference of the same call, out of place and in
+// place over the logits.
+TEST_P(CudaCrossEntropyTest, FusedForwardBackwardMatchesTheCpu) {
+  SL_SKIP_WITHOUT_CUDA();
+  const CrossEntropyShape s = GetParam();
+  GpuTest t;
+  const Tensor logits = t.HostRandom({s.rows, s.vocab}, 5, 3.0f);
+  const Tensor targets = Targets(t, s.rows, s.vocab);
+  const float loss_scale = 0.6f;
+  Tensor losses = t.HostZeros(DType::kF32, {s.rows}), lse = t.HostZeros(DType::kF32, {s.rows});
+  Tensor dlogits = t.HostZeros(DType::kF32, {s.rows, s.vocab});
+  t.cpu().CrossEntropyForwardBackward(losses, lse, dlogits, logits, targets, loss_scale);
+
+  const Tensor g_logits = t.ToDevice(logits, DType::kBF16);
+  const Tensor g_targets = t.ToDevice(targets, DType::kI32);
+  const Tensor g_losses = t.DeviceZeros(DType::kF32, {s.rows});
+  const Tensor g_lse = t.DeviceZeros(DType::kF32, {s.rows});
+  const Tensor g_dlogits = t.ToDevice(t.HostRandom({s.rows, s.vocab}, 6), DType::kBF16);
+  t.gpu().CrossEntropyForwardBackward(g_losses, g_lse, g_dlogits, g_logits, g_targets,
+                                      loss_scale);
+  EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_lse), lse), kF32RelTol);
+  EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_losses), losses), kF32RelTol);
+  const std::vector<float> got = t.ToHostF32(g_dlogits);
+  EXPECT_LT(GpuTest::RelError(got, dlogits), kBf16RelTol);
+  t.gpu().CrossEntropyForwardBackward(g_losses, g_lse, g_logits, g_logits, g_targets,
+                                      loss_scale);
+  EXPECT_EQ(t.ToHostF32(g_logits), got);
+}
+
 // 263 and 5003: odd rows (scalar head, packets, tail); 4096: aligned rows; 50304: GPT-2's
 // padded vocabulary.
 INSTANTIATE_TEST_SUITE_P(Shapes, CudaCrossEntropyTest,
@@ -101,6 +132,11 @@ TEST(CudaCrossEntropyTest, LargeLogitsAndFp32LogitsMatchTheCpu) {
     t.gpu().CrossEntropyBackward(g_dlogits, g_logits, g_lse, g_targets, 0.5f);
     const double tol = dtype == DType::kBF16 ? kBf16RelTol : kF32RelTol;
     EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_lse), lse), kF32RelTol) << DTypeName(dtype);
+    EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_losses), losses), kF32RelTol) << DTypeName(dtype);
+    EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_dlogits), dlogits), tol) << DTypeName(dtype);
+    // The fused call on the same rows (every 5th ignored: dloss = 0.5 / count).
+    t.cpu().CrossEntropyForwardBackward(losses, lse, dlogits, logits, targets, 0.5f);
+    t.gpu().CrossEntropyForwardBackward(g_losses, g_lse, g_dlogits, g_logits, g_targets, 0.5f);
     EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_losses), losses), kF32RelTol) << DTypeName(dtype);
     EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_dlogits), dlogits), tol) << DTypeName(dtype);
   }

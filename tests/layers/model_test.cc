@@ -111,6 +111,37 @@ TEST(ModelTest, GradsReadyHookReportsOnlyFinishedGradients) {
   }
 }
 
+// ForwardBackward (the trainer's call) is Forward then Backward: the same loss and the same
+// gradient bits, with prefix tokens (their -1 targets leave the count) and an ignored target.
+TEST(ModelTest, ForwardBackwardEqualsForwardThenBackward) {
+  CpuBackend backend;
+  Arena arena(Device::kCpu, size_t{1} << 20);
+  TensorPool pool;
+  ModelConfig config = TinyConfig(false);
+  config.set_prefix_tokens(2);
+  const int B = 2, T = 5;
+  Model model(config, B, T, &backend, &arena);
+  model.InitParameters(/*seed=*/9);
+  std::vector<int32_t> targets = RandomTokens(B * T, 11, 4);
+  targets[6] = -1;
+  const Tensor tokens_t = pool.Ints({B, T}, RandomTokens(B * T, 11, 3));
+  const Tensor targets_t = pool.Ints({B, T}, targets);
+  ZeroGrads(model);
+  const float loss = model.Forward(tokens_t, targets_t);
+  model.Backward(0.5f);
+  std::vector<std::vector<float>> grads;
+  for (Parameter* p : model.parameters()) {
+    grads.emplace_back(p->grad.f32(), p->grad.f32() + p->grad.numel());
+  }
+  ZeroGrads(model);
+  EXPECT_EQ(model.ForwardBackward(tokens_t, targets_t, 0.5f), loss);
+  for (size_t i = 0; i < grads.size(); ++i) {
+    const Parameter* p = model.parameters()[i];
+    EXPECT_EQ(std::vector<float>(p->grad.f32(), p->grad.f32() + p->grad.numel()), grads[i])
+        << p->name;
+  }
+}
+
 TEST(ModelTest, LossAtInitIsNearLogVocab) {
   CpuBackend backend;
   Arena arena(Device::kCpu, size_t{1} << 20);
