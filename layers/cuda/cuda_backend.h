@@ -136,6 +136,18 @@ class CudaBackend : public Backend {
                                  const Tensor& lse, const AttentionSpec& spec,
                                  GradWrite dqkv_write);
 
+  // rmsnorm.cu: RmsNormBackward's parts. The fused kernel (dinp and dweight in one pass)
+  // returns false, launching nothing, for shapes it does not cover.
+  void RmsNormInputGrad(const Tensor& dinp, const Tensor& dout, const Tensor& inp,
+                        const Tensor& weight, const Tensor& rstd, GradWrite dinp_write);
+  void RmsNormWeightGrad(const Tensor& dweight, const Tensor& dout, const Tensor& inp,
+                         const Tensor& rstd);
+  bool RmsNormBackwardFused(const Tensor& dinp, const Tensor& dweight, const Tensor& dout,
+                            const Tensor& inp, const Tensor& weight, const Tensor& rstd,
+                            GradWrite dinp_write);
+  // dweight += the sum over splits, in order, of partials [splits, D].
+  void AddRmsNormSplits(const Tensor& dweight, const float* partials, int64_t splits);
+
   // Device scratch of at least `bytes` for the kernels of one backend call; valid until the
   // next call to Workspace. Grows (freeing the old buffer, which synchronizes) only when a
   // call needs more than any before: in training that is the first step alone.

@@ -8,7 +8,11 @@
 //   takes 4 rows: a warp per row left 3/4 of its lanes idle). Lanes take packets of W
 //   channels (16-byte loads of bf16 when the row allows), a group sum gives the row's
 //   statistic, then a second pass over the row (L1/L2-resident) writes. rstd is fp32.
-// - dweight, deterministic without atomics: block (32 channels) x (kRowLanes row lanes);
+// - dinp and dweight together (the training case, D = P L W with P <= 4, 16-byte rows): the
+//   dinp kernel also keeps each lane's sum of dy x r for its columns across the rows it
+//   visits, and each block writes the sum of its row groups as one partial row; the
+//   partials are added in block order. x and dy are read once for both gradients.
+// - dweight alone, deterministic without atomics: block (32 channels) x (kRowLanes row lanes);
 //   a block owns 32 channels of a contiguous split of the rows, each thread sums its rows in
 //   order, and a fixed shared-memory tree adds the row lanes. With one split the block adds
 //   into dweight directly; with several (to fill the GPU when D is small, e.g. QK-norm with
@@ -23,7 +27,7 @@ namespace sinklab {
 namespace cuda {
 namespace {
 
-constexpr int kRowLanes = 16;        // dweight: row lanes per block (x 32 channels)
+constexpr int kRowLanes = 16;           // dweight: row lanes per block (x 32 channels)
 constexpr int kWeightGradBlocks = 528;  // dweight: ~4 blocks of 512 threads per SM
 
 template <int W, int L, typename T, typename TW>
@@ -84,13 +88,72 @@ __global__ void RmsNormInputGradKernel(T* dinp, const T* dout, const T* inp, con
   });
 }
 
+// dinp as RmsNormInputGradKernel, and this block's share of dweight in the same pass: a lane
+// visits the same P packets of columns (lane W + p L W) in every row it takes, so it keeps
+// their sum of dy x r in registers; the block's row groups are then added in a fixed order
+// through shared memory into partials[blockIdx.x, :] (AddSplitsKernel sums the blocks).
+// Needs dim == P L W exactly and blockDim.x == kBlock.
+template <int W, int L, int P, bool kAccumulate, typename T, typename TW>
+__global__ void __launch_bounds__(kBlock)
+    RmsNormBackwardFusedKernel(T* dinp, float* partials, const T* dout, const T* inp,
+                               const TW* weight, const float* rstd, int64_t rows, int64_t dim) {
+  constexpr int kGroups = kBlock / L;
+  __shared__ float group_sums[kGroups][P * L * W];
+  float dw[P][W] = {};
+  ForEachRowGroup<L>(rows, [&](int64_t row, int lane, bool active) {
+    const T* x = inp + row * dim;
+    const T* dy = dout + row * dim;
+    float xv[P][W], gv[P][W], wv[P][W];
+    float dot = 0.0f;  // sum_k dy_k w_k x_k
+#pragma unroll
+    for (int p = 0; p < P; ++p) {
+      const int64_t col = (p * L + lane) * W;
+      if (active) {
+        LoadF<W>(x + col, xv[p]);
+        LoadF<W>(dy + col, gv[p]);
+      }
+      LoadF<W>(weight + col, wv[p]);
+#pragma unroll
+      for (int k = 0; k < W; ++k) dot += active ? gv[p][k] * wv[p][k] * xv[p][k] : 0.0f;
+    }
+    dot = GroupSum<L>(dot);
+    if (!active) return;
+    const float r = rstd[row];
+    const float coef = dot * r * r * r / static_cast<float>(dim);
+#pragma unroll
+    for (int p = 0; p < P; ++p) {
+      const int64_t col = (p * L + lane) * W;
+      float dx[W] = {};
+      if constexpr (kAccumulate) LoadF<W>(dinp + row * dim + col, dx);
+#pragma unroll
+      for (int k = 0; k < W; ++k) {
+        dx[k] += r * wv[p][k] * gv[p][k] - coef * xv[p][k];
+        dw[p][k] += gv[p][k] * xv[p][k] * r;
+      }
+      StoreF<W>(dinp + row * dim + col, dx);
+    }
+  });
+  // Every thread stores (threads whose rows ran out keep dw = 0).
+  const int my_lane = (threadIdx.x & 31) % L, group = threadIdx.x / L;
+#pragma unroll
+  for (int p = 0; p < P; ++p) {
+#pragma unroll
+    for (int k = 0; k < W; ++k) group_sums[group][(p * L + my_lane) * W + k] = dw[p][k];
+  }
+  __syncthreads();
+  for (int col = threadIdx.x; col < P * L * W; col += kBlock) {
+    float sum = 0.0f;
+    for (int g = 0; g < kGroups; ++g) sum += group_sums[g][col];
+    partials[blockIdx.x * dim + col] = sum;
+  }
+}
+
 // Block (32, kRowLanes) sums dy x r over rows [split begin, split end) for 32 channels.
 // dst: dweight (+=) when `accumulate`, else the split's partial row dst[split, :] (=).
 template <typename T>
 __global__ void __launch_bounds__(32 * kRowLanes)
     RmsNormWeightGradKernel(float* dst, bool accumulate, const T* dout, const T* inp,
-                            const float* rstd, int64_t rows, int64_t dim,
-                            int64_t rows_per_split) {
+                            const float* rstd, int64_t rows, int64_t dim, int64_t rows_per_split) {
   __shared__ float lanes[kRowLanes][33];
   const int64_t col = blockIdx.x * int64_t{32} + threadIdx.x;
   const int64_t begin = blockIdx.y * rows_per_split;
@@ -121,8 +184,7 @@ __global__ void __launch_bounds__(32 * kRowLanes)
 }
 
 // dweight[c] += sum over splits s (in order) of partials[s, c].
-__global__ void AddSplitsKernel(float* dweight, const float* partials, int splits,
-                                int64_t dim) {
+__global__ void AddSplitsKernel(float* dweight, const float* partials, int splits, int64_t dim) {
   for (int64_t col = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; col < dim;
        col += int64_t{gridDim.x} * blockDim.x) {
     float sum = 0.0f;
@@ -132,8 +194,7 @@ __global__ void AddSplitsKernel(float* dweight, const float* partials, int split
 }
 
 // Rows and width after checking inp [N, D] (any rank, last dim D) against weight [D].
-int64_t CheckRows(const Tensor& inp, const Tensor& weight, const Tensor& rstd,
-                  const char* what) {
+int64_t CheckRows(const Tensor& inp, const Tensor& weight, const Tensor& rstd, const char* what) {
   const int64_t dim = weight.numel();
   SL_CHECK_MSG(dim > 0 && inp.rank() >= 1 && inp.dim(-1) == dim &&
                    rstd.numel() == inp.numel() / dim && rstd.dtype() == DType::kF32,
@@ -167,9 +228,8 @@ void CudaBackend::RmsNormForward(const Tensor& out, const Tensor& rstd, const Te
         constexpr int W = decltype(width)::value;
         cuda::DispatchLanes(dim, W, [&](auto lanes) {
           constexpr int L = decltype(lanes)::value;
-          cuda::RmsNormForwardKernel<W, L, T, TW>
-              <<<GridFor(rows * L), cuda::kBlock, 0, stream_>>>(
-                  Ptr<T>(out), rstd.f32(), Ptr<T>(inp), Ptr<TW>(weight), rows, dim, eps);
+          cuda::RmsNormForwardKernel<W, L, T, TW><<<GridFor(rows * L), cuda::kBlock, 0, stream_>>>(
+              Ptr<T>(out), rstd.f32(), Ptr<T>(inp), Ptr<TW>(weight), rows, dim, eps);
         });
       });
     });
@@ -182,59 +242,130 @@ void CudaBackend::RmsNormBackward(const Tensor& dinp, const Tensor& dweight, con
                                   GradWrite dinp_write) {
   const int64_t rows = cuda::CheckRows(inp, weight, rstd, "RmsNormBackward");
   cuda::CheckLike(dout, inp, "RmsNormBackward dout");
-  const int64_t dim = weight.numel();
   if (rows == 0) return;
+  if (!dinp.empty()) cuda::CheckLike(dinp, inp, "RmsNormBackward dinp");
+  if (!dweight.empty()) {
+    SL_CHECK_MSG(dweight.numel() == weight.numel() && dweight.dtype() == DType::kF32,
+                 absl::StrCat("RmsNormBackward: dweight ", dweight.ShapeString(), " ",
+                              DTypeName(dweight.dtype()), ", want [", weight.numel(), "] f32"));
+    cuda::CheckCuda(dweight, "RmsNormBackward dweight");
+  }
+  if (!dinp.empty() && !dweight.empty() &&
+      RmsNormBackwardFused(dinp, dweight, dout, inp, weight, rstd, dinp_write)) {
+    return;
+  }
+  if (!dinp.empty()) RmsNormInputGrad(dinp, dout, inp, weight, rstd, dinp_write);
+  if (!dweight.empty()) RmsNormWeightGrad(dweight, dout, inp, rstd);
+}
+
+void CudaBackend::RmsNormInputGrad(const Tensor& dinp, const Tensor& dout, const Tensor& inp,
+                                   const Tensor& weight, const Tensor& rstd, GradWrite dinp_write) {
+  const int64_t rows = rstd.numel(), dim = weight.numel();
   DispatchFloat(inp.dtype(), [&](auto t) {
     using T = decltype(t);
-    if (!dinp.empty()) {
-      cuda::CheckLike(dinp, inp, "RmsNormBackward dinp");
-      DispatchFloat(weight.dtype(), [&](auto tw) {
-        using TW = decltype(tw);
-        DispatchWidth(CanVectorize(dim, dinp, dout, inp, weight), [&](auto width) {
-          constexpr int W = decltype(width)::value;
-          cuda::DispatchLanes(dim, W, [&](auto lanes) {
-            constexpr int L = decltype(lanes)::value;
-            const auto launch = [&](auto kernel) {
-              kernel<<<GridFor(rows * L), cuda::kBlock, 0, stream_>>>(
-                  Ptr<T>(dinp), Ptr<T>(dout), Ptr<T>(inp), Ptr<TW>(weight), rstd.f32(), rows,
-                  dim);
-            };
-            if (dinp_write == GradWrite::kAccumulate) {
-              launch(cuda::RmsNormInputGradKernel<W, L, true, T, TW>);
-            } else {
-              launch(cuda::RmsNormInputGradKernel<W, L, false, T, TW>);
-            }
-          });
+    DispatchFloat(weight.dtype(), [&](auto tw) {
+      using TW = decltype(tw);
+      DispatchWidth(CanVectorize(dim, dinp, dout, inp, weight), [&](auto width) {
+        constexpr int W = decltype(width)::value;
+        cuda::DispatchLanes(dim, W, [&](auto lanes) {
+          constexpr int L = decltype(lanes)::value;
+          const auto launch = [&](auto kernel) {
+            kernel<<<GridFor(rows * L), cuda::kBlock, 0, stream_>>>(
+                Ptr<T>(dinp), Ptr<T>(dout), Ptr<T>(inp), Ptr<TW>(weight), rstd.f32(), rows, dim);
+          };
+          if (dinp_write == GradWrite::kAccumulate) {
+            launch(cuda::RmsNormInputGradKernel<W, L, true, T, TW>);
+          } else {
+            launch(cuda::RmsNormInputGradKernel<W, L, false, T, TW>);
+          }
         });
       });
-      SL_CUDA_LAUNCH_CHECK();
-    }
-    if (!dweight.empty()) {
-      SL_CHECK_MSG(dweight.numel() == dim && dweight.dtype() == DType::kF32,
-                   absl::StrCat("RmsNormBackward: dweight ", dweight.ShapeString(), " ",
-                                DTypeName(dweight.dtype()), ", want [", dim, "] f32"));
-      cuda::CheckCuda(dweight, "RmsNormBackward dweight");
-      // Splits: enough blocks to fill the GPU, at least 64 rows each; their partial rows
-      // [splits, dim] live in the workspace and are summed in split order (deterministic).
-      const int64_t tiles = (dim + 31) / 32;
-      const int64_t splits = std::max<int64_t>(
-          1, std::min((cuda::kWeightGradBlocks + tiles - 1) / tiles, (rows + 63) / 64));
-      const int64_t rows_per_split = (rows + splits - 1) / splits;
-      const bool direct = splits == 1;
-      float* partials =
-          direct ? nullptr : static_cast<float*>(Workspace(splits * dim * sizeof(float)));
-      const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(splits));
-      cuda::RmsNormWeightGradKernel<T><<<grid, dim3(32, cuda::kRowLanes), 0, stream_>>>(
-          direct ? dweight.f32() : partials, direct, Ptr<T>(dout), Ptr<T>(inp), rstd.f32(),
-          rows, dim, rows_per_split);
-      SL_CUDA_LAUNCH_CHECK();
-      if (!direct) {
-        cuda::AddSplitsKernel<<<GridFor(dim), cuda::kBlock, 0, stream_>>>(
-            dweight.f32(), partials, static_cast<int>(splits), dim);
-        SL_CUDA_LAUNCH_CHECK();
-      }
-    }
+    });
   });
+  SL_CUDA_LAUNCH_CHECK();
+}
+
+void CudaBackend::RmsNormWeightGrad(const Tensor& dweight, const Tensor& dout, const Tensor& inp,
+                                    const Tensor& rstd) {
+  const int64_t rows = rstd.numel(), dim = dweight.numel();
+  // Splits: enough blocks to fill the GPU, at least 64 rows each; their partial rows
+  // [splits, dim] live in the workspace and are summed in split order (deterministic).
+  const int64_t tiles = (dim + 31) / 32;
+  const int64_t splits = std::max<int64_t>(
+      1, std::min((cuda::kWeightGradBlocks + tiles - 1) / tiles, (rows + 63) / 64));
+  const int64_t rows_per_split = (rows + splits - 1) / splits;
+  const bool direct = splits == 1;
+  float* partials = direct ? nullptr : static_cast<float*>(Workspace(splits * dim * sizeof(float)));
+  const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(splits));
+  DispatchFloat(inp.dtype(), [&](auto t) {
+    using T = decltype(t);
+    cuda::RmsNormWeightGradKernel<T><<<grid, dim3(32, cuda::kRowLanes), 0, stream_>>>(
+        direct ? dweight.f32() : partials, direct, Ptr<T>(dout), Ptr<T>(inp), rstd.f32(), rows, dim,
+        rows_per_split);
+  });
+  SL_CUDA_LAUNCH_CHECK();
+  if (!direct) AddRmsNormSplits(dweight, partials, splits);
+}
+
+void CudaBackend::AddRmsNormSplits(const Tensor& dweight, const float* partials, int64_t splits) {
+  const int64_t dim = dweight.numel();
+  cuda::AddSplitsKernel<<<GridFor(dim), cuda::kBlock, 0, stream_>>>(dweight.f32(), partials,
+                                                                    static_cast<int>(splits), dim);
+  SL_CUDA_LAUNCH_CHECK();
+}
+
+bool CudaBackend::RmsNormBackwardFused(const Tensor& dinp, const Tensor& dweight,
+                                       const Tensor& dout, const Tensor& inp, const Tensor& weight,
+                                       const Tensor& rstd, GradWrite dinp_write) {
+  const int64_t rows = rstd.numel(), dim = weight.numel();
+  constexpr int W = cuda::kVec;
+  if (!CanVectorize(dim, dinp, dout, inp, weight)) return false;
+  bool launched = false;
+  DispatchFloat(inp.dtype(), [&](auto t) {
+    using T = decltype(t);
+    DispatchFloat(weight.dtype(), [&](auto tw) {
+      using TW = decltype(tw);
+      cuda::DispatchLanes(dim, W, [&](auto lanes) {
+        constexpr int L = decltype(lanes)::value;
+        const int64_t packets = dim / (L * W);
+        if (dim % (L * W) != 0 || packets < 1 || packets > 4) return;
+        // At most kWeightGradBlocks blocks (grid-stride rows): few partial rows to add.
+        const int64_t blocks = std::min<int64_t>(GridFor(rows * L), cuda::kWeightGradBlocks);
+        float* partials = static_cast<float*>(Workspace(blocks * dim * sizeof(float)));
+        const auto launch = [&](auto packets_c) {
+          constexpr int P = decltype(packets_c)::value;
+          const auto go = [&](auto kernel) {
+            kernel<<<static_cast<unsigned>(blocks), cuda::kBlock, 0, stream_>>>(
+                Ptr<T>(dinp), partials, Ptr<T>(dout), Ptr<T>(inp), Ptr<TW>(weight), rstd.f32(),
+                rows, dim);
+          };
+          if (dinp_write == GradWrite::kAccumulate) {
+            go(cuda::RmsNormBackwardFusedKernel<W, L, P, true, T, TW>);
+          } else {
+            go(cuda::RmsNormBackwardFusedKernel<W, L, P, false, T, TW>);
+          }
+        };
+        switch (packets) {
+          case 1:
+            launch(std::integral_constant<int, 1>{});
+            break;
+          case 2:
+            launch(std::integral_constant<int, 2>{});
+            break;
+          case 3:
+            launch(std::integral_constant<int, 3>{});
+            break;
+          default:
+            launch(std::integral_constant<int, 4>{});
+            break;
+        }
+        SL_CUDA_LAUNCH_CHECK();
+        AddRmsNormSplits(dweight, partials, blocks);
+        launched = true;
+      });
+    });
+  });
+  return launched;
 }
 
 }  // namespace sinklab

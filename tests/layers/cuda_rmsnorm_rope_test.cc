@@ -64,7 +64,8 @@ TEST_P(CudaRmsNormTest, BackwardAddsTheCpuGradients) {
   EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_dinp), dinp), kBf16RelTol);
   EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_dweight), dweight), kF32RelTol);
 
-  // Each gradient alone (the other empty) gives the same bits as both together.
+  // Each gradient alone (the other empty; separate kernels): dinp the same bits as both
+  // together, dweight the CPU's too (summed in another order where both ran fused).
   const Tensor g_dinp_only = t.ToDevice(dinp0, DType::kBF16);
   t.gpu().RmsNormBackward(g_dinp_only, Tensor(), g_dout, g_inp, g_weight, g_rstd,
                           GradWrite::kAccumulate);
@@ -72,7 +73,16 @@ TEST_P(CudaRmsNormTest, BackwardAddsTheCpuGradients) {
   const Tensor g_dweight_only = t.ToDevice(dweight0, DType::kF32);
   t.gpu().RmsNormBackward(Tensor(), g_dweight_only, g_dout, g_inp, g_weight, g_rstd,
                           GradWrite::kAccumulate);
-  EXPECT_EQ(t.ToHostF32(g_dweight_only), t.ToHostF32(g_dweight));
+  EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_dweight_only), dweight), kF32RelTol);
+  // Both again with kAssign: dinp overwritten, dweight accumulated once more.
+  Tensor assigned_both = t.HostCopy(dinp0), dweight_twice = t.HostCopy(dweight);
+  t.cpu().RmsNormBackward(assigned_both, dweight_twice, dout, inp, weight, rstd,
+                          GradWrite::kAssign);
+  const Tensor g_assigned_both = t.ToDevice(dinp0, DType::kBF16);
+  t.gpu().RmsNormBackward(g_assigned_both, g_dweight, g_dout, g_inp, g_weight, g_rstd,
+                          GradWrite::kAssign);
+  EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_assigned_both), assigned_both), kBf16RelTol);
+  EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_dweight), dweight_twice), kF32RelTol);
 
   // kAssign overwrites dinp (its old values are not read): the CPU's assigned gradient.
   Tensor assigned = t.HostCopy(dinp0);
@@ -86,11 +96,15 @@ TEST_P(CudaRmsNormTest, BackwardAddsTheCpuGradients) {
 // dim 96, 200, 64, 24: 16-byte packets; 100, 12: scalar. Lanes per row: 16 (96, 12), 32
 // (100, 200), 8 (64: 4 rows per warp, 387 rows leave a partial warp), 4 (24, of which 3 hold
 // data). 37 and 101 rows: dweight in one pass; 387 rows of 64 (QK-norm-like) and 2000 rows of
-// 200: dweight over row splits plus the ordered reduction.
+// 200: dweight over row splits plus the ordered reduction. Fused dinp + dweight (D = P x 32
+// lanes x 8): 64 (P 1, 8 lanes), 512 (P 2), 768 (P 3; 5000 rows: more rows than the capped
+// grid's row groups, so warps take several) and 1024 (P 4).
 INSTANTIATE_TEST_SUITE_P(Shapes, CudaRmsNormTest,
                          ::testing::Values(NormShape{37, 96}, NormShape{37, 100},
                                            NormShape{3 * 129, 64}, NormShape{2000, 200},
-                                           NormShape{101, 24}, NormShape{37, 12}));
+                                           NormShape{101, 24}, NormShape{37, 12},
+                                           NormShape{45, 512}, NormShape{5000, 768},
+                                           NormShape{37, 1024}));
 
 TEST(CudaRmsNormTest, Fp32ActivationsMatchTheCpu) {
   SL_SKIP_WITHOUT_CUDA();
@@ -111,8 +125,8 @@ TEST(CudaRmsNormTest, Fp32ActivationsMatchTheCpu) {
   const Tensor g_dinp = t.DeviceZeros(DType::kF32, {rows, dim});
   const Tensor g_dweight = t.DeviceZeros(DType::kF32, {dim});
   t.gpu().RmsNormForward(g_out, g_rstd, g_inp, g_weight, 1e-6f);
-  t.gpu().RmsNormBackward(g_dinp, g_dweight, t.ToDevice(dout, DType::kF32), g_inp, g_weight,
-                          g_rstd, GradWrite::kAccumulate);
+  t.gpu().RmsNormBackward(g_dinp, g_dweight, t.ToDevice(dout, DType::kF32), g_inp, g_weight, g_rstd,
+                          GradWrite::kAccumulate);
   EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_out), out), kF32RelTol);
   EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_dinp), dinp), kF32RelTol);
   EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_dweight), dweight), kF32RelTol);
