@@ -183,14 +183,27 @@ __global__ void __launch_bounds__(32 * kRowLanes)
   }
 }
 
-// dweight[c] += sum over splits s (in order) of partials[s, c].
-__global__ void AddSplitsKernel(float* dweight, const float* partials, int splits, int64_t dim) {
-  for (int64_t col = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; col < dim;
-       col += int64_t{gridDim.x} * blockDim.x) {
-    float sum = 0.0f;
-    for (int s = 0; s < splits; ++s) sum += partials[s * dim + col];
-    dweight[col] += sum;
+// dweight[c] += sum over splits s of partials[s, c]: block (32, kRowLanes) owns 32
+// channels; lane y sums splits y, y + kRowLanes, ... in order, then a fixed shared-memory tree
+// adds the lanes (deterministic; hundreds of splits stay parallel).
+__global__ void __launch_bounds__(32 * kRowLanes)
+    AddSplitsKernel(float* dweight, const float* partials, int splits, int64_t dim) {
+  __shared__ float lanes[kRowLanes][33];
+  const int64_t col = blockIdx.x * int64_t{32} + threadIdx.x;
+  float acc = 0.0f;
+  if (col < dim) {
+    for (int s = threadIdx.y; s < splits; s += kRowLanes) acc += partials[s * dim + col];
   }
+  lanes[threadIdx.y][threadIdx.x] = acc;
+  __syncthreads();
+#pragma unroll
+  for (int half = kRowLanes / 2; half > 0; half /= 2) {
+    if (threadIdx.y < half) {
+      lanes[threadIdx.y][threadIdx.x] += lanes[threadIdx.y + half][threadIdx.x];
+    }
+    __syncthreads();
+  }
+  if (threadIdx.y == 0 && col < dim) dweight[col] += lanes[0][threadIdx.x];
 }
 
 // Rows and width after checking inp [N, D] (any rank, last dim D) against weight [D].
@@ -309,8 +322,8 @@ void CudaBackend::RmsNormWeightGrad(const Tensor& dweight, const Tensor& dout, c
 
 void CudaBackend::AddRmsNormSplits(const Tensor& dweight, const float* partials, int64_t splits) {
   const int64_t dim = dweight.numel();
-  cuda::AddSplitsKernel<<<GridFor(dim), cuda::kBlock, 0, stream_>>>(dweight.f32(), partials,
-                                                                    static_cast<int>(splits), dim);
+  cuda::AddSplitsKernel<<<static_cast<unsigned>((dim + 31) / 32), dim3(32, cuda::kRowLanes), 0,
+                          stream_>>>(dweight.f32(), partials, static_cast<int>(splits), dim);
   SL_CUDA_LAUNCH_CHECK();
 }
 
