@@ -9,6 +9,7 @@
 #include "configs/config_util.h"
 #include "core/dtype.h"
 #include "core/log.h"
+#include "core/median.h"
 
 namespace sinklab {
 namespace {
@@ -301,10 +302,12 @@ void StatsRunner::Finish(const Sums& sums, bool has_gate, StatsReport& report) {
   if (report.prefix_tokens > 0) report.prefix_mass = averaged(sums.prefix);
   if (report.bias_keys > 0) report.bias_mass = averaged(sums.bias);
   if (HasVirtualMass(model_config_)) report.virtual_mass = averaged(sums.virtual_mass);
-  // The medians (a selection over samples x S x D values each) dominate; layers in parallel.
+  // The medians (a selection over samples x S x D values each): layers in parallel.
   std::vector<double> medians(layers_);
 #pragma omp parallel for schedule(dynamic)
-  for (int64_t l = 0; l < layers_; ++l) medians[l] = MedianInPlace(&abs_values_[l]);
+  for (int64_t l = 0; l < layers_; ++l) {
+    medians[l] = Median(abs_values_[l].data(), static_cast<int64_t>(abs_values_[l].size()));
+  }
   for (int64_t l = 0; l < layers_; ++l) {
     report.median_abs.push_back(medians[l]);
     const double top1 = report.top3[l].empty() ? 0.0 : std::fabs(report.top3[l][0].value);

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "core/median.h"
 
 namespace sinklab {
 namespace {
@@ -261,23 +262,12 @@ void MergeTopAbs(std::vector<ActivationSite>* top, const std::vector<ActivationS
   *top = std::move(merged);
 }
 
-double MedianInPlace(std::vector<float>* values) {
-  const size_t n = values->size();
-  if (n == 0) return std::numeric_limits<double>::quiet_NaN();
-  auto mid = values->begin() + n / 2;
-  std::nth_element(values->begin(), mid, values->end());
-  const double upper = *mid;
-  if (n % 2 == 1) return upper;
-  const double lower = *std::max_element(values->begin(), mid);  // largest of the lower half
-  return 0.5 * (lower + upper);
-}
-
 MassiveActivationStats MassiveActivations(const Tensor& h) {
   MassiveActivationStats stats;
   stats.top = TopAbsActivations(h, 3);
   std::vector<float> abs_values(h.numel());
   for (int64_t i = 0; i < h.numel(); ++i) abs_values[i] = std::fabs(h.f32()[i]);
-  stats.median_abs = MedianInPlace(&abs_values);
+  stats.median_abs = Median(abs_values.data(), h.numel());
   stats.top1_ratio =
       stats.top.empty() ? 0.0 : std::fabs(stats.top[0].value) / stats.median_abs;
   return stats;

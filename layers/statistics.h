@@ -121,10 +121,6 @@ std::vector<ActivationSite> TopAbsActivations(const Tensor& h, int count,
 void MergeTopAbs(std::vector<ActivationSite>* top, const std::vector<ActivationSite>& more,
                  int count);
 
-// The median of `values` (reordered in place): the middle element, or the mean of the two
-// middle elements for an even count (as numpy.median). NaN when empty.
-double MedianInPlace(std::vector<float>* values);
-
 // Massive activations (Sun et al. 2024, "Massive Activations in Large Language Models": an
 // activation is massive when |h| > 100 and about 1000x the median |h|).
 struct MassiveActivationStats {

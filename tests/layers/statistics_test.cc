@@ -244,13 +244,6 @@ TEST(StatisticsTest, MassiveActivationsFindTheTopThreeAndTheMedian) {
   EXPECT_EQ(top[2].value, 200.0f);
 }
 
-TEST(StatisticsTest, MedianOfAnOddAndAnEvenCount) {
-  std::vector<float> odd = {5, 1, 3};
-  EXPECT_DOUBLE_EQ(MedianInPlace(&odd), 3.0);
-  std::vector<float> even = {4, 1, 3, 2};
-  EXPECT_DOUBLE_EQ(MedianInPlace(&even), 2.5);
-}
-
 TEST(StatisticsTest, NormRatiosOfAHandTensor) {
   // x [1, 4, 2, 2] (B, S, G groups, d), first data position 1 (position 0: a prefix token):
   //   group 0: data norms 10, 1, 3      -> 10 / ((1 + 3) / 2) = 5
