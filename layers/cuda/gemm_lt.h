@@ -8,9 +8,10 @@
 // kAutotuneCandidates algorithms on its own operands (a few runs each, output to d, or to a
 // temporary buffer when d is also the accumulated c) and keeps the fastest: on llama_160m's
 // step the best of the first 16 took ~8% less GEMM time than the heuristic's first choice
-// (experiments/perf/gemm_bench). The choice is shared by every GemmLt of the process, so a problem gets the
-// same algorithm (and the same bits) within a process. SINKLAB_GEMM_AUTOTUNE=0 turns the
-// timing off (the heuristic's first choice: the same algorithm in every process).
+// (experiments/perf/gemm_bench). The choice is shared by every GemmLt of the process, so a
+// problem gets the same algorithm (and the same bits) within a process.
+// SINKLAB_GEMM_AUTOTUNE=0 turns the timing off (the heuristic's first choice: the same
+// algorithm in every process).
 #ifndef SINKLAB_LAYERS_CUDA_GEMM_LT_H_
 #define SINKLAB_LAYERS_CUDA_GEMM_LT_H_
 
