@@ -7,11 +7,16 @@ namespace sinklab {
 
 const char* DTypeName(DType dtype) {
   switch (dtype) {
-    case DType::kF32: return "F32";
-    case DType::kBF16: return "BF16";
-    case DType::kI32: return "I32";
-    case DType::kU16: return "U16";
-    case DType::kU32: return "U32";
+    case DType::kF32:
+      return "F32";
+    case DType::kBF16:
+      return "BF16";
+    case DType::kI32:
+      return "I32";
+    case DType::kU16:
+      return "U16";
+    case DType::kU32:
+      return "U32";
   }
   return "?";
 }
@@ -69,6 +74,15 @@ Tensor Tensor::Slice0(int64_t begin, int64_t end) const {
   const int64_t row = shape_[0] == 0 ? 0 : numel() / shape_[0];
   out.data_ = static_cast<char*>(data_) + begin * row * DTypeSize(dtype_);
   out.shape_[0] = end - begin;
+  return out;
+}
+
+Tensor Tensor::Index0(int64_t i) const {
+  SL_CHECK(rank_ >= 2);
+  Tensor out = Slice0(i, i + 1);
+  for (int d = 1; d < rank_; ++d) out.shape_[d - 1] = shape_[d];
+  out.shape_[rank_ - 1] = 0;
+  out.rank_ = rank_ - 1;
   return out;
 }
 

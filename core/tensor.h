@@ -41,6 +41,8 @@ class Tensor {
   Tensor Reshaped(std::initializer_list<int64_t> shape) const;
   // Rows [begin, end) along dim 0.
   Tensor Slice0(int64_t begin, int64_t end) const;
+  // Element i along dim 0, that dim dropped: matrix i [R, C] of a [G, R, C] tensor.
+  Tensor Index0(int64_t i) const;
 
  private:
   void* data_ = nullptr;

@@ -126,9 +126,28 @@ class Backend {
   virtual void MatmulForward(const Tensor& out, const Tensor& inp, const Tensor& weight,
                              const Tensor& residual) = 0;
   // dinp [N, C] (= or +=, dinp_write) dout [N, OC] @ weight [OC, C];
-  // dweight [OC, C] += dout^T @ inp. dinp may be empty (skipped).
+  // dweight [OC, C] += dout^T @ inp. dinp or dweight may be empty (skipped).
   virtual void MatmulBackward(const Tensor& dinp, const Tensor& dweight, const Tensor& dout,
                               const Tensor& inp, const Tensor& weight, GradWrite dinp_write) = 0;
+  // A group of G linear layers reading one input (the gate and up projections; Q, K, V),
+  // with adjacent weights and outputs: outs [G, N, OC] = inp [N, C] @ weights[g]^T for
+  // weights [G, OC, C]. GPUs run one strided-batched GEMM (the input shared by the batch);
+  // this default, the reference, runs MatmulForward per layer.
+  virtual void MatmulForwardGroup(const Tensor& outs, const Tensor& inp, const Tensor& weights) {
+    for (int64_t g = 0; g < weights.dim(0); ++g) {
+      MatmulForward(outs.Index0(g), inp, weights.Index0(g), Tensor());
+    }
+  }
+  // dweights[g] [OC, C] += douts[g] [N, OC]^T @ inp [N, C] for each g (the group's weight
+  // gradients; their input gradients are separate MatmulBackward calls).
+  virtual void MatmulWeightGradGroup(const Tensor& dweights, const Tensor& douts,
+                                     const Tensor& inp) {
+    for (int64_t g = 0; g < dweights.dim(0); ++g) {
+      // With no dinp, the weight argument only gives the shape.
+      MatmulBackward(Tensor(), dweights.Index0(g), douts.Index0(g), inp, dweights.Index0(g),
+                     GradWrite::kAssign);
+    }
+  }
 
   // ---- Token embedding -----------------------------------------------------------------
   // out [N, D] = table [V, D][tokens [N] i32]. Token ids outside [0, V) are a CHECK failure.

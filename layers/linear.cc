@@ -9,8 +9,10 @@ namespace sinklab {
 Linear::Linear(Backend* backend, Arena* arena, std::string name, int64_t in_features,
                int64_t out_features, ParamKind kind)
     : backend_(backend),
-      weight_(MakeParameter(arena, *backend, std::move(name), kind,
-                            {out_features, in_features})) {}
+      weight_(MakeParameter(arena, *backend, std::move(name), kind, {out_features, in_features})) {}
+
+Linear::Linear(Backend* backend, Parameter weight)
+    : backend_(backend), weight_(std::move(weight)) {}
 
 void Linear::Forward(const Tensor& out, const Tensor& inp) { Forward(out, inp, Tensor()); }
 

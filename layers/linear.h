@@ -15,6 +15,8 @@ class Linear {
   // Allocates W [out_features, in_features] (master, grad) from `arena`.
   Linear(Backend* backend, Arena* arena, std::string name, int64_t in_features,
          int64_t out_features, ParamKind kind = ParamKind::kMatrix);
+  // Over an allocated weight (a member of a ParameterGroup).
+  Linear(Backend* backend, Parameter weight);
 
   // out [N, out_features] = inp [N, in_features] W^T. Caches nothing (Backward takes inp).
   void Forward(const Tensor& out, const Tensor& inp);
@@ -22,8 +24,7 @@ class Linear {
   void Forward(const Tensor& out, const Tensor& inp, const Tensor& residual);
   // dinp [N, in_features] = or += dout W (dinp_write; skipped when dinp is empty);
   // W.grad += dout^T inp.
-  void Backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp,
-                GradWrite dinp_write);
+  void Backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp, GradWrite dinp_write);
 
   Parameter* weight() { return &weight_; }
 

@@ -4,6 +4,7 @@
 
 #include <initializer_list>
 #include <string>
+#include <vector>
 
 #include "core/arena.h"
 #include "layers/backend.h"
@@ -16,6 +17,17 @@ namespace sinklab {
 // activation dtype that RefreshCompute fills.
 Parameter MakeParameter(Arena* arena, const Backend& backend, std::string name, ParamKind kind,
                         std::initializer_list<int64_t> shape);
+
+// G parameters of one [R, C] shape whose masters, grads and compute copies are adjacent:
+// matrix g of the [G, R, C] tensors below (Backend::MatmulForwardGroup and
+// MatmulWeightGradGroup take those as one operand).
+struct ParameterGroup {
+  std::vector<Parameter> params;
+  Tensor master, grad, compute;  // [G, R, C]
+};
+ParameterGroup MakeParameterGroup(Arena* arena, const Backend& backend,
+                                  const std::vector<std::string>& names, ParamKind kind,
+                                  int64_t rows, int64_t cols);
 
 // compute <- master (dtype conversion); a no-op when they alias. Call after changing master
 // (init, optimizer step, checkpoint load).

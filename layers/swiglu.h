@@ -1,5 +1,8 @@
 // SwiGlu: the feed-forward block FFN(x) = W_down (silu(W_gate x) * (W_up x))
 // (Shazeer 2020, "GLU Variants Improve Transformer"). w_gate, w_up [F, D]; w_down [D, F].
+// w_gate and w_up are one ParameterGroup and gate, up adjacent [2, rows, F] buffers, so a
+// full batch runs both projections as one grouped matmul (one batched GEMM on GPUs), and
+// both weight gradients as another.
 #ifndef SINKLAB_LAYERS_SWIGLU_H_
 #define SINKLAB_LAYERS_SWIGLU_H_
 
@@ -9,6 +12,7 @@
 #include "core/arena.h"
 #include "layers/backend.h"
 #include "layers/linear.h"
+#include "layers/make_parameter.h"
 
 namespace sinklab {
 
@@ -32,9 +36,11 @@ class SwiGlu {
 
  private:
   Backend* backend_;
+  ParameterGroup gate_up_;  // w_gate, w_up
   Linear w_gate_, w_up_, w_down_;
-  Tensor gate_, up_, act_;        // [max_rows, F] forward caches
-  Tensor d_gate_, d_up_, d_act_;  // [max_rows, F] backward scratch
+  Tensor gate_up_out_, d_gate_up_;  // [2, max_rows, F]: gate and up; their gradients
+  Tensor gate_, up_, act_;          // [max_rows, F] forward caches (gate_, up_ in gate_up_out_)
+  Tensor d_gate_, d_up_, d_act_;    // [max_rows, F] backward scratch (d_gate_, d_up_ likewise)
 };
 
 }  // namespace sinklab

@@ -38,21 +38,21 @@ void CpuBackend::MatmulForward(const Tensor& out, const Tensor& inp, const Tenso
     }
   }
   // out[n, o] (+)= sum_c inp[n, c] * weight[o, c]: a = inp, b(c, o) = weight[o, c].
-  Gemm(out.f32(), s.oc, StridedMatrix{inp.f32(), s.c, 1}, StridedMatrix{weight.f32(), 1, s.c},
-       s.n, s.oc, s.c, /*accumulate=*/!residual.empty());
+  Gemm(out.f32(), s.oc, StridedMatrix{inp.f32(), s.c, 1}, StridedMatrix{weight.f32(), 1, s.c}, s.n,
+       s.oc, s.c, /*accumulate=*/!residual.empty());
 }
 
 void CpuBackend::MatmulBackward(const Tensor& dinp, const Tensor& dweight, const Tensor& dout,
-                                const Tensor& inp, const Tensor& weight,
-                                GradWrite dinp_write) {
+                                const Tensor& inp, const Tensor& weight, GradWrite dinp_write) {
   const MatmulShape s = CheckMatmulShapes(dout, inp, weight);
-  CheckSameShape(dweight, weight, "MatmulBackward dweight");
   if (!dinp.empty()) {
     CheckSameShape(dinp, inp, "MatmulBackward dinp");
     // dinp[n, c] (+)= sum_o dout[n, o] * weight[o, c].
     Gemm(dinp.f32(), s.c, StridedMatrix{dout.f32(), s.oc, 1}, StridedMatrix{weight.f32(), s.c, 1},
          s.n, s.c, s.oc, /*accumulate=*/dinp_write == GradWrite::kAccumulate);
   }
+  if (dweight.empty()) return;
+  CheckSameShape(dweight, weight, "MatmulBackward dweight");
   // dweight[o, c] += sum_n dout[n, o] * inp[n, c]: a(o, n) = dout[n, o]; threads own rows
   // of dweight, the sum over n runs in order (no cross-thread reduction).
   Gemm(dweight.f32(), s.c, StridedMatrix{dout.f32(), 1, s.oc}, StridedMatrix{inp.f32(), s.c, 1},

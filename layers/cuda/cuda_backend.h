@@ -57,6 +57,9 @@ class CudaBackend : public Backend {
 
   void MatmulForward(const Tensor& out, const Tensor& inp, const Tensor& weight,
                      const Tensor& residual) override;
+  void MatmulForwardGroup(const Tensor& outs, const Tensor& inp, const Tensor& weights) override;
+  void MatmulWeightGradGroup(const Tensor& dweights, const Tensor& douts,
+                             const Tensor& inp) override;
   void MatmulBackward(const Tensor& dinp, const Tensor& dweight, const Tensor& dout,
                       const Tensor& inp, const Tensor& weight, GradWrite dinp_write) override;
 

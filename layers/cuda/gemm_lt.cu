@@ -108,7 +108,7 @@ GemmLt::~GemmLt() {
 const GemmLt::Plan& GemmLt::PlanFor(const Key& key, const Operands& ops) {
   auto it = plans_.find(key);
   if (it != plans_.end()) return *it->second;
-  const auto [m, n, k, trans_a, trans_b, in_type, out_type, has_beta, align, batch] = key;
+  const auto [m, n, k, trans_a, trans_b, in_type, out_type, has_beta, align, batch, shared] = key;
   auto plan = std::make_unique<Plan>();
   const cudaDataType_t in = static_cast<cudaDataType_t>(in_type);
   const cudaDataType_t out = static_cast<cudaDataType_t>(out_type);
@@ -127,8 +127,8 @@ const GemmLt::Plan& GemmLt::PlanFor(const Key& key, const Operands& ops) {
                           : cublasLtMatrixLayoutCreate(&plan->b, in, k, m, k));
   SL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->c, out, n, m, n));
   if (batch > 1) {  // dense strides: cuBLASLt's A is our b [k, n], its B our a [m, k]
-    SetBatch(plan->a, batch, k * n);
-    SetBatch(plan->b, batch, m * k);
+    SetBatch(plan->a, batch, (shared & 2) ? 0 : k * n);
+    SetBatch(plan->b, batch, (shared & 1) ? 0 : m * k);
     SetBatch(plan->c, batch, m * n);
   }
 
@@ -243,6 +243,42 @@ void GemmLt::RowMajor(const Tensor& d, const Tensor& a, bool trans_a, const Tens
                             " must match d ", d.ShapeString(), " ", DTypeName(d.dtype())));
   const int align = std::min(
       {Alignment(a.data()), Alignment(b.data()), Alignment(c.data()), Alignment(d.data())});
+  const Key key{
+      m,           n, k, trans_a, trans_b, CudaType(a.dtype()), CudaType(d.dtype()), beta != 0.0f,
+      align,
+      /*batch=*/1,
+      /*shared=*/0};
+  Run(key, Operands{a.data(), b.data(), c.data(), d.data(), alpha, beta, d.nbytes()});
+}
+
+void GemmLt::RowMajorBatched(const Tensor& d, const Tensor& a, bool trans_a, const Tensor& b,
+                             bool trans_b, float alpha, float beta, const Tensor& c) {
+  SL_CHECK_MSG(a.dtype() == b.dtype(), "GemmLt: a and b must share a dtype");
+  const bool a_shared = a.rank() == 2, b_shared = b.rank() == 2;
+  SL_CHECK_MSG(
+      (a.rank() == 3 || a_shared) && (b.rank() == 3 || b_shared) && c.rank() == 3 && d.rank() == 3,
+      absl::StrCat("GemmLt batched: rank-3 operands (a or b may be rank 2) expected, got d ",
+                   d.ShapeString(), " a ", a.ShapeString(), " b ", b.ShapeString(), " c ",
+                   c.ShapeString()));
+  const int64_t batch = d.dim(0);
+  SL_CHECK_MSG(batch >= 1 && batch <= int64_t{INT32_MAX} && (a_shared || a.dim(0) == batch) &&
+                   (b_shared || b.dim(0) == batch) && c.dim(0) == batch,
+               absl::StrCat("GemmLt batched: batch counts d ", d.ShapeString(), " a ",
+                            a.ShapeString(), " b ", b.ShapeString(), " c ", c.ShapeString()));
+  SL_CHECK_MSG(
+      c.dtype() == d.dtype() && c.dim(1) == d.dim(1) && c.dim(2) == d.dim(2),
+      absl::StrCat("GemmLt batched: c ", c.ShapeString(), " must match d ", d.ShapeString()));
+  // The last two dims of each operand are its matrix.
+  const int64_t a1 = a.dim(-2), a2 = a.dim(-1), b1 = b.dim(-2), b2 = b.dim(-1);
+  const int64_t m = trans_a ? a2 : a1, k = trans_a ? a1 : a2;
+  const int64_t kb = trans_b ? b2 : b1, n = trans_b ? b1 : b2;
+  SL_CHECK_MSG(
+      k == kb && d.dim(1) == m && d.dim(2) == n,
+      absl::StrCat("GemmLt batched: d ", d.ShapeString(), " = op(a ", a.ShapeString(),
+                   trans_a ? "^T" : "", ") op(b ", b.ShapeString(), trans_b ? "^T" : "", ")"));
+  const int align = std::min({a_shared ? Alignment(a.data()) : BatchAlignment(a),
+                              b_shared ? Alignment(b.data()) : BatchAlignment(b), BatchAlignment(c),
+                              BatchAlignment(d)});
   const Key key{m,
                 n,
                 k,
@@ -252,36 +288,8 @@ void GemmLt::RowMajor(const Tensor& d, const Tensor& a, bool trans_a, const Tens
                 CudaType(d.dtype()),
                 beta != 0.0f,
                 align,
-                /*batch=*/1};
-  Run(key, Operands{a.data(), b.data(), c.data(), d.data(), alpha, beta, d.nbytes()});
-}
-
-void GemmLt::RowMajorBatched(const Tensor& d, const Tensor& a, bool trans_a, const Tensor& b,
-                             bool trans_b, float alpha, float beta, const Tensor& c) {
-  SL_CHECK_MSG(a.dtype() == b.dtype(), "GemmLt: a and b must share a dtype");
-  SL_CHECK_MSG(
-      a.rank() == 3 && b.rank() == 3 && c.rank() == 3 && d.rank() == 3,
-      absl::StrCat("GemmLt batched: rank-3 operands expected, got d ", d.ShapeString(), " a ",
-                   a.ShapeString(), " b ", b.ShapeString(), " c ", c.ShapeString()));
-  const int64_t batch = d.dim(0);
-  SL_CHECK_MSG(batch >= 1 && batch <= int64_t{INT32_MAX} && a.dim(0) == batch &&
-                   b.dim(0) == batch && c.dim(0) == batch,
-               absl::StrCat("GemmLt batched: batch counts d ", d.ShapeString(), " a ",
-                            a.ShapeString(), " b ", b.ShapeString(), " c ", c.ShapeString()));
-  SL_CHECK_MSG(
-      c.dtype() == d.dtype() && c.dim(1) == d.dim(1) && c.dim(2) == d.dim(2),
-      absl::StrCat("GemmLt batched: c ", c.ShapeString(), " must match d ", d.ShapeString()));
-  const int64_t m = trans_a ? a.dim(2) : a.dim(1), k = trans_a ? a.dim(1) : a.dim(2);
-  const int64_t kb = trans_b ? b.dim(2) : b.dim(1), n = trans_b ? b.dim(1) : b.dim(2);
-  SL_CHECK_MSG(
-      k == kb && d.dim(1) == m && d.dim(2) == n,
-      absl::StrCat("GemmLt batched: d ", d.ShapeString(), " = op(a ", a.ShapeString(),
-                   trans_a ? "^T" : "", ") op(b ", b.ShapeString(), trans_b ? "^T" : "", ")"));
-  const int align =
-      std::min({BatchAlignment(a), BatchAlignment(b), BatchAlignment(c), BatchAlignment(d)});
-  const Key key{
-      m,     n,    k, trans_a, trans_b, CudaType(a.dtype()), CudaType(d.dtype()), beta != 0.0f,
-      align, batch};
+                batch,
+                (a_shared ? 1 : 0) | (b_shared ? 2 : 0)};
   Run(key, Operands{a.data(), b.data(), c.data(), d.data(), alpha, beta, d.nbytes()});
 }
 

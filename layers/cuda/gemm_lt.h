@@ -48,6 +48,7 @@ class GemmLt {
   // of a, b, c, d rank 3 [batch, rows, cols], dense (matrix i at i * rows * cols), with the
   // 2-D rules of RowMajor per matrix. c has d's shape and dtype and may be d itself (in
   // place) or another tensor (then d = ... + beta * c with no copy). One cuBLASLt call.
+  // a or b may instead be rank 2: one matrix shared by the whole batch (stride 0).
   void RowMajorBatched(const Tensor& d, const Tensor& a, bool trans_a, const Tensor& b,
                        bool trans_b, float alpha, float beta, const Tensor& c);
 
@@ -60,8 +61,9 @@ class GemmLt {
     float alpha, beta;
     size_t d_bytes;
   };
-  // (m, n, k, trans_a, trans_b, input dtype, output dtype, beta != 0, alignment, batch)
-  using Key = std::tuple<int64_t, int64_t, int64_t, bool, bool, int, int, bool, int, int64_t>;
+  // (m, n, k, trans_a, trans_b, input dtype, output dtype, beta != 0, alignment, batch,
+  // shared: bit 0 a, bit 1 b is one matrix for the whole batch)
+  using Key = std::tuple<int64_t, int64_t, int64_t, bool, bool, int, int, bool, int, int64_t, int>;
   const Plan& PlanFor(const Key& key, const Operands& ops);
   // The fastest of `count` candidate algorithms on ops (index into them).
   int FastestAlgorithm(const Plan& plan, const void* algos, int count, const Operands& ops);

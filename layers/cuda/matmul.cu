@@ -36,8 +36,7 @@ void CudaBackend::MatmulForward(const Tensor& out, const Tensor& inp, const Tens
 }
 
 void CudaBackend::MatmulBackward(const Tensor& dinp, const Tensor& dweight, const Tensor& dout,
-                                 const Tensor& inp, const Tensor& weight,
-                                 GradWrite dinp_write) {
+                                 const Tensor& inp, const Tensor& weight, GradWrite dinp_write) {
   const int64_t oc = weight.dim(0), c = weight.dim(1);
   const Tensor dout2 = Rows(dout, oc);
   if (!dinp.empty()) {
@@ -45,6 +44,20 @@ void CudaBackend::MatmulBackward(const Tensor& dinp, const Tensor& dweight, cons
     gemm_->RowMajor(Rows(dinp, c), dout2, false, weight, false, 1.0f, beta);
   }
   if (!dweight.empty()) gemm_->RowMajor(dweight, dout2, true, Rows(inp, c), false, 1.0f, 1.0f);
+}
+
+void CudaBackend::MatmulForwardGroup(const Tensor& outs, const Tensor& inp, const Tensor& weights) {
+  const int64_t g = weights.dim(0), oc = weights.dim(1), c = weights.dim(2);
+  const Tensor outs3 = outs.Reshaped({g, outs.numel() / (g * oc), oc});
+  gemm_->RowMajorBatched(outs3, Rows(inp, c), /*trans_a=*/false, weights, /*trans_b=*/true, 1.0f,
+                         0.0f, outs3);
+}
+
+void CudaBackend::MatmulWeightGradGroup(const Tensor& dweights, const Tensor& douts,
+                                        const Tensor& inp) {
+  const int64_t g = dweights.dim(0), oc = dweights.dim(1), c = dweights.dim(2);
+  gemm_->RowMajorBatched(dweights, douts.Reshaped({g, douts.numel() / (g * oc), oc}),
+                         /*trans_a=*/true, Rows(inp, c), /*trans_b=*/false, 1.0f, 1.0f, dweights);
 }
 
 }  // namespace sinklab

@@ -39,6 +39,10 @@ TEST(TensorTest, ShapeNumelReshapeAndSlice) {
   Tensor rows = flat.Slice0(2, 5);
   EXPECT_EQ(rows.dim(0), 3);
   EXPECT_EQ(rows.f32()[0], 8.0f);
+  Tensor second = t.Index0(1);
+  EXPECT_EQ(second.ShapeString(), "[3, 4]");
+  EXPECT_EQ(second.f32()[0], 12.0f);
+  EXPECT_EQ(t.Reshaped({2, 12}).Index0(1).ShapeString(), "[12]");
 }
 
 TEST(TensorDeathTest, WrongDtypeAccessAndBadReshapeAbort) {
@@ -46,6 +50,8 @@ TEST(TensorDeathTest, WrongDtypeAccessAndBadReshapeAbort) {
   Tensor t(storage.data(), DType::kF32, Device::kCpu, {2, 3});
   EXPECT_DEATH(t.bf16(), "CHECK failed");
   EXPECT_DEATH(t.Reshaped({4, 2}), "CHECK failed");
+  EXPECT_DEATH(t.Index0(2), "CHECK failed");
+  EXPECT_DEATH(t.Reshaped({6}).Index0(0), "CHECK failed");
 }
 
 TEST(ArenaTest, AllocatesZeroedAlignedDisjointTensors) {

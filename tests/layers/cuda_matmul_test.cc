@@ -94,6 +94,32 @@ TEST(CudaMatmulTest, EmptyInputGradientIsSkipped) {
   EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_dweight), dweight), kF32RelTol);
 }
 
+// Grouped projections (one input, G adjacent weights: gate|up, Q|K|V) as one batched GEMM
+// with the input shared by the batch: outputs and accumulated weight gradients against the
+// CPU reference (MatmulForward / MatmulBackward per layer).
+TEST(CudaMatmulTest, GroupedProjectionsMatchTheCpu) {
+  SL_SKIP_WITHOUT_CUDA();
+  GpuTest t;
+  for (const int64_t g : {2, 3}) {
+    const int64_t n = 300, c = 256, oc = 192;
+    const Tensor inp = t.HostRandom({3, n / 3, c}, 1);
+    const Tensor weights = t.HostRandom({g, oc, c}, 2, 0.05f);
+    const Tensor douts = t.HostRandom({g, n, oc}, 3);
+    const Tensor dweights0 = t.HostRandom({g, oc, c}, 4, 1.0f, /*round_bf16=*/false);
+    Tensor outs = t.HostZeros(DType::kF32, {g, n, oc}), dweights = t.HostCopy(dweights0);
+    t.cpu().MatmulForwardGroup(outs, inp, weights);
+    t.cpu().MatmulWeightGradGroup(dweights, douts, inp);
+
+    const Tensor g_inp = t.ToDevice(inp, DType::kBF16);
+    const Tensor g_outs = t.ToDevice(t.HostRandom({g, n, oc}, 5), DType::kBF16);  // overwritten
+    const Tensor g_dweights = t.ToDevice(dweights0, DType::kF32);
+    t.gpu().MatmulForwardGroup(g_outs, g_inp, t.ToDevice(weights, DType::kBF16));
+    t.gpu().MatmulWeightGradGroup(g_dweights, t.ToDevice(douts, DType::kBF16), g_inp);
+    EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_outs), outs), kBf16RelTol) << "G " << g;
+    EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_dweights), dweights), kF32RelTol) << "G " << g;
+  }
+}
+
 // With SINKLAB_GEMM_AUTOTUNE=0 (the heuristic's first algorithm, no timing runs) the
 // products match the CPU too.
 TEST(CudaMatmulTest, HeuristicChoiceWithoutAutotuneMatchesTheCpu) {
