@@ -9,6 +9,13 @@ namespace {
 // x [..., d] seen as rows of d (the per-head RMSNorm of qk_norm).
 Tensor RowsOf(const Tensor& x, int64_t d) { return x.Reshaped({x.numel() / d, d}); }
 
+// Projection i of the q, k, v group, or a layer of its own when there is no group (GQA).
+Linear Projection(Backend* backend, Arena* arena, const ParameterGroup& group, int i,
+                  std::string name, int64_t in_features, int64_t out_features) {
+  return group.params.empty() ? Linear(backend, arena, std::move(name), in_features, out_features)
+                              : Linear(backend, group.params[i]);
+}
+
 }  // namespace
 
 Attention::Attention(Backend* backend, Arena* arena, const std::string& prefix,
@@ -21,9 +28,17 @@ Attention::Attention(Backend* backend, Arena* arena, const std::string& prefix,
       seq_len_(seq_len),
       bias_keys_(config.attention().kv_bias() ? 1 : 0),
       prefix_tokens_(config.prefix_tokens()),
-      wq_(backend, arena, prefix + ".wq", dims_.d_model, dims_.n_heads * dims_.head_dim),
-      wk_(backend, arena, prefix + ".wk", dims_.d_model, dims_.n_kv_heads * dims_.head_dim),
-      wv_(backend, arena, prefix + ".wv", dims_.d_model, dims_.n_kv_heads * dims_.head_dim),
+      qkv_(dims_.n_kv_heads == dims_.n_heads
+               ? MakeParameterGroup(
+                     arena, *backend, {prefix + ".wq", prefix + ".wk", prefix + ".wv"},
+                     ParamKind::kMatrix, dims_.n_heads * dims_.head_dim, dims_.d_model)
+               : ParameterGroup()),
+      wq_(Projection(backend, arena, qkv_, 0, prefix + ".wq", dims_.d_model,
+                     dims_.n_heads * dims_.head_dim)),
+      wk_(Projection(backend, arena, qkv_, 1, prefix + ".wk", dims_.d_model,
+                     dims_.n_kv_heads * dims_.head_dim)),
+      wv_(Projection(backend, arena, qkv_, 2, prefix + ".wv", dims_.d_model,
+                     dims_.n_kv_heads * dims_.head_dim)),
       wo_(backend, arena, prefix + ".wo", dims_.n_heads * dims_.head_dim, dims_.d_model) {
   const AttentionConfig& attention = config.attention();
   const int64_t B = batch, S = seq_len, K = seq_len + bias_keys_;
@@ -61,11 +76,16 @@ Attention::Attention(Backend* backend, Arena* arena, const std::string& prefix,
   auto alloc = [&](int64_t rows, int64_t heads) {
     return arena->Allocate(act, {B, rows, heads, dh});
   };
-  q_proj_ = alloc(S, H);
+  const bool grouped = !qkv_.params.empty();
+  if (grouped) {
+    qkv_proj_ = arena->Allocate(act, {3, B, S, H, dh});
+    dqkv_proj_ = arena->Allocate(act, {3, B, S, H, dh});
+  }
+  q_proj_ = grouped ? qkv_proj_.Index0(0) : alloc(S, H);
   q_ = qk_norm ? alloc(S, H) : q_proj_;
-  k_proj_ = alloc(S, Hkv);
+  k_proj_ = grouped ? qkv_proj_.Index0(1) : alloc(S, Hkv);
   k_ = qk_norm ? alloc(S, Hkv) : k_proj_;
-  v_ = alloc(S, Hkv);
+  v_ = grouped ? qkv_proj_.Index0(2) : alloc(S, Hkv);
   v_gated_ = value_gate ? alloc(S, Hkv) : v_;
   k_all_ = kv_bias ? alloc(K, Hkv) : k_;
   v_all_ = kv_bias ? alloc(K, Hkv) : v_gated_;
@@ -83,15 +103,16 @@ Attention::Attention(Backend* backend, Arena* arena, const std::string& prefix,
   row_stats_ = arena->Allocate(DType::kF32, {B, H, S, int64_t{kAttentionRowStatFields}});
   // Gradients, aliased the same way.
   dq_ = alloc(S, H);
-  dq_pre_ = alloc(S, H);  // RoPE backward must not run in place
-  dq_proj_ = qk_norm ? alloc(S, H) : dq_pre_;
+  // RoPE backward must not run in place: dq_pre_ is not dq_ (nor dk_pre_ dk_).
+  dq_proj_ = grouped ? dqkv_proj_.Index0(0) : alloc(S, H);
+  dq_pre_ = qk_norm ? alloc(S, H) : dq_proj_;
   dk_all_ = alloc(K, Hkv);
   dk_ = kv_bias ? alloc(S, Hkv) : dk_all_;
-  dk_pre_ = alloc(S, Hkv);
-  dk_proj_ = qk_norm ? alloc(S, Hkv) : dk_pre_;
-  dv_all_ = alloc(K, Hkv);
-  dv_gated_ = kv_bias ? alloc(S, Hkv) : dv_all_;
-  dv_ = value_gate ? alloc(S, Hkv) : dv_gated_;
+  dk_proj_ = grouped ? dqkv_proj_.Index0(1) : alloc(S, Hkv);
+  dk_pre_ = qk_norm ? alloc(S, Hkv) : dk_proj_;
+  dv_ = grouped ? dqkv_proj_.Index0(2) : alloc(S, Hkv);
+  dv_gated_ = value_gate ? alloc(S, Hkv) : dv_;
+  dv_all_ = kv_bias ? alloc(K, Hkv) : dv_gated_;
   d_wo_in_ = alloc(S, H);
   d_att_ = output_gate ? alloc(S, H) : d_wo_in_;
   // Zeroed before each backward: the gradients some kernel accumulates into (dk_, dv_gated_:
@@ -136,9 +157,13 @@ void Attention::Forward(const Tensor& out, const Tensor& inp, const Tensor& resi
   const int64_t n = inp.numel() / inp.dim(-1), dh = dims_.head_dim;
   SL_CHECK_MSG(n == batch_ * seq_len_,
                absl::StrCat("Attention input ", inp.ShapeString(), " vs q ", q_.ShapeString()));
-  wq_.Forward(q_proj_, inp);
-  wk_.Forward(k_proj_, inp);
-  wv_.Forward(v_, inp);
+  if (!qkv_.params.empty()) {
+    backend_->MatmulForwardGroup(qkv_proj_, inp, qkv_.compute);
+  } else {
+    wq_.Forward(q_proj_, inp);
+    wk_.Forward(k_proj_, inp);
+    wv_.Forward(v_, inp);
+  }
   if (q_norm_) {  // QK-norm (Dehghani et al. 2023): RMSNorm over d_h per head, before RoPE
     q_norm_->Forward(RowsOf(q_, dh), RowsOf(q_proj_, dh));
     k_norm_->Forward(RowsOf(k_, dh), RowsOf(k_proj_, dh));
@@ -190,9 +215,13 @@ void Attention::Backward(const Tensor& dinp, const Tensor& dout, const Tensor& i
     k_norm_->Backward(RowsOf(dk_proj_, dh), RowsOf(dk_pre_, dh), RowsOf(k_proj_, dh),
                       GradWrite::kAssign);
   }
-  wq_.Backward(dinp, dq_proj_, inp, next_dinp_write());
-  wk_.Backward(dinp, dk_proj_, inp, GradWrite::kAccumulate);
-  wv_.Backward(dinp, dv_, inp, GradWrite::kAccumulate);
+  if (!qkv_.params.empty()) {  // weight gradients as one grouped matmul
+    GroupBackward(backend_, qkv_, dinp, dqkv_proj_, inp, next_dinp_write());
+  } else {
+    wq_.Backward(dinp, dq_proj_, inp, next_dinp_write());
+    wk_.Backward(dinp, dk_proj_, inp, GradWrite::kAccumulate);
+    wv_.Backward(dinp, dv_, inp, GradWrite::kAccumulate);
+  }
 }
 
 }  // namespace sinklab

@@ -19,6 +19,7 @@
 #include "layers/attention_gate.h"
 #include "layers/backend.h"
 #include "layers/linear.h"
+#include "layers/make_parameter.h"
 #include "layers/model_dims.h"
 #include "layers/rmsnorm.h"
 #include "layers/rope.h"
@@ -77,11 +78,17 @@ class Attention {
   AttentionSpec spec_;
   GateConfig::Position gate_position_;
   int64_t batch_, seq_len_, bias_keys_, prefix_tokens_;
+  // With H == Hkv (plain multi-head attention) wq, wk, wv are one ParameterGroup and their
+  // outputs (and gradients) adjacent [3, B, S, H, d_h] buffers: one grouped matmul projects
+  // q, k and v, another gives the three weight gradients. Empty under GQA.
+  ParameterGroup qkv_;
   Linear wq_, wk_, wv_, wo_;
   std::unique_ptr<RmsNorm> q_norm_, k_norm_;  // qk_norm: over d_h, rows [N*H] / [N*Hkv]
   Parameter sink_logit_;                      // [H] (SINK_LOGIT)
   Parameter kv_bias_k_, kv_bias_v_;           // [Hkv, d_h] (kv_bias)
   std::unique_ptr<AttentionGate> gate_;
+  // [3, B, S, H, d] holding q_proj_, k_proj_, v_ and dq_proj_, dk_proj_, dv_ (grouped only).
+  Tensor qkv_proj_, dqkv_proj_;
   // Forward caches; a name that a variant does not need aliases the previous stage.
   Tensor q_proj_, q_;           // x Wq^T; normed and rotated (the kernel's q)  [B, S, H, d]
   Tensor k_proj_, k_;           // likewise for k                              [B, S, Hkv, d]

@@ -39,6 +39,15 @@ ParameterGroup MakeParameterGroup(Arena* arena, const Backend& backend,
   return group;
 }
 
+void GroupBackward(Backend* backend, const ParameterGroup& group, const Tensor& dinp,
+                   const Tensor& douts, const Tensor& inp, GradWrite dinp_write) {
+  for (int64_t g = 0; g < group.compute.dim(0); ++g) {
+    backend->MatmulBackward(dinp, Tensor(), douts.Index0(g), inp, group.compute.Index0(g),
+                            g == 0 ? dinp_write : GradWrite::kAccumulate);
+  }
+  backend->MatmulWeightGradGroup(group.grad, douts, inp);
+}
+
 void RefreshCompute(Backend* backend, const Parameter& param) {
   if (param.compute.data() != param.master.data()) backend->Convert(param.compute, param.master);
 }

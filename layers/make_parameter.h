@@ -29,6 +29,12 @@ ParameterGroup MakeParameterGroup(Arena* arena, const Backend& backend,
                                   const std::vector<std::string>& names, ParamKind kind,
                                   int64_t rows, int64_t cols);
 
+// The backward of a group of linear layers reading one input: dinp (first layer with
+// dinp_write, the others +=) from douts [G, N, R] and the compute weights, then every
+// group.grad[g] += douts[g]^T inp as one grouped matmul (MatmulWeightGradGroup).
+void GroupBackward(Backend* backend, const ParameterGroup& group, const Tensor& dinp,
+                   const Tensor& douts, const Tensor& inp, GradWrite dinp_write);
+
 // compute <- master (dtype conversion); a no-op when they alias. Call after changing master
 // (init, optimizer step, checkpoint load).
 void RefreshCompute(Backend* backend, const Parameter& param);

@@ -49,11 +49,7 @@ void SwiGlu::Backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp)
   w_down_.Backward(d_act, dout, act, GradWrite::kAssign);
   backend_->SwigluBackward(d_gate, d_up, d_act, gate, up);
   if (n == gate_.dim(0)) {  // the two weight gradients as one grouped matmul
-    const Parameter& wg = *w_gate_.weight();
-    const Parameter& wu = *w_up_.weight();
-    backend_->MatmulBackward(dinp, Tensor(), d_gate, inp, wg.compute, GradWrite::kAssign);
-    backend_->MatmulBackward(dinp, Tensor(), d_up, inp, wu.compute, GradWrite::kAccumulate);
-    backend_->MatmulWeightGradGroup(gate_up_.grad, d_gate_up_, inp);
+    GroupBackward(backend_, gate_up_, dinp, d_gate_up_, inp, GradWrite::kAssign);
   } else {
     w_gate_.Backward(dinp, d_gate, inp, GradWrite::kAssign);
     w_up_.Backward(dinp, d_up, inp, GradWrite::kAccumulate);
