@@ -148,13 +148,29 @@ __global__ void __launch_bounds__(kBlock)
   }
 }
 
+// The sum over the kRowLanes lanes (threadIdx.y) of a (32, kRowLanes) block of each channel
+// lane's (threadIdx.x) value, by a fixed shared-memory tree (deterministic); valid in lane
+// y == 0. Every thread of the block must call it.
+__device__ float SumRowLanes(float value) {
+  __shared__ float lanes[kRowLanes][33];
+  lanes[threadIdx.y][threadIdx.x] = value;
+  __syncthreads();
+#pragma unroll
+  for (int half = kRowLanes / 2; half > 0; half /= 2) {
+    if (threadIdx.y < half) {
+      lanes[threadIdx.y][threadIdx.x] += lanes[threadIdx.y + half][threadIdx.x];
+    }
+    __syncthreads();
+  }
+  return lanes[0][threadIdx.x];
+}
+
 // Block (32, kRowLanes) sums dy x r over rows [split begin, split end) for 32 channels.
 // dst: dweight (+=) when `accumulate`, else the split's partial row dst[split, :] (=).
 template <typename T>
 __global__ void __launch_bounds__(32 * kRowLanes)
     RmsNormWeightGradKernel(float* dst, bool accumulate, const T* dout, const T* inp,
                             const float* rstd, int64_t rows, int64_t dim, int64_t rows_per_split) {
-  __shared__ float lanes[kRowLanes][33];
   const int64_t col = blockIdx.x * int64_t{32} + threadIdx.x;
   const int64_t begin = blockIdx.y * rows_per_split;
   const int64_t end = min(begin + rows_per_split, rows);
@@ -165,20 +181,12 @@ __global__ void __launch_bounds__(32 * kRowLanes)
       acc += ToF(dout[row * dim + col]) * ToF(inp[row * dim + col]) * rstd[row];
     }
   }
-  lanes[threadIdx.y][threadIdx.x] = acc;
-  __syncthreads();
-#pragma unroll
-  for (int half = kRowLanes / 2; half > 0; half /= 2) {
-    if (threadIdx.y < half) {
-      lanes[threadIdx.y][threadIdx.x] += lanes[threadIdx.y + half][threadIdx.x];
-    }
-    __syncthreads();
-  }
+  const float sum = SumRowLanes(acc);
   if (threadIdx.y == 0 && col < dim) {
     if (accumulate) {
-      dst[col] += lanes[0][threadIdx.x];
+      dst[col] += sum;
     } else {
-      dst[blockIdx.y * dim + col] = lanes[0][threadIdx.x];
+      dst[blockIdx.y * dim + col] = sum;
     }
   }
 }
@@ -188,22 +196,13 @@ __global__ void __launch_bounds__(32 * kRowLanes)
 // adds the lanes (deterministic; hundreds of splits stay parallel).
 __global__ void __launch_bounds__(32 * kRowLanes)
     AddSplitsKernel(float* dweight, const float* partials, int splits, int64_t dim) {
-  __shared__ float lanes[kRowLanes][33];
   const int64_t col = blockIdx.x * int64_t{32} + threadIdx.x;
   float acc = 0.0f;
   if (col < dim) {
     for (int s = threadIdx.y; s < splits; s += kRowLanes) acc += partials[s * dim + col];
   }
-  lanes[threadIdx.y][threadIdx.x] = acc;
-  __syncthreads();
-#pragma unroll
-  for (int half = kRowLanes / 2; half > 0; half /= 2) {
-    if (threadIdx.y < half) {
-      lanes[threadIdx.y][threadIdx.x] += lanes[threadIdx.y + half][threadIdx.x];
-    }
-    __syncthreads();
-  }
-  if (threadIdx.y == 0 && col < dim) dweight[col] += lanes[0][threadIdx.x];
+  const float sum = SumRowLanes(acc);
+  if (threadIdx.y == 0 && col < dim) dweight[col] += sum;
 }
 
 // Rows and width after checking inp [N, D] (any rank, last dim D) against weight [D].
