@@ -1,12 +1,14 @@
 // CudaBackend's cuDNN attention path (cuda_backend.h): whether cuDNN runs an attention
 // (AttentionSpec::allow_library_kernel, from model.attention.kernel AUTO, and a variant and
 // shape cuDNN has a plan for), and the forward and backward through CudnnAttention
-// (cudnn_attention.h). Without cuDNN (SINKLAB_WITH_CUDNN unset) the path is absent.
+// (cudnn_attention.h), with the KV bias key's share of the backward (attention_extra_keys.h).
+// Without cuDNN (SINKLAB_WITH_CUDNN unset) the path is absent.
 #include <cstdint>
 #include <string>
 
 #include "absl/strings/str_cat.h"
 #include "core/status.h"
+#include "layers/cuda/attention_extra_keys.h"
 #include "layers/cuda/cuda_backend.h"
 #include "layers/cuda/cudnn_attention.h"
 
@@ -22,6 +24,7 @@ CudnnAttentionShape CudnnShapeOf(const Tensor& q, const Tensor& k) {
   shape.heads = q.dim(2);
   shape.kv_heads = k.dim(2);
   shape.head_dim = q.dim(3);
+  shape.kv_rows = k.dim(1);  // S, or S + 1 with the KV bias key (row 0, not cuDNN's)
   return shape;
 }
 
@@ -54,16 +57,16 @@ bool CudaBackend::UsesCudnnAttention(const Tensor& q, const Tensor& k, const Att
   if (!spec.allow_library_kernel) {
     return refuse("sinklab's kernels asked for (model.attention.kernel: SINKLAB)");
   }
-  // softmax1 and the sink logit: cuDNN's softmax, their virtual logit folded in afterwards
-  // (attention_forward.cu; the backward is softmax's with their lse, attention_backward.cu).
+  // softmax1, the sink logit and the KV bias: cuDNN's softmax over the S real keys, the
+  // virtual logit and the bias key folded in afterwards (attention_extra_keys.h).
   if (spec.normalizer != AttentionNormalizer::kSoftmax &&
       spec.normalizer != AttentionNormalizer::kSoftmax1 &&
       spec.normalizer != AttentionNormalizer::kSinkLogit) {
     return refuse("not softmax, softmax1 or the sink logit");
   }
   if (q.dtype() != DType::kBF16 || k.dtype() != DType::kBF16) return refuse("not bf16");
-  if (q.rank() != 4 || k.rank() != 4 || k.dim(1) != q.dim(1)) {
-    return refuse("keys other than the S queries' own (KV bias)");
+  if (q.rank() != 4 || k.rank() != 4 || (k.dim(1) != q.dim(1) && k.dim(1) != q.dim(1) + 1)) {
+    return refuse("keys other than the S queries' own and at most one KV-bias key");
   }
   if (!cudnn_attention_) cudnn_attention_ = std::make_unique<CudnnAttention>(stream_);
   const CudnnAttentionShape shape = CudnnShapeOf(q, k);
@@ -101,28 +104,34 @@ bool CudaBackend::TryCudnnAttentionBackward(const Tensor& dq, const Tensor& dk, 
   if (!Aligned16({&dq, &dk, &dv, &dout, &q, &k, &v, &out, &lse})) return false;
   if (!UsesCudnnAttention(q, k, spec, /*backward=*/true)) return false;
   const CudnnAttentionShape shape = CudnnShapeOf(q, k);
-  // cuDNN overwrites every element of its gradients, in the layouts of q, k, v (GQA's sums
-  // over head groups are in its graph; no KV bias here, K = S). kAssign: straight into dq,
-  // dk, dv (a failed run leaves them partly written; the caller then overwrites them).
-  if (dqkv_write == GradWrite::kAssign) {
-    void* workspace = Workspace(cudnn_attention_->BackwardWorkspaceBytes(shape));
-    return cudnn_attention_->Backward(shape, spec.scale, dq, dk, dv, dout, q, k, v, out, lse,
-                                      workspace);  // false: logged; ours runs
-  }
-  // kAccumulate: cuDNN writes scratch behind its own workspace, then each is added.
+  const bool bias_key = shape.kv_rows > shape.seq;
+  // Workspace: cuDNN's engine, the bias key's scratch, and with kAccumulate the gradients
+  // written before they are added (cuDNN and the bias key's dk', dv' overwrite theirs).
   const size_t engine = AlignUp256(cudnn_attention_->BackwardWorkspaceBytes(shape));
-  const size_t q_bytes = AlignUp256(dq.nbytes()), kv_bytes = AlignUp256(dk.nbytes());
-  char* workspace = static_cast<char*>(Workspace(engine + q_bytes + 2 * kv_bytes));
-  const Tensor dq_new = ScratchLike(workspace + engine, dq);
-  const Tensor dk_new = ScratchLike(workspace + engine + q_bytes, dk);
-  const Tensor dv_new = ScratchLike(workspace + engine + q_bytes + kv_bytes, dv);
+  const size_t bias_bytes = bias_key ? AlignUp256(cuda::BiasKeyBackwardScratchBytes(q)) : 0;
+  const bool accumulate = dqkv_write == GradWrite::kAccumulate;
+  const size_t q_bytes = accumulate ? AlignUp256(dq.nbytes()) : 0;
+  const size_t kv_bytes = accumulate ? AlignUp256(dk.nbytes()) : 0;
+  char* workspace = static_cast<char*>(Workspace(engine + bias_bytes + q_bytes + 2 * kv_bytes));
+  char* grads = workspace + engine + bias_bytes;
+  // kAssign: straight into dq, dk, dv (a failed run leaves them partly written; the caller
+  // then overwrites them).
+  const Tensor dq_new = accumulate ? ScratchLike(grads, dq) : dq;
+  const Tensor dk_new = accumulate ? ScratchLike(grads + q_bytes, dk) : dk;
+  const Tensor dv_new = accumulate ? ScratchLike(grads + q_bytes + kv_bytes, dv) : dv;
   if (!cudnn_attention_->Backward(shape, spec.scale, dq_new, dk_new, dv_new, dout, q, k, v, out,
                                   lse, workspace)) {
-    return false;  // logged; ours runs (dq, dk, dv untouched)
+    return false;  // logged; ours runs
   }
-  AddInto(dq, dq_new);
-  AddInto(dk, dk_new);
-  AddInto(dv, dv_new);
+  if (bias_key) {
+    cuda::LaunchBiasKeyBackward(stream_, workspace + engine, dq_new, dk_new, dv_new, dout, q, k, v,
+                                out, lse, spec.scale);
+  }
+  if (accumulate) {
+    AddInto(dq, dq_new);
+    AddInto(dk, dk_new);
+    AddInto(dv, dv_new);
+  }
   return true;
 #else
   return false;

@@ -14,10 +14,11 @@
 // w = UnclippedWeight(p) (layers/backend.h; kClipped instantiations only).
 //
 // probs (statistics steps only) are written by attention_probs.cu from the stored lse.
-// Where the spec allows it (model.attention.kernel AUTO), softmax, softmax1 and the sink logit
-// run cuDNN's softmax instead (cudnn_attention.cc), softmax1's and the sink's virtual logit
-// then folded into out and lse by FoldVirtualLogitKernel.
+// Where the spec allows it (model.attention.kernel AUTO), softmax, softmax1, the sink logit
+// and the KV bias run cuDNN's softmax over the real keys instead (cudnn_attention.cc), the
+// virtual logit and the bias key then folded into out and lse (attention_extra_keys.h).
 #include "layers/cuda/attention_common.cuh"
+#include "layers/cuda/attention_extra_keys.h"
 #include "layers/cuda/cuda_backend.h"
 
 namespace sinklab {
@@ -135,37 +136,6 @@ void LaunchGenericForward(cudaStream_t stream, const AttentionParams& p, const T
   });
 }
 
-// Folds the virtual logit c_h of softmax1 (0) or the sink logit (b_h) into a softmax forward
-// that ran without it (cuDNN's): lse' = log(e^lse + e^c) and out *= e^(lse - lse'), since
-// p_j = e^(s_j - lse') = e^(s_j - lse) e^(lse - lse') and the virtual key has no value. A warp
-// per row (b, i, h) of out [B, S, H, d].
-template <typename T>
-__global__ void FoldVirtualLogitKernel(AttentionParams p, T* out, float* lse) {
-  const AttentionDims& dims = p.dims;
-  const int64_t row = (int64_t{blockIdx.x} * blockDim.x + threadIdx.x) >> 5;
-  if (row >= int64_t{dims.batch} * dims.seq * dims.heads) return;
-  const int lane = threadIdx.x & 31, h = static_cast<int>(row % dims.heads);
-  const int64_t token = row / dims.heads;  // b * S + i
-  const int b = static_cast<int>(token / dims.seq), i = static_cast<int>(token % dims.seq);
-  float* row_lse = lse + RowIndex(dims, b, h, i);
-  const float old_lse = *row_lse, c = SinkLogitOf(p, h);
-  const float new_lse = fmaxf(old_lse, c) + log1pf(__expf(-fabsf(old_lse - c)));
-  const float factor = __expf(old_lse - new_lse);
-  T* x = out + QueryHead(dims, b, h).offset + int64_t{i} * dims.heads * dims.d;
-  for (int col = lane; col < dims.d; col += 32) x[col] = FromF<T>(ToF(x[col]) * factor);
-  __syncwarp();  // every lane has read old_lse
-  if (lane == 0) *row_lse = new_lse;
-}
-
-template <typename T>
-void LaunchFoldVirtualLogit(cudaStream_t stream, const AttentionParams& p, const Tensor& out,
-                            const Tensor& lse) {
-  const int64_t threads = int64_t{p.dims.batch} * p.dims.seq * p.dims.heads * 32;
-  FoldVirtualLogitKernel<T>
-      <<<GridFor(threads, kBlock), kBlock, 0, stream>>>(p, Ptr<T>(out), lse.f32());
-  SL_CUDA_LAUNCH_CHECK();
-}
-
 }  // namespace
 
 }  // namespace cuda
@@ -180,10 +150,9 @@ void CudaBackend::AttentionForward(const Tensor& out, const Tensor& probs, const
   if (out.numel() == 0) return;
   const cuda::AttentionParams params = cuda::ParamsOf(dims, spec, sink_logit);
   if (TryCudnnAttentionForward(out, probs, lse, unclipped_values, q, k, v, spec)) {
-    if (spec.normalizer != AttentionNormalizer::kSoftmax) {  // softmax1, sink logit
-      cuda::DispatchFloat(q.dtype(), [&](auto t) {
-        cuda::LaunchFoldVirtualLogit<decltype(t)>(stream_, params, out, lse);
-      });
+    // softmax1's or the sink's virtual logit, the KV bias key
+    if (spec.normalizer != AttentionNormalizer::kSoftmax || dims.bias_keys() > 0) {
+      cuda::LaunchFoldExtraKeys(stream_, out, lse, q, k, v, sink_logit, spec);
     }
     return;
   }

@@ -57,9 +57,15 @@ CudnnDims Swap23(CudnnDims x) {
   std::swap(x[2], x[3]);
   return x;
 }
-// Strides of sinklab's [B, S, heads, d] tensor seen as cuDNN's [B, heads, S, d].
-CudnnDims TokenMajor(const CudnnAttentionShape& s, int64_t heads) {
-  return {s.seq * heads * s.head_dim, s.head_dim, heads * s.head_dim, 1};
+// Strides of sinklab's [B, rows, heads, d] tensor seen as cuDNN's [B, heads, S, d].
+CudnnDims TokenMajor(const CudnnAttentionShape& s, int64_t rows, int64_t heads) {
+  return {rows * heads * s.head_dim, s.head_dim, heads * s.head_dim, 1};
+}
+CudnnDims QueryStrides(const CudnnAttentionShape& s) { return TokenMajor(s, s.seq, s.heads); }
+CudnnDims KvStrides(const CudnnAttentionShape& s) { return TokenMajor(s, s.kv_rows, s.kv_heads); }
+// k, v, dk or dv from cuDNN's first key row on (past the skipped rows of batch 0).
+void* KvRows(const CudnnAttentionShape& s, const Tensor& x) {
+  return static_cast<char*>(x.data()) + s.skipped_rows() * s.kv_heads * s.head_dim * 2;
 }
 
 constexpr cudnnDataType_t kF32 = CUDNN_DATA_FLOAT;
@@ -130,12 +136,12 @@ void GradientOfKv(CudnnGraph& g, cudnnBackendDescriptor_t a, cudnnBackendDescrip
 void BuildForward(CudnnGraph& g, const CudnnAttentionShape& s, const Spelling& spelling) {
   const int64_t B = s.batch, S = s.seq, H = s.heads, G = s.kv_heads, d = s.head_dim;
   const CudnnDims q_dims{B, H, S, d}, kv_dims{B, G, S, d}, score_dims{B, H, S, S};
-  const CudnnDims row_dims{B, H, S, 1}, kv_strides = TokenMajor(s, G);
+  const CudnnDims row_dims{B, H, S, 1}, kv_strides = KvStrides(s);
   const CudnnDims score_strides = Packed(score_dims), row_strides = Packed(row_dims);
-  auto q = g.PackTensor(kUidQ, kBf16, q_dims, TokenMajor(s, H), "q");
+  auto q = g.PackTensor(kUidQ, kBf16, q_dims, QueryStrides(s), "q");
   auto kt = g.PackTensor(kUidK, kBf16, Swap23(kv_dims), Swap23(kv_strides), "k^T");
   auto v = g.PackTensor(kUidV, kBf16, kv_dims, kv_strides, "v");
-  auto o = g.PackTensor(kUidO, kBf16, q_dims, TokenMajor(s, H), "o");
+  auto o = g.PackTensor(kUidO, kBf16, q_dims, QueryStrides(s), "o");
   auto stats = g.PackTensor(kUidStats, kF32, row_dims, row_strides, "stats");
   auto scale = g.Scalar(kUidScale, "scale");
   auto lowest = g.Scalar(kUidLowest, "lowest");
@@ -164,7 +170,7 @@ void BuildForward(CudnnGraph& g, const CudnnAttentionShape& s, const Spelling& s
 void BuildBackward(CudnnGraph& g, const CudnnAttentionShape& s, const Spelling& spelling) {
   const int64_t B = s.batch, S = s.seq, H = s.heads, G = s.kv_heads, d = s.head_dim;
   const CudnnDims q_dims{B, H, S, d}, kv_dims{B, G, S, d}, score_dims{B, H, S, S};
-  const CudnnDims row_dims{B, H, S, 1}, q_strides = TokenMajor(s, H), kv_strides = TokenMajor(s, G);
+  const CudnnDims row_dims{B, H, S, 1}, q_strides = QueryStrides(s), kv_strides = KvStrides(s);
   const CudnnDims score_strides = Packed(score_dims), row_strides = Packed(row_dims);
   auto q = g.PackTensor(kUidQ, kBf16, q_dims, q_strides, "q");
   auto kt = g.PackTensor(kUidK, kBf16, Swap23(kv_dims), Swap23(kv_strides), "k^T");
@@ -275,7 +281,8 @@ std::string Execute(cudnnHandle_t handle, cudnnBackendDescriptor_t plan,
 }  // namespace
 
 std::string CudnnAttentionShape::ToString() const {
-  return absl::StrCat("B=", batch, " S=", seq, " H=", heads, " Hkv=", kv_heads, " d=", head_dim);
+  return absl::StrCat("B=", batch, " S=", seq, " H=", heads, " Hkv=", kv_heads, " d=", head_dim,
+                      kv_rows == seq ? "" : absl::StrCat(" kv rows=", kv_rows));
 }
 
 struct CudnnAttention::Plan {
@@ -302,7 +309,7 @@ CudnnAttention::~CudnnAttention() {
 
 CudnnAttention::Plan* CudnnAttention::GetPlan(bool backward, const CudnnAttentionShape& s,
                                               std::string* why) {
-  const Key key{backward, s.batch, s.seq, s.heads, s.kv_heads, s.head_dim};
+  const Key key{backward, s.batch, s.seq, s.heads, s.kv_heads, s.head_dim, s.kv_rows};
   if (auto it = plans_.find(key); it != plans_.end()) return it->second.get();
   std::string reason;
   if (auto it = refused_.find(key); it != refused_.end()) {
@@ -312,8 +319,9 @@ CudnnAttention::Plan* CudnnAttention::GetPlan(bool backward, const CudnnAttentio
       reason = init_error_;
     } else if (s.head_dim != 64 && s.head_dim != 128) {
       reason = "head dim must be 64 or 128";
-    } else if (s.batch <= 0 || s.seq <= 0 || s.kv_heads <= 0 || s.heads % s.kv_heads != 0) {
-      reason = "needs B, S > 0 and H a multiple of Hkv";
+    } else if (s.batch <= 0 || s.seq <= 0 || s.kv_heads <= 0 || s.heads % s.kv_heads != 0 ||
+               s.kv_rows < s.seq) {
+      reason = "needs B, S > 0, H a multiple of Hkv and at least S rows of keys";
     } else if (backward && s.seq % 128 != 0 && cudnnGetVersion() <= 91500) {
       // cudnn_frontend adds a padding mask to the backward graph on these versions when S is
       // no multiple of 128 (a workaround of a cuDNN bug); we do not build that variant.
@@ -367,7 +375,7 @@ std::unique_ptr<CudnnAttention::Plan> CudnnAttention::BuildPlan(bool backward,
 
 void CudnnAttention::Refuse(bool backward, const CudnnAttentionShape& s,
                             const std::string& reason) {
-  const Key key{backward, s.batch, s.seq, s.heads, s.kv_heads, s.head_dim};
+  const Key key{backward, s.batch, s.seq, s.heads, s.kv_heads, s.head_dim, s.kv_rows};
   plans_.erase(key);
   refused_[key] = reason;
   LogWarning(absl::StrCat("cuDNN attention: no ", backward ? "backward" : "forward", " for ",
@@ -403,8 +411,8 @@ bool CudnnAttention::Forward(const CudnnAttentionShape& shape, float scale, cons
   float scale_value = scale, lowest = std::numeric_limits<float>::lowest();
   const std::string error = Execute(handle_, plan->plan,
                                     {{kUidQ, q.data()},
-                                     {kUidK, k.data()},
-                                     {kUidV, v.data()},
+                                     {kUidK, KvRows(shape, k)},
+                                     {kUidV, KvRows(shape, v)},
                                      {kUidO, out.data()},
                                      {kUidStats, lse.data()},
                                      {kUidScale, &scale_value},
@@ -431,9 +439,9 @@ bool CudnnAttention::Backward(const CudnnAttentionShape& shape, float scale, con
   }
   float scale_value = scale, lowest = std::numeric_limits<float>::lowest(), one = 1.0f;
   std::vector<std::pair<int64_t, void*>> pack = {
-      {kUidQ, q.data()},       {kUidK, k.data()},         {kUidV, v.data()},
-      {kUidO, out.data()},     {kUidDout, dout.data()},   {kUidStats, lse.data()},
-      {kUidDq, dq.data()},     {kUidDk, dk.data()},       {kUidDv, dv.data()},
+      {kUidQ, q.data()},       {kUidK, KvRows(shape, k)},  {kUidV, KvRows(shape, v)},
+      {kUidO, out.data()},     {kUidDout, dout.data()},    {kUidStats, lse.data()},
+      {kUidDq, dq.data()},     {kUidDk, KvRows(shape, dk)}, {kUidDv, KvRows(shape, dv)},
       {kUidDqAccum, dq_accum}, {kUidScale, &scale_value}, {kUidLowest, &lowest},
       {kUidOne, &one}};
   if (!plan->spelling->legacy) pack.push_back({kUidSoftmaxSum, softmax_sum});

@@ -1,11 +1,14 @@
-// CudnnAttention: causal softmax attention (K = S keys, no KV bias) through cuDNN's fused
-// flash attention, built with the backend graph API (no cudnn_frontend). CudaBackend's
+// CudnnAttention: causal softmax attention of S queries over their own S keys through cuDNN's
+// fused flash attention, built with the backend graph API (no cudnn_frontend). CudaBackend's
 // AttentionForward/Backward take it when the spec allows it and cuDNN has a plan for the
-// shape (cuda_backend.h), for softmax and also for softmax1 and the sink logit, whose virtual
-// logit CudaBackend folds into out and lse after this forward.
+// shape (cuda_backend.h), for softmax and also for softmax1, the sink logit and the KV bias,
+// whose extra logit (and the bias key's value) CudaBackend folds into out and lse after this
+// forward (attention_extra_keys.h).
 //
 // Layouts, all strided views of sinklab's own tensors (no copies): q, out [B, S, H, d] and
-// k, v [B, S, Hkv, d] are cuDNN's logical [B, H, S, d] with strides (S H d, d, H d, 1); lse
+// k, v [B, R, Hkv, d] are cuDNN's logical [B, H, S, d] with strides (S H d, d, H d, 1) and
+// (R Hkv d, d, Hkv d, 1), keys and values from row R - S of each batch on (R = S + 1 with the
+// KV bias: its key is row 0, not cuDNN's; dk and dv rows 0 are left to the caller); lse
 // [B, H, S] f32 is cuDNN's softmax stats [B, H, S, 1] (natural-log log-sum-exp of the scaled,
 // masked scores per query row, as our kernels store it). bf16 tensors, fp32 accumulation,
 // head dims 64 and 128, H a multiple of Hkv (GQA).
@@ -44,9 +47,11 @@
 
 namespace sinklab {
 
-// One attention problem: q [B, S, H, d], k and v [B, S, Hkv, d].
+// One attention problem: q [B, S, H, d], k and v [B, kv_rows, Hkv, d], of which cuDNN reads
+// (and writes the gradients of) the last S rows of each batch.
 struct CudnnAttentionShape {
-  int64_t batch = 0, seq = 0, heads = 0, kv_heads = 0, head_dim = 0;
+  int64_t batch = 0, seq = 0, heads = 0, kv_heads = 0, head_dim = 0, kv_rows = 0;
+  int64_t skipped_rows() const { return kv_rows - seq; }  // rows before cuDNN's keys
   std::string ToString() const;
 };
 
@@ -74,15 +79,16 @@ class CudnnAttention {
   // and the caller runs its own kernel.
   bool Forward(const CudnnAttentionShape& shape, float scale, const Tensor& out, const Tensor& lse,
                const Tensor& q, const Tensor& k, const Tensor& v, void* workspace);
-  // dq [B, S, H, d], dk, dv [B, S, Hkv, d] bf16 OVERWRITTEN from dout, q, k, v, out and lse
-  // of Forward (or of our kernels: the same lse); workspace and result as Forward's.
+  // dq [B, S, H, d] and the last S rows of each batch of dk, dv [B, kv_rows, Hkv, d] bf16
+  // OVERWRITTEN from dout, q, k, v, out and lse of Forward (or of our kernels: the same lse);
+  // workspace and result as Forward's.
   bool Backward(const CudnnAttentionShape& shape, float scale, const Tensor& dq, const Tensor& dk,
                 const Tensor& dv, const Tensor& dout, const Tensor& q, const Tensor& k,
                 const Tensor& v, const Tensor& out, const Tensor& lse, void* workspace);
 
  private:
   struct Plan;
-  using Key = std::tuple<bool, int64_t, int64_t, int64_t, int64_t, int64_t>;
+  using Key = std::tuple<bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t>;
   // The cached plan of (direction, shape), built on first use; nullptr when cuDNN refused
   // it (reason in *why).
   Plan* GetPlan(bool backward, const CudnnAttentionShape& shape, std::string* why);

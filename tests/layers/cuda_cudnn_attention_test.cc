@@ -1,11 +1,12 @@
 // cuDNN's fused attention path of CudaBackend (layers/cuda/cudnn_attention.h; specs with
 // allow_library_kernel, what model.attention.kernel AUTO gives): a probe that builds the
 // forward and backward plans of one small shape and prints cuDNN's message if a descriptor is
-// refused; for softmax, softmax1 and the sink logit, forward out and lse, and the backward's
-// increments of dq, dk, dv, dsink (GradWrite::kAccumulate) and its dq, dk, dv written over
-// nonzero ones (kAssign), against the CPU reference at odd and tile-multiple lengths, MHA and
-// GQA, head dims 64 and 128; sinklab's kernels against cuDNN on a larger shape (kAssign); the
-// variants cuDNN does not run, and specs that do not allow it, keep sinklab's kernels.
+// refused; for softmax, softmax1 and the sink logit, each without and with the KV bias key,
+// forward out and lse, and the backward's increments of dq, dk, dv, dsink
+// (GradWrite::kAccumulate) and its dq, dk, dv written over nonzero ones (kAssign), against the
+// CPU reference at odd and tile-multiple lengths, MHA and GQA, head dims 64 and 128; sinklab's
+// kernels against cuDNN on a larger shape (kAssign); the variants cuDNN does not run, and specs
+// that do not allow it, keep sinklab's kernels.
 #if SINKLAB_WITH_CUDA
 
 #include <cmath>
@@ -89,16 +90,19 @@ TEST(CudaCudnnAttentionTest, ProbeBuildsTheForwardAndBackwardPlans) {
 }
 
 // Forward out and lse, the backward's increments of dq, dk, dv and dsink (kAccumulate) and
-// its dq, dk, dv written over nonzero ones (kAssign), against the CPU reference.
-void ExpectCudnnMatchesTheCpuReference(const CudnnCase& c, AttentionNormalizer n) {
+// its dq, dk, dv written over nonzero ones (kAssign), against the CPU reference; K = S +
+// bias_keys keys (key 0 the KV bias key when bias_keys = 1).
+void ExpectCudnnMatchesTheCpuReference(const CudnnCase& c, AttentionNormalizer n,
+                                       int64_t bias_keys) {
   const int64_t B = c.batch, S = c.seq, H = c.heads, Hkv = c.kv_heads, d = c.d;
+  const int64_t K = S + bias_keys;
   GpuTest t;
-  const AttentionSpec spec = CudnnSpec(n, d, S);
-  const Tensor q = t.HostRandom({B, S, H, d}, 11), k = t.HostRandom({B, S, Hkv, d}, 12);
-  const Tensor v = t.HostRandom({B, S, Hkv, d}, 13), dout = t.HostRandom({B, S, H, d}, 14);
+  const AttentionSpec spec = CudnnSpec(n, d, K);
+  const Tensor q = t.HostRandom({B, S, H, d}, 11), k = t.HostRandom({B, K, Hkv, d}, 12);
+  const Tensor v = t.HostRandom({B, K, Hkv, d}, 13), dout = t.HostRandom({B, S, H, d}, 14);
   const Tensor sink = HostSinkLogits(t, n, H, S);
   Tensor out = t.HostZeros(DType::kF32, {B, S, H, d});
-  Tensor probs = t.HostZeros(DType::kF32, {B, H, S, S});
+  Tensor probs = t.HostZeros(DType::kF32, {B, H, S, K});
   Tensor lse = t.HostZeros(DType::kF32, {B, H, S});
   t.cpu().AttentionForward(out, probs, lse, Tensor(), q, k, v, sink, spec);
   const Tensor g_q = t.ToDevice(q, DType::kBF16), g_k = t.ToDevice(k, DType::kBF16);
@@ -125,17 +129,18 @@ void ExpectCudnnMatchesTheCpuReference(const CudnnCase& c, AttentionNormalizer n
   if (S % 128 == 0) {
     EXPECT_TRUE(cudnn_backward) << why;
   }
-  std::printf("%s %s backward ran %s%s\n", c.name, NormalizerName(n),
+  std::printf("%s %s%s backward ran %s%s\n", c.name, NormalizerName(n),
+              bias_keys > 0 ? " + KV bias" : "",
               cudnn_backward ? "cuDNN" : "sinklab: ", cudnn_backward ? "" : why.c_str());
   Tensor dq = t.HostZeros(DType::kF32, {B, S, H, d});
-  Tensor dk = t.HostZeros(DType::kF32, {B, S, Hkv, d});
-  Tensor dv = t.HostZeros(DType::kF32, {B, S, Hkv, d});
+  Tensor dk = t.HostZeros(DType::kF32, {B, K, Hkv, d});
+  Tensor dv = t.HostZeros(DType::kF32, {B, K, Hkv, d});
   const Tensor dsink = sink.empty() ? Tensor() : t.HostZeros(DType::kF32, {H});
   t.cpu().AttentionBackward(dq, dk, dv, dsink, dout, q, k, v, sink, out, Tensor(), probs, lse, spec,
                             GradWrite::kAccumulate);
   const Tensor dq0 = t.HostRandom({B, S, H, d}, 15, Rms(dq));
-  const Tensor dk0 = t.HostRandom({B, S, Hkv, d}, 16, Rms(dk));
-  const Tensor dv0 = t.HostRandom({B, S, Hkv, d}, 17, Rms(dv));
+  const Tensor dk0 = t.HostRandom({B, K, Hkv, d}, 16, Rms(dk));
+  const Tensor dv0 = t.HostRandom({B, K, Hkv, d}, 17, Rms(dv));
   const Tensor g_dq = t.ToDevice(dq0, DType::kBF16), g_dk = t.ToDevice(dk0, DType::kBF16);
   const Tensor g_dv = t.ToDevice(dv0, DType::kBF16);
   const Tensor g_dsink = sink.empty() ? Tensor() : t.DeviceZeros(DType::kF32, {H});
@@ -178,9 +183,11 @@ class CudaCudnnAttentionShapeTest : public ::testing::TestWithParam<CudnnCase> {
 TEST_P(CudaCudnnAttentionShapeTest, ForwardAndBackwardMatchTheCpuReference) {
   SL_SKIP_WITHOUT_CUDA();
   SL_SKIP_WITHOUT_CUDNN();
-  for (const AttentionNormalizer n : kCudnnNormalizers) {
-    SCOPED_TRACE(NormalizerName(n));
-    ExpectCudnnMatchesTheCpuReference(GetParam(), n);
+  for (const int64_t bias_keys : {0, 1}) {
+    for (const AttentionNormalizer n : kCudnnNormalizers) {
+      SCOPED_TRACE(absl::StrCat(NormalizerName(n), bias_keys > 0 ? " + KV bias" : ""));
+      ExpectCudnnMatchesTheCpuReference(GetParam(), n, bias_keys);
+    }
   }
 }
 
@@ -197,15 +204,15 @@ INSTANTIATE_TEST_SUITE_P(Shapes, CudaCudnnAttentionShapeTest, ::testing::ValuesI
                            return std::string(info.param.name);
                          });
 
-void ExpectSinklabAndCudnnAgree(AttentionNormalizer n) {
-  const int64_t B = 2, S = 512, H = 8, Hkv = 2, d = 64;
+void ExpectSinklabAndCudnnAgree(AttentionNormalizer n, int64_t bias_keys) {
+  const int64_t B = 2, S = 512, H = 8, Hkv = 2, d = 64, K = S + bias_keys;
   GpuTest t;
-  const AttentionSpec cudnn_spec = CudnnSpec(n, d, S);
+  const AttentionSpec cudnn_spec = CudnnSpec(n, d, K);
   AttentionSpec sinklab_spec = cudnn_spec;
   sinklab_spec.allow_library_kernel = false;
   const Tensor g_q = t.ToDevice(t.HostRandom({B, S, H, d}, 21), DType::kBF16);
-  const Tensor g_k = t.ToDevice(t.HostRandom({B, S, Hkv, d}, 22), DType::kBF16);
-  const Tensor g_v = t.ToDevice(t.HostRandom({B, S, Hkv, d}, 23), DType::kBF16);
+  const Tensor g_k = t.ToDevice(t.HostRandom({B, K, Hkv, d}, 22), DType::kBF16);
+  const Tensor g_v = t.ToDevice(t.HostRandom({B, K, Hkv, d}, 23), DType::kBF16);
   const Tensor g_dout = t.ToDevice(t.HostRandom({B, S, H, d}, 24), DType::kBF16);
   const Tensor sink = HostSinkLogits(t, n, H, S);
   const Tensor g_sink = sink.empty() ? Tensor() : t.ToDevice(sink, DType::kF32);
@@ -216,8 +223,8 @@ void ExpectSinklabAndCudnnAgree(AttentionNormalizer n) {
     const Tensor out = t.DeviceZeros(DType::kBF16, {B, S, H, d});
     const Tensor lse = t.DeviceZeros(DType::kF32, {B, H, S});
     const Tensor dq = t.DeviceZeros(DType::kBF16, {B, S, H, d});
-    const Tensor dk = t.DeviceZeros(DType::kBF16, {B, S, Hkv, d});
-    const Tensor dv = t.DeviceZeros(DType::kBF16, {B, S, Hkv, d});
+    const Tensor dk = t.DeviceZeros(DType::kBF16, {B, K, Hkv, d});
+    const Tensor dv = t.DeviceZeros(DType::kBF16, {B, K, Hkv, d});
     const Tensor dsink = t.DeviceZeros(DType::kF32, {H});
     for (const Tensor* grad : {&dq, &dk, &dv}) t.gpu().Fill(*grad, 7.0f);  // to be overwritten
     t.gpu().AttentionForward(out, Tensor(), lse, Tensor(), g_q, g_k, g_v, g_sink, spec);
@@ -248,19 +255,23 @@ void ExpectSinklabAndCudnnAgree(AttentionNormalizer n) {
   }
 }
 
-// Ours and cuDNN's on one larger GQA shape: the same out, lse and gradients up to bf16 noise,
-// the gradients written (kAssign, as in training) over nonzero values.
+// Ours and cuDNN's on one larger GQA shape, without and with the KV bias key: the same out,
+// lse and gradients up to bf16 noise, the gradients written (kAssign, as in training) over
+// nonzero values.
 TEST(CudaCudnnAttentionTest, SinklabAndCudnnAgreeOnALargerShape) {
   SL_SKIP_WITHOUT_CUDA();
   SL_SKIP_WITHOUT_CUDNN();
-  for (const AttentionNormalizer n : kCudnnNormalizers) {
-    SCOPED_TRACE(NormalizerName(n));
-    ExpectSinklabAndCudnnAgree(n);
+  for (const int64_t bias_keys : {0, 1}) {
+    for (const AttentionNormalizer n : kCudnnNormalizers) {
+      SCOPED_TRACE(absl::StrCat(NormalizerName(n), bias_keys > 0 ? " + KV bias" : ""));
+      ExpectSinklabAndCudnnAgree(n, bias_keys);
+    }
   }
 }
 
-// Where cuDNN is allowed, what it does not run (softpick, sigmoid, clipped softmax, KV-bias
-// keys, fp32) keeps ours; so does softmax when the spec does not allow it (kernel: SINKLAB).
+// Where cuDNN is allowed, what it does not run (softpick, sigmoid, clipped softmax, more than
+// one extra key, fp32) keeps ours; so does softmax when the spec does not allow it (kernel:
+// SINKLAB). One KV-bias key does run cuDNN.
 TEST(CudaCudnnAttentionTest, OtherVariantsKeepSinklabKernels) {
   SL_SKIP_WITHOUT_CUDA();
   GpuTest t;
@@ -268,6 +279,7 @@ TEST(CudaCudnnAttentionTest, OtherVariantsKeepSinklabKernels) {
   const Tensor q = t.DeviceZeros(DType::kBF16, {B, S, H, d});
   const Tensor k = t.DeviceZeros(DType::kBF16, {B, S, H, d});
   const Tensor k_bias = t.DeviceZeros(DType::kBF16, {B, S + 1, H, d});
+  const Tensor k_two_extra = t.DeviceZeros(DType::kBF16, {B, S + 2, H, d});
   const Tensor q32 = t.DeviceZeros(DType::kF32, {B, S, H, d});
   const Tensor k32 = t.DeviceZeros(DType::kF32, {B, S, H, d});
   for (const bool backward : {false, true}) {
@@ -278,7 +290,8 @@ TEST(CudaCudnnAttentionTest, OtherVariantsKeepSinklabKernels) {
       spec.allow_library_kernel = true;
       EXPECT_FALSE(t.gpu().UsesCudnnAttention(q, k, spec, backward)) << NormalizerName(n);
     }
-    EXPECT_FALSE(t.gpu().UsesCudnnAttention(q, k_bias, SoftmaxSpec(d, S + 1), backward));
+    EXPECT_TRUE(t.gpu().UsesCudnnAttention(q, k_bias, SoftmaxSpec(d, S + 1), backward));
+    EXPECT_FALSE(t.gpu().UsesCudnnAttention(q, k_two_extra, SoftmaxSpec(d, S + 2), backward));
     EXPECT_FALSE(t.gpu().UsesCudnnAttention(q32, k32, SoftmaxSpec(d, S), backward));
   }
   AttentionSpec sinklab = SoftmaxSpec(d, S);
