@@ -324,9 +324,10 @@ void CudaBackend::AttentionBackward(const Tensor& dq, const Tensor& dk, const Te
                                              dsink_logit, dout, out, lse);
     });
   };
-  // cuDNN's softmax backward with the lse of softmax1 or the sink logit (their virtual logit
-  // folded in by the forward) is their backward: p_j = e^(s_j - lse), and the virtual key has
-  // no value, so D_i = dout_i . out_i and dS = P (dP - D) are unchanged.
+  // cuDNN's softmax backward with the lse of softmax1, the sink logit or the KV bias (their
+  // extra logit folded in by the forward) is their backward for the real keys: p_j = e^(s_j -
+  // lse), and D_i = dout_i . out_i counts the extra keys; the bias key's own share is added
+  // after it (attention_extra_keys.h).
   if (TryCudnnAttentionBackward(dq, dk, dv, dout, q, k, v, out, unclipped_values, lse, spec,
                                 dqkv_write)) {
     sink_logit_grad();
