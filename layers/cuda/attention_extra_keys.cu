@@ -1,6 +1,8 @@
 // The extra keys folded around cuDNN's softmax attention (attention_extra_keys.h): the
-// forward fold, a warp per row (b, i, h); the bias key's backward, a warp per row for dq and
-// the per-row p' and dS', then a block per (b, kv head) for dk' and dv'.
+// forward fold, d / 8 lanes per row (b, i, h) with a 16-byte packet each; the bias key's
+// backward, the same per row for dq and the per-row p' and dS', then a block per (b, kv
+// head) for dk' and dv'. Rows must be 16-byte aligned (d = 64 or 128, aligned tensors: what
+// the cuDNN path requires anyway).
 #include "layers/cuda/attention_common.cuh"
 #include "layers/cuda/attention_extra_keys.h"
 
@@ -8,123 +10,162 @@ namespace sinklab {
 namespace cuda {
 namespace {
 
-constexpr int kRowsPerBlock = kBlock / 32;  // a warp per row
-
 AttentionDims DimsOf(const Tensor& q, const Tensor& k) {
   return AttentionDims{static_cast<int>(q.dim(0)), static_cast<int>(q.dim(1)),
                        static_cast<int>(k.dim(1)), static_cast<int>(q.dim(2)),
                        static_cast<int>(k.dim(2)), static_cast<int>(q.dim(3))};
 }
 
-// a . b over d elements, summed across the warp (every lane gets it).
-__device__ __forceinline__ float WarpDot(const bf16* a, const bf16* b, int d) {
-  float s = 0.0f;
-  for (int c = threadIdx.x & 31; c < d; c += 32) s += ToF(a[c]) * ToF(b[c]);
-  return WarpSum(s);
-}
-
-// The row (b, i, h) of this warp and the offset of its [d] vector in q, out, dout, dq; false
-// past the last row (warp-uniform).
+// Row r = (b S + i) H + h of q, out, dout, dq [B, S, H, d]: the offset of its vector, of its
+// kv head's bias key and value (row 0 of k, v), and its lse index.
 struct Row {
-  int b, i, h;
-  int64_t offset;
+  int h;
+  int64_t offset, bias_key, lse;
 };
-__device__ __forceinline__ bool WarpRow(const AttentionDims& dims, Row* row) {
-  const int64_t r = (int64_t{blockIdx.x} * blockDim.x + threadIdx.x) >> 5;
-  if (r >= int64_t{dims.batch} * dims.seq * dims.heads) return false;
-  row->h = static_cast<int>(r % dims.heads);
+__device__ __forceinline__ Row RowOf(const AttentionDims& dims, int64_t r) {
+  Row row;
+  row.h = static_cast<int>(r % dims.heads);
   const int64_t token = r / dims.heads;  // b * S + i
-  row->b = static_cast<int>(token / dims.seq);
-  row->i = static_cast<int>(token % dims.seq);
-  row->offset = token * dims.heads * dims.d + int64_t{row->h} * dims.d;
-  return true;
+  const int b = static_cast<int>(token / dims.seq), i = static_cast<int>(token % dims.seq);
+  row.offset = r * dims.d;
+  row.bias_key = KeyHead(dims, b, row.h / dims.group()).offset;
+  row.lse = RowIndex(dims, b, row.h, i);
+  return row;
 }
 
+// a . b of two kVec-element packets.
+__device__ __forceinline__ float Dot8(const float (&a)[kVec], const float (&b)[kVec]) {
+  float s = 0.0f;
+#pragma unroll
+  for (int m = 0; m < kVec; ++m) s += a[m] * b[m];
+  return s;
+}
+
+// The row kernels: L = d / kVec lanes per row, a packet each (ForEachRowGroup); lanes of
+// rows past the end compute on the last row and write nothing.
+template <int L>
 __global__ void FoldExtraKeysKernel(AttentionParams p, bf16* out, float* lse, const bf16* q,
                                     const bf16* k, const bf16* v) {
   const AttentionDims& dims = p.dims;
-  Row row;
-  if (!WarpRow(dims, &row)) return;
-  float* row_lse = lse + RowIndex(dims, row.b, row.h, row.i);
-  const float old_lse = *row_lse;
-  float m = old_lse, s_bias = -INFINITY;
-  const bf16* v_bias = nullptr;
-  if (dims.bias_keys() > 0) {  // key and value 0 of the row's kv head
-    const int64_t kv = KeyHead(dims, row.b, row.h / dims.group()).offset;
-    s_bias = p.norm.scale * WarpDot(q + row.offset, k + kv, dims.d);
-    v_bias = v + kv;
-    m = fmaxf(m, s_bias);
-  }
+  const int64_t rows = int64_t{dims.batch} * dims.seq * dims.heads;
+  const bool bias = dims.bias_keys() > 0;
   const bool virtual_logit = p.norm.kind != AttentionNormalizer::kSoftmax;
-  const float c = SinkLogitOf(p, row.h);
-  if (virtual_logit) m = fmaxf(m, c);
-  const float sum = expf(old_lse - m) + expf(s_bias - m) + (virtual_logit ? expf(c - m) : 0.0f);
-  const float new_lse = m + logf(sum);
-  const float factor = expf(old_lse - new_lse), w_bias = expf(s_bias - new_lse);
-  bf16* x = out + row.offset;
-  const int lane = threadIdx.x & 31;
-  for (int col = lane; col < dims.d; col += 32) {
-    float o = ToF(x[col]) * factor;
-    if (v_bias != nullptr) o += w_bias * ToF(v_bias[col]);
-    x[col] = FromF<bf16>(o);
-  }
-  __syncwarp();  // every lane has read old_lse
-  if (lane == 0) *row_lse = new_lse;
+  ForEachRowGroup<L>(rows, [&](int64_t r, int lane, bool active) {
+    const Row row = RowOf(dims, active ? r : rows - 1);
+    const int col = lane * kVec;
+    const float old_lse = lse[row.lse];
+    float s_bias = -INFINITY, v_bias[kVec] = {};
+    if (bias) {
+      float qv[kVec], kb[kVec];
+      LoadVec(q + row.offset + col, qv);
+      LoadVec(k + row.bias_key + col, kb);
+      s_bias = p.norm.scale * GroupSum<L>(Dot8(qv, kb));
+      LoadVec(v + row.bias_key + col, v_bias);
+    }
+    const float c = SinkLogitOf(p, row.h);
+    const float m = fmaxf(fmaxf(old_lse, s_bias), virtual_logit ? c : -INFINITY);
+    const float sum = expf(old_lse - m) + expf(s_bias - m) + (virtual_logit ? expf(c - m) : 0.0f);
+    const float new_lse = m + logf(sum);
+    const float factor = expf(old_lse - new_lse), w_bias = expf(s_bias - new_lse);
+    float x[kVec];
+    LoadVec(out + row.offset + col, x);
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) x[j] = x[j] * factor + w_bias * v_bias[j];
+    __syncwarp();  // every lane has read old_lse
+    if (active) {
+      StoreVec(out + row.offset + col, x);
+      if (lane == 0) lse[row.lse] = new_lse;
+    }
+  });
 }
 
-// dq of the bias key, and p'_i, dS'_i per row (index RowIndex) for BiasKeyGradKernel.
+// dq of the bias key, and p'_i, dS'_i per row (at its lse index) for BiasKeyGradKernel.
+template <int L>
 __global__ void BiasKeyRowsKernel(AttentionDims dims, float scale, bf16* dq, float* p_bias,
                                   float* ds_bias, const bf16* dout, const bf16* q, const bf16* k,
                                   const bf16* v, const bf16* out, const float* lse) {
-  Row row;
-  if (!WarpRow(dims, &row)) return;
-  const int64_t kv = KeyHead(dims, row.b, row.h / dims.group()).offset;
-  const int64_t r = RowIndex(dims, row.b, row.h, row.i);
-  const float p = expf(scale * WarpDot(q + row.offset, k + kv, dims.d) - lse[r]);
-  const float d_row = WarpDot(dout + row.offset, out + row.offset, dims.d);
-  const float ds = p * (WarpDot(dout + row.offset, v + kv, dims.d) - d_row);
-  bf16* dq_row = dq + row.offset;
-  const int lane = threadIdx.x & 31;
-  for (int col = lane; col < dims.d; col += 32) {
-    dq_row[col] = FromF<bf16>(ToF(dq_row[col]) + scale * ds * ToF(k[kv + col]));
-  }
-  if (lane == 0) {
-    p_bias[r] = p;
-    ds_bias[r] = ds;
-  }
+  const int64_t rows = int64_t{dims.batch} * dims.seq * dims.heads;
+  ForEachRowGroup<L>(rows, [&](int64_t r, int lane, bool active) {
+    const Row row = RowOf(dims, active ? r : rows - 1);
+    const int col = lane * kVec;
+    float qv[kVec], kb[kVec], vb[kVec], o[kVec], g[kVec];
+    LoadVec(q + row.offset + col, qv);
+    LoadVec(k + row.bias_key + col, kb);
+    LoadVec(v + row.bias_key + col, vb);
+    LoadVec(out + row.offset + col, o);
+    LoadVec(dout + row.offset + col, g);
+    const float s_bias = scale * GroupSum<L>(Dot8(qv, kb));
+    const float d_row = GroupSum<L>(Dot8(g, o));  // D_i = dout_i . out_i
+    const float g_v = GroupSum<L>(Dot8(g, vb));
+    const float p = expf(s_bias - lse[row.lse]);
+    const float ds = p * (g_v - d_row);
+    if (!active) return;
+    float dqv[kVec];
+    LoadVec(dq + row.offset + col, dqv);
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) dqv[j] += scale * ds * kb[j];
+    StoreVec(dq + row.offset + col, dqv);
+    if (lane == 0) {
+      p_bias[row.lse] = p;
+      ds_bias[row.lse] = ds;
+    }
+  });
 }
 
-// dk' = scale sum dS'_i q_i and dv' = sum p'_i dout_i over the rows of (b, kv head g): kBlock
-// threads, column c = thread % d of slice thread / d; slices summed in order at the end.
+// dk' = scale sum dS'_i q_i and dv' = sum p'_i dout_i over the rows of (b, kv head g): thread
+// t adds packet t % L of rows t / L, t / L + kBlock / L, ...; the kBlock / L slices are summed
+// in order at the end.
+template <int L>
 __global__ void __launch_bounds__(kBlock)
     BiasKeyGradKernel(AttentionDims dims, float scale, bf16* dk, bf16* dv, const float* p_bias,
                       const float* ds_bias, const bf16* dout, const bf16* q) {
-  __shared__ float partial_k[kBlock], partial_v[kBlock];
+  constexpr int kSlices = kBlock / L, kD = L * kVec;
+  __shared__ float partial_k[kSlices][kD], partial_v[kSlices][kD];
   const int b = blockIdx.x / dims.kv_heads, g = blockIdx.x % dims.kv_heads;
-  const int d = dims.d, slices = kBlock / d, col = threadIdx.x % d, slice = threadIdx.x / d;
+  const int slice = threadIdx.x / L, col = (threadIdx.x % L) * kVec;
   const int group = dims.group(), rows = group * dims.seq;
-  float acc_k = 0.0f, acc_v = 0.0f;
-  if (slice < slices) {
-    for (int r = slice; r < rows; r += slices) {
-      const int h = g * group + r / dims.seq, i = r % dims.seq;
-      const int64_t at = RowIndex(dims, b, h, i);
-      const int64_t x = QueryHead(dims, b, h).offset + int64_t{i} * dims.heads * d + col;
-      acc_k += ds_bias[at] * ToF(q[x]);
-      acc_v += p_bias[at] * ToF(dout[x]);
+  float acc_k[kVec] = {}, acc_v[kVec] = {};
+  for (int r = slice; r < rows; r += kSlices) {
+    const int h = g * group + r / dims.seq, i = r % dims.seq;
+    const int64_t at = RowIndex(dims, b, h, i);
+    const int64_t x = QueryHead(dims, b, h).offset + int64_t{i} * dims.heads * kD + col;
+    float qv[kVec], gv[kVec];
+    LoadVec(q + x, qv);
+    LoadVec(dout + x, gv);
+    const float ds = ds_bias[at], p = p_bias[at];
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) {
+      acc_k[j] += ds * qv[j];
+      acc_v[j] += p * gv[j];
     }
   }
-  partial_k[threadIdx.x] = acc_k;
-  partial_v[threadIdx.x] = acc_v;
-  __syncthreads();
-  if (threadIdx.x >= d) return;
-  float sum_k = 0.0f, sum_v = 0.0f;
-  for (int s = 0; s < slices; ++s) {
-    sum_k += partial_k[s * d + col];
-    sum_v += partial_v[s * d + col];
+#pragma unroll
+  for (int j = 0; j < kVec; ++j) {
+    partial_k[slice][col + j] = acc_k[j];
+    partial_v[slice][col + j] = acc_v[j];
   }
-  const int64_t key0 = KeyHead(dims, b, g).offset + col;  // row 0 of batch b, kv head g
+  __syncthreads();
+  if (threadIdx.x >= kD) return;
+  float sum_k = 0.0f, sum_v = 0.0f;
+  for (int s = 0; s < kSlices; ++s) {
+    sum_k += partial_k[s][threadIdx.x];
+    sum_v += partial_v[s][threadIdx.x];
+  }
+  const int64_t key0 = KeyHead(dims, b, g).offset + threadIdx.x;  // row 0 of (b, g)
   dk[key0] = FromF<bf16>(scale * sum_k);
   dv[key0] = FromF<bf16>(sum_v);
+}
+
+// f(std::integral_constant<int, L>) with L = d / kVec lanes per row: d = 64 or 128.
+template <typename F>
+void DispatchRowLanes(int d, const char* what, F&& f) {
+  if (d == 64) {
+    f(std::integral_constant<int, 8>{});
+  } else if (d == 128) {
+    f(std::integral_constant<int, 16>{});
+  } else {
+    SL_CHECK_MSG(false, absl::StrCat(what, ": head dim ", d, ", expected 64 or 128"));
+  }
 }
 
 void CheckBf16(std::initializer_list<const Tensor*> tensors, const char* what) {
@@ -145,13 +186,17 @@ void LaunchFoldExtraKeys(cudaStream_t stream, const Tensor& out, const Tensor& l
   const AttentionDims dims =
       CheckAttentionShapes("FoldExtraKeys", out, lse, q, k, v, sink_logit, spec);
   CheckBf16({&out, &q, &k, &v}, "FoldExtraKeys");
-  SL_CHECK_MSG(dims.bias_keys() <= 1,
-               absl::StrCat("FoldExtraKeys: at most one bias key, got K - S = ", dims.bias_keys()));
+  SL_CHECK_MSG(dims.bias_keys() <= 1 && AllAligned16(out, q, k, v),
+               absl::StrCat("FoldExtraKeys: needs at most one bias key (K - S = ", dims.bias_keys(),
+                            ") and 16-byte aligned out, q, k, v"));
   const int64_t rows = int64_t{dims.batch} * dims.seq * dims.heads;
   if (rows == 0) return;
-  FoldExtraKeysKernel<<<GridFor(rows, kRowsPerBlock), kBlock, 0, stream>>>(
-      ParamsOf(dims, spec, sink_logit), Ptr<bf16>(out), lse.f32(), Ptr<bf16>(q), Ptr<bf16>(k),
-      Ptr<bf16>(v));
+  DispatchRowLanes(dims.d, "FoldExtraKeys", [&](auto lanes) {
+    constexpr int L = decltype(lanes)::value;
+    FoldExtraKeysKernel<L><<<GridFor(rows * L), kBlock, 0, stream>>>(
+        ParamsOf(dims, spec, sink_logit), Ptr<bf16>(out), lse.f32(), Ptr<bf16>(q), Ptr<bf16>(k),
+        Ptr<bf16>(v));
+  });
   SL_CUDA_LAUNCH_CHECK();
 }
 
@@ -165,22 +210,25 @@ void LaunchBiasKeyBackward(cudaStream_t stream, void* scratch, const Tensor& dq,
                            const Tensor& v, const Tensor& out, const Tensor& lse, float scale) {
   CheckBf16({&dq, &dk, &dv, &dout, &q, &k, &v, &out}, "BiasKeyBackward");
   const AttentionDims dims = DimsOf(q, k);
-  SL_CHECK_MSG(dims.bias_keys() == 1 && kBlock % dims.d == 0 && dims.d <= kBlock &&
-                   dq.numel() == q.numel() && dk.numel() == k.numel() && dv.numel() == k.numel(),
+  SL_CHECK_MSG(dims.bias_keys() == 1 && dq.numel() == q.numel() && dk.numel() == k.numel() &&
+                   dv.numel() == k.numel() && AllAligned16(dq, dk, dv, dout, q, k, v, out),
                absl::StrCat("BiasKeyBackward: q ", q.ShapeString(), " k ", k.ShapeString(), " dq ",
                             dq.ShapeString(), " dk ", dk.ShapeString(), " dv ", dv.ShapeString(),
-                            " (needs K = S + 1 and d dividing ", kBlock, ")"));
+                            " (needs K = S + 1 and 16-byte aligned tensors)"));
   const int64_t rows = int64_t{dims.batch} * dims.seq * dims.heads;
   if (rows == 0) return;
   float* p_bias = static_cast<float*>(scratch);
   float* ds_bias = p_bias + AlignUp256(rows * sizeof(float)) / sizeof(float);
-  BiasKeyRowsKernel<<<GridFor(rows, kRowsPerBlock), kBlock, 0, stream>>>(
-      dims, scale, Ptr<bf16>(dq), p_bias, ds_bias, Ptr<bf16>(dout), Ptr<bf16>(q), Ptr<bf16>(k),
-      Ptr<bf16>(v), Ptr<bf16>(out), lse.f32());
-  SL_CUDA_LAUNCH_CHECK();
-  BiasKeyGradKernel<<<dims.batch * dims.kv_heads, kBlock, 0, stream>>>(
-      dims, scale, Ptr<bf16>(dk), Ptr<bf16>(dv), p_bias, ds_bias, Ptr<bf16>(dout), Ptr<bf16>(q));
-  SL_CUDA_LAUNCH_CHECK();
+  DispatchRowLanes(dims.d, "BiasKeyBackward", [&](auto lanes) {
+    constexpr int L = decltype(lanes)::value;
+    BiasKeyRowsKernel<L><<<GridFor(rows * L), kBlock, 0, stream>>>(
+        dims, scale, Ptr<bf16>(dq), p_bias, ds_bias, Ptr<bf16>(dout), Ptr<bf16>(q), Ptr<bf16>(k),
+        Ptr<bf16>(v), Ptr<bf16>(out), lse.f32());
+    SL_CUDA_LAUNCH_CHECK();
+    BiasKeyGradKernel<L><<<dims.batch * dims.kv_heads, kBlock, 0, stream>>>(
+        dims, scale, Ptr<bf16>(dk), Ptr<bf16>(dv), p_bias, ds_bias, Ptr<bf16>(dout), Ptr<bf16>(q));
+    SL_CUDA_LAUNCH_CHECK();
+  });
 }
 
 }  // namespace cuda
