@@ -171,12 +171,20 @@ void Attention::Forward(const Tensor& out, const Tensor& inp, const Tensor& resi
   rope_->Forward(q_, q_);
   rope_->Forward(k_, k_);
   if (gate_position_ == GateConfig::VALUE) gate_->Forward(v_gated_, v_, inp);  // G2
-  if (bias_keys_ > 0) {  // KV bias (Sun et al. 2024): key/value 0, no RoPE
-    backend_->PrependRows(k_all_, kv_bias_k_.compute, k_);
-    backend_->PrependRows(v_all_, kv_bias_v_.compute, v_gated_);
+  // KV bias (Sun et al. 2024): key/value 0, no RoPE. Apart where the backend has that path
+  // (not in statistics steps, whose weights cover the [B, K] keys), else prepended.
+  bias_apart_ = bias_keys_ > 0 && !capture_statistics_ &&
+                backend_->AttentionForwardBiasApart(att_, lse_, q_, k_, v_gated_,
+                                                    kv_bias_k_.compute, kv_bias_v_.compute,
+                                                    sink_logit_.compute, spec_);
+  if (!bias_apart_) {
+    if (bias_keys_ > 0) {
+      backend_->PrependRows(k_all_, kv_bias_k_.compute, k_);
+      backend_->PrependRows(v_all_, kv_bias_v_.compute, v_gated_);
+    }
+    backend_->AttentionForward(att_, probs_, lse_, unclipped_values_, q_, k_all_, v_all_,
+                               sink_logit_.compute, spec_);
   }
-  backend_->AttentionForward(att_, probs_, lse_, unclipped_values_, q_, k_all_, v_all_,
-                             sink_logit_.compute, spec_);
   if (capture_statistics_) {
     backend_->AttentionRowStats(row_stats_, probs_, q_, k_all_, lse_, sink_logit_.compute, spec_,
                                 prefix_tokens_);
@@ -187,7 +195,11 @@ void Attention::Forward(const Tensor& out, const Tensor& inp, const Tensor& resi
 
 void Attention::Backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp) {
   const int64_t dh = dims_.head_dim;
-  for (const Tensor& t : zeroed_grads_) backend_->Fill(t, 0.0f);
+  for (const Tensor& t : zeroed_grads_) {
+    // The bias key apart overwrites dk_ and dv_gated_ (PrependRowsBackward would add).
+    const bool overwritten = t.data() == dk_.data() || t.data() == dv_gated_.data();
+    if (!(bias_apart_ && overwritten)) backend_->Fill(t, 0.0f);
+  }
   // dinp's first writer (the G1 or G2 gate's projection, else wq) overwrites it.
   GradWrite dinp_write = GradWrite::kAssign;
   const auto next_dinp_write = [&dinp_write] {
@@ -197,12 +209,19 @@ void Attention::Backward(const Tensor& dinp, const Tensor& dout, const Tensor& i
   if (gate_position_ == GateConfig::SDPA_OUTPUT) {
     gate_->Backward(d_att_, dinp, d_wo_in_, att_, inp, next_dinp_write());
   }
-  backend_->AttentionBackward(dq_, dk_all_, dv_all_, sink_logit_.grad, d_att_, q_, k_all_, v_all_,
-                              sink_logit_.compute, att_, unclipped_values_, probs_, lse_, spec_,
-                              GradWrite::kAssign);
-  if (bias_keys_ > 0) {
-    backend_->PrependRowsBackward(kv_bias_k_.grad, dk_, dk_all_);
-    backend_->PrependRowsBackward(kv_bias_v_.grad, dv_gated_, dv_all_);
+  if (bias_apart_) {
+    backend_->AttentionBackwardBiasApart(dq_, dk_, dv_gated_, kv_bias_k_.grad, kv_bias_v_.grad,
+                                         sink_logit_.grad, d_att_, q_, k_, v_gated_,
+                                         kv_bias_k_.compute, kv_bias_v_.compute,
+                                         sink_logit_.compute, att_, lse_, spec_);
+  } else {
+    backend_->AttentionBackward(dq_, dk_all_, dv_all_, sink_logit_.grad, d_att_, q_, k_all_,
+                                v_all_, sink_logit_.compute, att_, unclipped_values_, probs_, lse_,
+                                spec_, GradWrite::kAssign);
+    if (bias_keys_ > 0) {
+      backend_->PrependRowsBackward(kv_bias_k_.grad, dk_, dk_all_);
+      backend_->PrependRowsBackward(kv_bias_v_.grad, dv_gated_, dv_all_);
+    }
   }
   if (gate_position_ == GateConfig::VALUE) {
     gate_->Backward(dv_, dinp, dv_gated_, v_, inp, next_dinp_write());

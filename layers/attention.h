@@ -99,6 +99,9 @@ class Attention {
   Tensor unclipped_values_;     // clipped softmax's C (backend.h), [B, S, H, d] f32, or empty
   Tensor row_stats_;            // [B, H, S, kAttentionRowStatFields] f32
   bool capture_statistics_ = false;
+  // Whether the last Forward passed the KV-bias key apart (Backend::AttentionForwardBiasApart):
+  // its Backward then does too, and k_all_, v_all_ and their gradients go unused.
+  bool bias_apart_ = false;
   // Backward scratch: the gradient of each cache above (aliased the same way).
   Tensor dq_proj_, dq_pre_, dq_;
   Tensor dk_proj_, dk_pre_, dk_, dk_all_;

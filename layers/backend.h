@@ -209,6 +209,30 @@ class Backend {
                                  const Tensor& out, const Tensor& unclipped_values,
                                  const Tensor& probs, const Tensor& lse, const AttentionSpec& spec,
                                  GradWrite dqkv_write) = 0;
+  // The KV bias with its key apart (an optional fast path): the attention AttentionForward
+  // and AttentionBackward compute for k, v = PrependRows(k_bias, k), PrependRows(v_bias, v)
+  // (K = S + 1; spec as for that K), given k, v [B, S, Hkv, d] and the bias key and value
+  // k_bias, v_bias [Hkv, d] (the same for every b) apart, so the caller makes no [B, S + 1]
+  // copies. No probs, no unclipped_values. A backend without the path returns false, doing
+  // nothing: the caller then prepends the rows and calls AttentionForward. After a forward
+  // that returned true the backward must be AttentionBackwardBiasApart: dq, dk, dv [B, S, ...]
+  // overwritten, dk_bias, dv_bias [Hkv, d] f32 += the bias key's gradients summed over b,
+  // dsink_logit += as AttentionBackward's.
+  virtual bool AttentionForwardBiasApart(const Tensor& out, const Tensor& lse, const Tensor& q,
+                                         const Tensor& k, const Tensor& v, const Tensor& k_bias,
+                                         const Tensor& v_bias, const Tensor& sink_logit,
+                                         const AttentionSpec& spec) {
+    return false;
+  }
+  virtual void AttentionBackwardBiasApart(const Tensor& dq, const Tensor& dk, const Tensor& dv,
+                                          const Tensor& dk_bias, const Tensor& dv_bias,
+                                          const Tensor& dsink_logit, const Tensor& dout,
+                                          const Tensor& q, const Tensor& k, const Tensor& v,
+                                          const Tensor& k_bias, const Tensor& v_bias,
+                                          const Tensor& sink_logit, const Tensor& out,
+                                          const Tensor& lse, const AttentionSpec& spec) {
+    SL_CHECK_MSG(false, "AttentionBackwardBiasApart without a forward that took the path");
+  }
   // Per-query-row statistics of the last AttentionForward's weights (DESIGN.md section 6),
   // without a [S, K] matrix: row_stats [B, H, S, kAttentionRowStatFields] f32, the fields of
   // AttentionRowStat for every row (prefix rows included), sums over the row's causal keys.

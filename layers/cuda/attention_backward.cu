@@ -353,4 +353,52 @@ void CudaBackend::AttentionBackward(const Tensor& dq, const Tensor& dk, const Te
   sink_logit_grad();
 }
 
+void CudaBackend::AttentionBackwardBiasApart(
+    const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& dk_bias,
+    const Tensor& dv_bias, const Tensor& dsink_logit, const Tensor& dout, const Tensor& q,
+    const Tensor& k, const Tensor& v, const Tensor& k_bias, const Tensor& v_bias,
+    const Tensor& sink_logit, const Tensor& out, const Tensor& lse, const AttentionSpec& spec) {
+  const cuda::AttentionDims dims =
+      cuda::CheckAttentionShapes("AttentionBackwardBiasApart", out, lse, q, k, v, sink_logit, spec);
+  SL_CHECK_MSG(dims.bias_keys() == 0 && dq.numel() == q.numel() && dk.numel() == k.numel() &&
+                   dv.numel() == v.numel() && dout.numel() == q.numel(),
+               absl::StrCat("AttentionBackwardBiasApart: q ", q.ShapeString(), " k ",
+                            k.ShapeString(), " dq ", dq.ShapeString(), " dk ", dk.ShapeString(),
+                            " dv ", dv.ShapeString(), " dout ", dout.ShapeString()));
+  if (q.numel() == 0) return;
+  if (TryCudnnAttentionBackwardBiasApart(dq, dk, dv, dk_bias, dv_bias, dout, q, k, v, k_bias,
+                                         v_bias, out, lse, spec)) {
+    if (spec.normalizer == AttentionNormalizer::kSinkLogit && !dsink_logit.empty()) {
+      cuda::DispatchFloat(q.dtype(), [&](auto t) {
+        cuda::LaunchSinkLogitGrad<decltype(t)>(stream_, scratch_, kScratchDoubles,
+                                               cuda::ParamsOf(dims, spec, sink_logit),
+                                               dsink_logit, dout, out, lse);
+      });
+    }
+    return;
+  }
+  // cuDNN failed to run its plan: ours, on copies with the bias rows prepended.
+  int64_t shape[Tensor::kMaxRank] = {k.dim(0), k.dim(1) + 1, k.dim(2), k.dim(3)};
+  const size_t bytes = (k.nbytes() / k.dim(1) * (k.dim(1) + 1) + 255) / 256 * 256;
+  if (4 * bytes > bias_apart_rows_bytes_) {
+    SL_CUDA_CHECK(cudaFree(bias_apart_rows_));  // synchronizes: no kernel still reads it
+    bias_apart_rows_ = nullptr;
+    SL_CUDA_CHECK(cudaMalloc(&bias_apart_rows_, 4 * bytes));
+    bias_apart_rows_bytes_ = 4 * bytes;
+  }
+  char* base = static_cast<char*>(bias_apart_rows_);
+  const auto rows = [&](int i) {
+    return Tensor(base + i * bytes, k.dtype(), Device::kCuda, shape, 4);
+  };
+  const Tensor k_all = rows(0), v_all = rows(1), dk_all = rows(2), dv_all = rows(3);
+  PrependRows(k_all, k_bias, k);
+  PrependRows(v_all, v_bias, v);
+  AttentionBackward(dq, dk_all, dv_all, dsink_logit, dout, q, k_all, v_all, sink_logit, out,
+                    Tensor(), Tensor(), lse, spec, GradWrite::kAssign);
+  Fill(dk, 0.0f);
+  Fill(dv, 0.0f);
+  PrependRowsBackward(dk_bias, dk, dk_all);
+  PrependRowsBackward(dv_bias, dv, dv_all);
+}
+
 }  // namespace sinklab

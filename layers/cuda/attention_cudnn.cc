@@ -108,7 +108,7 @@ bool CudaBackend::TryCudnnAttentionBackward(const Tensor& dq, const Tensor& dk, 
   // Workspace: cuDNN's engine, the bias key's scratch, and with kAccumulate the gradients
   // written before they are added (cuDNN and the bias key's dk', dv' overwrite theirs).
   const size_t engine = AlignUp256(cudnn_attention_->BackwardWorkspaceBytes(shape));
-  const size_t bias_bytes = bias_key ? AlignUp256(cuda::BiasKeyBackwardScratchBytes(q)) : 0;
+  const size_t bias_bytes = bias_key ? AlignUp256(cuda::BiasKeyBackwardScratchBytes(q, k)) : 0;
   const bool accumulate = dqkv_write == GradWrite::kAccumulate;
   const size_t q_bytes = accumulate ? AlignUp256(dq.nbytes()) : 0;
   const size_t kv_bytes = accumulate ? AlignUp256(dk.nbytes()) : 0;
@@ -124,14 +124,38 @@ bool CudaBackend::TryCudnnAttentionBackward(const Tensor& dq, const Tensor& dk, 
     return false;  // logged; ours runs
   }
   if (bias_key) {
-    cuda::LaunchBiasKeyBackward(stream_, workspace + engine, dq_new, dk_new, dv_new, dout, q, k, v,
-                                out, lse, spec.scale);
+    cuda::LaunchBiasKeyBackward(stream_, workspace + engine, dq_new, dk_new, dv_new, Tensor(),
+                                Tensor(), dout, q, k, v, Tensor(), Tensor(), out, lse, spec.scale);
   }
   if (accumulate) {
     AddInto(dq, dq_new);
     AddInto(dk, dk_new);
     AddInto(dv, dv_new);
   }
+  return true;
+#else
+  return false;
+#endif
+}
+
+bool CudaBackend::TryCudnnAttentionBackwardBiasApart(
+    const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& dk_bias,
+    const Tensor& dv_bias, const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
+    const Tensor& k_bias, const Tensor& v_bias, const Tensor& out, const Tensor& lse,
+    const AttentionSpec& spec) {
+#if SINKLAB_WITH_CUDNN
+  if (!Aligned16({&dq, &dk, &dv, &dout, &q, &k, &v, &out, &lse, &k_bias, &v_bias})) return false;
+  if (!UsesCudnnAttention(q, k, spec, /*backward=*/true)) return false;
+  const CudnnAttentionShape shape = CudnnShapeOf(q, k);
+  const size_t engine = AlignUp256(cudnn_attention_->BackwardWorkspaceBytes(shape));
+  char* workspace =
+      static_cast<char*>(Workspace(engine + AlignUp256(cuda::BiasKeyBackwardScratchBytes(q, k))));
+  if (!cudnn_attention_->Backward(shape, spec.scale, dq, dk, dv, dout, q, k, v, out, lse,
+                                  workspace)) {
+    return false;  // logged; the caller runs ours
+  }
+  cuda::LaunchBiasKeyBackward(stream_, workspace + engine, dq, Tensor(), Tensor(), dk_bias,
+                              dv_bias, dout, q, k, v, k_bias, v_bias, out, lse, spec.scale);
   return true;
 #else
   return false;

@@ -1,8 +1,8 @@
 // The logits cuDNN's softmax attention does not see, folded in around it by CudaBackend when
 // cuDNN runs softmax1, the sink logit or the KV bias (attention_cudnn.cc):
 // - the virtual logit c_h of softmax1 (0) or of the sink logit (b_h): a key with no value;
-// - the KV bias key (Sun et al. 2024): row 0 of k and v [B, S + 1, Hkv, d], seen by every
-//   query with the logit s'_i = scale q_i . k' and the value v' of its kv head.
+// - the KV bias key (Sun et al. 2024), seen by every query with the logit s'_i = scale q_i .
+//   k' and the value v' of its kv head.
 // Forward: cuDNN's out and lse over the S real keys become those over all keys:
 //   lse' = log(e^lse + e^c + e^s'),  out' = out e^(lse - lse') + e^(s' - lse') v'.
 // Backward: cuDNN's softmax backward run with lse' and out' gives the real keys' dq, dk, dv
@@ -25,19 +25,25 @@
 namespace sinklab {
 namespace cuda {
 
-// out [B, S, H, d] and lse of cuDNN's softmax over keys 1.. of k (KV bias: K = S + 1) or over
-// all of them (K = S), updated in place to those of spec's normalizer over every key.
-void LaunchFoldExtraKeys(cudaStream_t stream, const Tensor& out, const Tensor& lse,
-                         const Tensor& q, const Tensor& k, const Tensor& v,
-                         const Tensor& sink_logit, const AttentionSpec& spec);
+// The bias key and value are row 0 of k, v [B, S + 1, Hkv, d] when k_bias and v_bias are
+// empty, else k_bias, v_bias [Hkv, d] (the same for every b; "apart", k and v [B, S, Hkv, d]).
 
-// Device scratch bytes LaunchBiasKeyBackward needs for q [B, S, H, d].
-size_t BiasKeyBackwardScratchBytes(const Tensor& q);
-// The bias key's share of the backward (K = S + 1): dq += its part, rows 0 of dk and dv
-// [B, K, Hkv, d] OVERWRITTEN with dk' and dv' of each batch row; out and lse as folded.
+// out [B, S, H, d] and lse of cuDNN's softmax over the S real keys, updated in place to those
+// of spec's normalizer over every key.
+void LaunchFoldExtraKeys(cudaStream_t stream, const Tensor& out, const Tensor& lse, const Tensor& q,
+                         const Tensor& k, const Tensor& v, const Tensor& k_bias,
+                         const Tensor& v_bias, const Tensor& sink_logit, const AttentionSpec& spec);
+
+// Device scratch bytes LaunchBiasKeyBackward needs for q [B, S, H, d] and k [B, K, Hkv, d].
+size_t BiasKeyBackwardScratchBytes(const Tensor& q, const Tensor& k);
+// The bias key's share of the backward: dq += its part; then rows 0 of dk and dv [B, S + 1,
+// Hkv, d] OVERWRITTEN with each b's dk', dv' (dk_bias, dv_bias empty), or, apart, dk_bias and
+// dv_bias [Hkv, d] f32 += their sums over b (dk, dv unread). out and lse as folded.
 void LaunchBiasKeyBackward(cudaStream_t stream, void* scratch, const Tensor& dq, const Tensor& dk,
-                           const Tensor& dv, const Tensor& dout, const Tensor& q, const Tensor& k,
-                           const Tensor& v, const Tensor& out, const Tensor& lse, float scale);
+                           const Tensor& dv, const Tensor& dk_bias, const Tensor& dv_bias,
+                           const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
+                           const Tensor& k_bias, const Tensor& v_bias, const Tensor& out,
+                           const Tensor& lse, float scale);
 
 }  // namespace cuda
 }  // namespace sinklab

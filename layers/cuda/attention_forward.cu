@@ -152,7 +152,7 @@ void CudaBackend::AttentionForward(const Tensor& out, const Tensor& probs, const
   if (TryCudnnAttentionForward(out, probs, lse, unclipped_values, q, k, v, spec)) {
     // softmax1's or the sink's virtual logit, the KV bias key
     if (spec.normalizer != AttentionNormalizer::kSoftmax || dims.bias_keys() > 0) {
-      cuda::LaunchFoldExtraKeys(stream_, out, lse, q, k, v, sink_logit, spec);
+      cuda::LaunchFoldExtraKeys(stream_, out, lse, q, k, v, Tensor(), Tensor(), sink_logit, spec);
     }
     return;
   }
@@ -165,6 +165,21 @@ void CudaBackend::AttentionForward(const Tensor& out, const Tensor& probs, const
     }
   });
   if (!probs.empty()) cuda::LaunchAttentionProbs(stream_, params, probs, lse, q, k);
+}
+
+bool CudaBackend::AttentionForwardBiasApart(const Tensor& out, const Tensor& lse, const Tensor& q,
+                                            const Tensor& k, const Tensor& v, const Tensor& k_bias,
+                                            const Tensor& v_bias, const Tensor& sink_logit,
+                                            const AttentionSpec& spec) {
+  cuda::CheckAttentionShapes("AttentionForwardBiasApart", out, lse, q, k, v, sink_logit, spec);
+  // cuDNN's softmax over the S real keys, then the bias key (and any virtual logit) folded
+  // in; taken only where cuDNN has the backward's plan too, which then follows this path.
+  if (out.numel() == 0 || !UsesCudnnAttention(q, k, spec, /*backward=*/true) ||
+      !TryCudnnAttentionForward(out, Tensor(), lse, Tensor(), q, k, v, spec)) {
+    return false;
+  }
+  cuda::LaunchFoldExtraKeys(stream_, out, lse, q, k, v, k_bias, v_bias, sink_logit, spec);
+  return true;
 }
 
 }  // namespace sinklab

@@ -139,6 +139,7 @@ CudaBackend::~CudaBackend() {
   cudaFree(scratch_);
   cudaFree(loss_scratch_);
   cudaFree(workspace_);
+  cudaFree(bias_apart_rows_);
   cudaFreeHost(host_scratch_);
   cudaStreamDestroy(stream_);
 }

@@ -87,6 +87,16 @@ class CudaBackend : public Backend {
                          const Tensor& out, const Tensor& unclipped_values, const Tensor& probs,
                          const Tensor& lse, const AttentionSpec& spec,
                          GradWrite dqkv_write) override;
+  bool AttentionForwardBiasApart(const Tensor& out, const Tensor& lse, const Tensor& q,
+                                 const Tensor& k, const Tensor& v, const Tensor& k_bias,
+                                 const Tensor& v_bias, const Tensor& sink_logit,
+                                 const AttentionSpec& spec) override;
+  void AttentionBackwardBiasApart(const Tensor& dq, const Tensor& dk, const Tensor& dv,
+                                  const Tensor& dk_bias, const Tensor& dv_bias,
+                                  const Tensor& dsink_logit, const Tensor& dout, const Tensor& q,
+                                  const Tensor& k, const Tensor& v, const Tensor& k_bias,
+                                  const Tensor& v_bias, const Tensor& sink_logit, const Tensor& out,
+                                  const Tensor& lse, const AttentionSpec& spec) override;
   void AttentionRowStats(const Tensor& row_stats, const Tensor& probs, const Tensor& q,
                          const Tensor& k, const Tensor& lse, const Tensor& sink_logit,
                          const AttentionSpec& spec, int64_t prefix_tokens) override;
@@ -138,6 +148,15 @@ class CudaBackend : public Backend {
                                  const Tensor& v, const Tensor& out, const Tensor& unclipped_values,
                                  const Tensor& lse, const AttentionSpec& spec,
                                  GradWrite dqkv_write);
+  // The bias key apart (AttentionBackwardBiasApart): cuDNN's backward over the S real keys
+  // (dq, dk, dv written) and the bias key's share; false (dk_bias, dv_bias untouched) when
+  // cuDNN does not run.
+  bool TryCudnnAttentionBackwardBiasApart(const Tensor& dq, const Tensor& dk, const Tensor& dv,
+                                          const Tensor& dk_bias, const Tensor& dv_bias,
+                                          const Tensor& dout, const Tensor& q, const Tensor& k,
+                                          const Tensor& v, const Tensor& k_bias,
+                                          const Tensor& v_bias, const Tensor& out,
+                                          const Tensor& lse, const AttentionSpec& spec);
 
   // rmsnorm.cu: RmsNormBackward's parts. The fused kernel (dinp and dweight in one pass)
   // returns false, launching nothing, for shapes it does not cover.
@@ -169,6 +188,10 @@ class CudaBackend : public Backend {
   void* loss_scratch_ = nullptr;
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 0;
+  // AttentionBackwardBiasApart's k, v, dk, dv with the bias rows prepended, for our kernels
+  // when cuDNN fails to run its plan (allocated then, grown like the workspace).
+  void* bias_apart_rows_ = nullptr;
+  size_t bias_apart_rows_bytes_ = 0;
 #if SINKLAB_WITH_CUDNN
   std::unique_ptr<CudnnAttention> cudnn_attention_;  // created on first use
 #endif

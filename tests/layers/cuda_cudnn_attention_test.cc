@@ -178,6 +178,80 @@ void ExpectCudnnMatchesTheCpuReference(const CudnnCase& c, AttentionNormalizer n
   EXPECT_LT(GpuTest::RelError(assigned_dv, dv), kBf16RelTol) << "assigned dv";
 }
 
+// The KV bias with its key apart (Backend::AttentionForwardBiasApart and
+// AttentionBackwardBiasApart) against the CPU reference on the prepended rows: out, lse, dq,
+// dk and dv of the real keys (written over nonzero values), the bias key's gradients summed
+// over b (added to nonzero ones) and dsink. Where cuDNN has no backward plan the forward
+// declines, doing nothing.
+void ExpectBiasApartMatchesTheCpuReference(const CudnnCase& c, AttentionNormalizer n) {
+  const int64_t B = c.batch, S = c.seq, H = c.heads, Hkv = c.kv_heads, d = c.d, K = S + 1;
+  GpuTest t;
+  const AttentionSpec spec = CudnnSpec(n, d, K);
+  const Tensor q = t.HostRandom({B, S, H, d}, 31), dout = t.HostRandom({B, S, H, d}, 36);
+  const Tensor k_rows = t.HostRandom({B, S, Hkv, d}, 32), v_rows = t.HostRandom({B, S, Hkv, d}, 33);
+  const Tensor k_bias = t.HostRandom({Hkv, d}, 34), v_bias = t.HostRandom({Hkv, d}, 35);
+  const Tensor sink = HostSinkLogits(t, n, H, S);
+  Tensor k = t.HostZeros(DType::kF32, {B, K, Hkv, d}), v = t.HostZeros(DType::kF32, {B, K, Hkv, d});
+  t.cpu().PrependRows(k, k_bias, k_rows);
+  t.cpu().PrependRows(v, v_bias, v_rows);
+  Tensor out = t.HostZeros(DType::kF32, {B, S, H, d});
+  Tensor probs = t.HostZeros(DType::kF32, {B, H, S, K});
+  Tensor lse = t.HostZeros(DType::kF32, {B, H, S});
+  t.cpu().AttentionForward(out, probs, lse, Tensor(), q, k, v, sink, spec);
+  Tensor dq = t.HostZeros(DType::kF32, {B, S, H, d});
+  Tensor dk = t.HostZeros(DType::kF32, {B, K, Hkv, d}),
+         dv = t.HostZeros(DType::kF32, {B, K, Hkv, d});
+  const Tensor dsink = sink.empty() ? Tensor() : t.HostZeros(DType::kF32, {H});
+  t.cpu().AttentionBackward(dq, dk, dv, dsink, dout, q, k, v, sink, out, Tensor(), probs, lse, spec,
+                            GradWrite::kAccumulate);
+  // The reference split into the real keys' rows and the bias key's sum over b.
+  Tensor dk_rows = t.HostZeros(DType::kF32, {B, S, Hkv, d}),
+         dv_rows = t.HostZeros(DType::kF32, {B, S, Hkv, d});
+  Tensor dk_bias = t.HostZeros(DType::kF32, {Hkv, d}), dv_bias = t.HostZeros(DType::kF32, {Hkv, d});
+  t.cpu().PrependRowsBackward(dk_bias, dk_rows, dk);
+  t.cpu().PrependRowsBackward(dv_bias, dv_rows, dv);
+
+  const Tensor g_q = t.ToDevice(q, DType::kBF16), g_dout = t.ToDevice(dout, DType::kBF16);
+  const Tensor g_k = t.ToDevice(k_rows, DType::kBF16), g_v = t.ToDevice(v_rows, DType::kBF16);
+  const Tensor g_kb = t.ToDevice(k_bias, DType::kBF16), g_vb = t.ToDevice(v_bias, DType::kBF16);
+  const Tensor g_sink = sink.empty() ? Tensor() : t.ToDevice(sink, DType::kF32);
+  const Tensor g_out = t.DeviceZeros(DType::kBF16, {B, S, H, d});
+  const Tensor g_lse = t.DeviceZeros(DType::kF32, {B, H, S});
+  t.gpu().Fill(g_out, 7.0f);  // to be overwritten
+  t.gpu().Fill(g_lse, 7.0f);
+  std::string why;
+  if (!t.gpu().UsesCudnnAttention(g_q, g_k, spec, /*backward=*/true, &why)) {
+    EXPECT_FALSE(
+        t.gpu().AttentionForwardBiasApart(g_out, g_lse, g_q, g_k, g_v, g_kb, g_vb, g_sink, spec));
+    EXPECT_EQ(t.ToHostF32(g_lse)[0], 7.0f) << "declined, yet wrote lse";
+    std::printf("%s %s: no bias key apart (%s)\n", c.name, NormalizerName(n), why.c_str());
+    return;
+  }
+  ASSERT_TRUE(
+      t.gpu().AttentionForwardBiasApart(g_out, g_lse, g_q, g_k, g_v, g_kb, g_vb, g_sink, spec));
+  EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_out), out), kBf16RelTol) << "out";
+  EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_lse), lse), kF32RelTol) << "lse";
+
+  const Tensor g_dq = t.DeviceZeros(DType::kBF16, {B, S, H, d});
+  const Tensor g_dk = t.DeviceZeros(DType::kBF16, {B, S, Hkv, d});
+  const Tensor g_dv = t.DeviceZeros(DType::kBF16, {B, S, Hkv, d});
+  for (const Tensor* grad : {&g_dq, &g_dk, &g_dv}) t.gpu().Fill(*grad, 7.0f);  // overwritten
+  const Tensor dkb0 = t.HostRandom({Hkv, d}, 37, Rms(dk_bias));
+  const Tensor dvb0 = t.HostRandom({Hkv, d}, 38, Rms(dv_bias));
+  const Tensor g_dkb = t.ToDevice(dkb0, DType::kF32), g_dvb = t.ToDevice(dvb0, DType::kF32);
+  const Tensor g_dsink = sink.empty() ? Tensor() : t.DeviceZeros(DType::kF32, {H});
+  t.gpu().AttentionBackwardBiasApart(g_dq, g_dk, g_dv, g_dkb, g_dvb, g_dsink, g_dout, g_q, g_k, g_v,
+                                     g_kb, g_vb, g_sink, g_out, g_lse, spec);
+  EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_dq), dq), kBf16RelTol) << "dq";
+  EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_dk), dk_rows), kBf16RelTol) << "dk";
+  EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_dv), dv_rows), kBf16RelTol) << "dv";
+  EXPECT_LT(GpuTest::RelError(Minus(t.ToHostF32(g_dkb), dkb0), dk_bias), kBf16RelTol) << "dk'";
+  EXPECT_LT(GpuTest::RelError(Minus(t.ToHostF32(g_dvb), dvb0), dv_bias), kBf16RelTol) << "dv'";
+  if (!sink.empty()) {
+    EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_dsink), dsink), kBf16RelTol) << "dsink";
+  }
+}
+
 class CudaCudnnAttentionShapeTest : public ::testing::TestWithParam<CudnnCase> {};
 
 TEST_P(CudaCudnnAttentionShapeTest, ForwardAndBackwardMatchTheCpuReference) {
@@ -188,6 +262,15 @@ TEST_P(CudaCudnnAttentionShapeTest, ForwardAndBackwardMatchTheCpuReference) {
       SCOPED_TRACE(absl::StrCat(NormalizerName(n), bias_keys > 0 ? " + KV bias" : ""));
       ExpectCudnnMatchesTheCpuReference(GetParam(), n, bias_keys);
     }
+  }
+}
+
+TEST_P(CudaCudnnAttentionShapeTest, TheBiasKeyApartMatchesTheCpuReference) {
+  SL_SKIP_WITHOUT_CUDA();
+  SL_SKIP_WITHOUT_CUDNN();
+  for (const AttentionNormalizer n : kCudnnNormalizers) {
+    SCOPED_TRACE(NormalizerName(n));
+    ExpectBiasApartMatchesTheCpuReference(GetParam(), n);
   }
 }
 

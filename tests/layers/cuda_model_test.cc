@@ -36,13 +36,12 @@ ModelConfig VariantConfig(const std::string& variant) {
   return config;
 }
 
-class CudaModelTest : public ::testing::TestWithParam<std::string> {};
-
-TEST_P(CudaModelTest, LossGradientsAndAttentionMatchTheCpu) {
-  SL_SKIP_WITHOUT_CUDA();
-  const ModelConfig config = VariantConfig(GetParam());
+// Loss and parameter gradients of one forward and backward on the GPU against the CPU, and
+// with capture_attention each layer's attention row statistics and output h^l.
+void ExpectModelMatchesTheCpu(const ModelConfig& config, int64_t seq_len, bool capture_attention,
+                              CudaBackend& gpu) {
+  const int64_t kSeqLen = seq_len;
   CpuBackend cpu;
-  CudaBackend gpu;
   Arena cpu_arena(Device::kCpu), gpu_arena(Device::kCuda);
   Model cpu_model(config, kBatch, kSeqLen, &cpu, &cpu_arena);
   Model gpu_model(config, kBatch, kSeqLen, &gpu, &gpu_arena);
@@ -62,19 +61,20 @@ TEST_P(CudaModelTest, LossGradientsAndAttentionMatchTheCpu) {
   CopyTensorFromHost(gpu_tokens, tokens.data());
   CopyTensorFromHost(gpu_targets, targets.data());
 
-  cpu_model.set_capture_attention(true);
-  gpu_model.set_capture_attention(true);
+  cpu_model.set_capture_attention(capture_attention);
+  gpu_model.set_capture_attention(capture_attention);
   const float cpu_loss = cpu_model.Forward(cpu_tokens, cpu_targets);
   const float gpu_loss = gpu_model.Forward(gpu_tokens, gpu_targets);
   EXPECT_NEAR(gpu_loss, cpu_loss, 1e-2 * cpu_loss);
   const ModelCapture cpu_capture = cpu_model.Capture(), gpu_capture = gpu_model.Capture();
-  for (size_t l = 0; l < cpu_capture.layers.size(); ++l) {
+  for (size_t l = 0; capture_attention && l < cpu_capture.layers.size(); ++l) {
     EXPECT_TRUE(gpu_capture.layers[l].attention.probs.empty());  // never materialized
     const Tensor& want = cpu_capture.layers[l].attention.row_stats;
     const std::vector<float> got = DeviceValues(gpu_capture.layers[l].attention.row_stats);
     EXPECT_LT(GpuTest::RelError(got, want), 2e-2) << "row statistics of layer " << l;
-    EXPECT_LT(GpuTest::RelError(DeviceValues(gpu_capture.layers[l].output),
-                                cpu_capture.layers[l].output), 2e-2)
+    EXPECT_LT(
+        GpuTest::RelError(DeviceValues(gpu_capture.layers[l].output), cpu_capture.layers[l].output),
+        2e-2)
         << "h of layer " << l;
   }
 
@@ -94,9 +94,42 @@ TEST_P(CudaModelTest, LossGradientsAndAttentionMatchTheCpu) {
     const Parameter& c = *cpu_model.parameters()[i];
     const Parameter& g = *gpu_model.parameters()[i];
     ASSERT_EQ(c.name, g.name);
-    const double tolerance = c.grad.numel() <= config.n_heads() ? kHeadScalarGradRelTol
-                                                                  : kGradRelTol;
+    const double tolerance =
+        c.grad.numel() <= config.n_heads() ? kHeadScalarGradRelTol : kGradRelTol;
     EXPECT_LT(GpuTest::RelError(DeviceValues(g.grad), c.grad), tolerance) << c.name;
+  }
+}
+
+class CudaModelTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(CudaModelTest, LossGradientsAndAttentionMatchTheCpu) {
+  SL_SKIP_WITHOUT_CUDA();
+  CudaBackend gpu;
+  ExpectModelMatchesTheCpu(VariantConfig(GetParam()), kSeqLen, /*capture_attention=*/true, gpu);
+}
+
+// Training steps (no captured weights) with the KV bias at a length cuDNN's backward takes:
+// the layer passes the bias key apart (Backend::AttentionForwardBiasApart), no prepended rows.
+TEST(CudaModelKvBiasTest, TheBiasKeyApartMatchesTheCpu) {
+  SL_SKIP_WITHOUT_CUDA();
+  constexpr int64_t kCudnnSeqLen = 128;
+  CudaBackend gpu;
+  AttentionSpec spec;
+  spec.allow_library_kernel = true;
+  Arena probe_arena(Device::kCuda);
+  const Tensor q = probe_arena.Allocate(DType::kBF16, {kBatch, kCudnnSeqLen, 2, 64});
+  const Tensor k = probe_arena.Allocate(DType::kBF16, {kBatch, kCudnnSeqLen, 1, 64});
+  std::string why;
+  if (!gpu.UsesCudnnAttention(q, k, spec, /*backward=*/true, &why)) {
+    GTEST_SKIP() << "no cuDNN backward here, so no bias key apart: " << why;
+  }
+  for (const char* variant :
+       {"attention { kv_bias: true }",
+        "attention { kv_bias: true normalizer: SINK_LOGIT sink_logit_init: 0.5 }",
+        "attention { kv_bias: true gate { position: VALUE granularity: HEADWISE } }"}) {
+    SCOPED_TRACE(variant);
+    ExpectModelMatchesTheCpu(VariantConfig(variant), kCudnnSeqLen, /*capture_attention=*/false,
+                             gpu);
   }
 }
 
