@@ -174,7 +174,8 @@ bool CudaBackend::AttentionForwardBiasApart(const Tensor& out, const Tensor& lse
   cuda::CheckAttentionShapes("AttentionForwardBiasApart", out, lse, q, k, v, sink_logit, spec);
   // cuDNN's softmax over the S real keys, then the bias key (and any virtual logit) folded
   // in; taken only where cuDNN has the backward's plan too, which then follows this path.
-  if (out.numel() == 0 || !UsesCudnnAttention(q, k, spec, /*backward=*/true) ||
+  if (out.numel() == 0 || !cuda::AllAligned16(k_bias, v_bias) ||
+      !UsesCudnnAttention(q, k, spec, /*backward=*/true) ||
       !TryCudnnAttentionForward(out, Tensor(), lse, Tensor(), q, k, v, spec)) {
     return false;
   }
