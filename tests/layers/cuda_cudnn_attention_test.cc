@@ -250,6 +250,22 @@ void ExpectBiasApartMatchesTheCpuReference(const CudnnCase& c, AttentionNormaliz
   if (!sink.empty()) {
     EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_dsink), dsink), kBf16RelTol) << "dsink";
   }
+
+  // The backward's own fallback (taken when cuDNN fails to run its plan; here forced by a spec
+  // that does not allow cuDNN): our kernels on prepended copies, the same gradients.
+  AttentionSpec ours = spec;
+  ours.allow_library_kernel = false;
+  for (const Tensor* grad : {&g_dq, &g_dk, &g_dv}) t.gpu().Fill(*grad, 7.0f);
+  const Tensor f_dkb = t.ToDevice(dkb0, DType::kF32), f_dvb = t.ToDevice(dvb0, DType::kF32);
+  t.gpu().AttentionBackwardBiasApart(g_dq, g_dk, g_dv, f_dkb, f_dvb, Tensor(), g_dout, g_q, g_k,
+                                     g_v, g_kb, g_vb, g_sink, g_out, g_lse, ours);
+  EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_dq), dq), kBf16RelTol) << "fallback dq";
+  EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_dk), dk_rows), kBf16RelTol) << "fallback dk";
+  EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_dv), dv_rows), kBf16RelTol) << "fallback dv";
+  EXPECT_LT(GpuTest::RelError(Minus(t.ToHostF32(f_dkb), dkb0), dk_bias), kBf16RelTol)
+      << "fallback dk'";
+  EXPECT_LT(GpuTest::RelError(Minus(t.ToHostF32(f_dvb), dvb0), dv_bias), kBf16RelTol)
+      << "fallback dv'";
 }
 
 class CudaCudnnAttentionShapeTest : public ::testing::TestWithParam<CudnnCase> {};
