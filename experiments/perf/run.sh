@@ -15,6 +15,7 @@
 #        Muon's batched Newton-Schulz alone on llama_160m's shape groups (newton_schulz).
 #        cuBLASLt on each matrix product of a llama_160m step: heuristic's first vs best (gemm).
 #        BENCH_RUNS="attention newton_schulz baseline muon torch ..." limits it to the runs named.
+#        The SM clock and power while the sinklab runs train (nvidia-smi, clocks.csv).
 # multigpu: on every GPU of the machine (one MPI rank each): the GPU data-parallel tests
 #        (dist_cuda_tests: NCCL path vs one process, with and without ZeRO-1, resume), then
 #        weak scaling: configs/llama_160m.textproto with 16 x 1024 tokens per GPU per step
@@ -123,10 +124,32 @@ if [[ " $steps " == *" bench "* ]]; then
       echo "sinklab $label FAILED: $(tail -3 "$OUT/train_$label.log")" | tee -a "$OUT/bench.txt"
     fi
   }
+  # SM clock and power every 200 ms while the sinklab runs train: ncu times each kernel alone,
+  # so a step longer than the profile's kernel sum is either gaps between kernels or lower
+  # clocks under sustained load; this tells the second apart.
+  nvidia-smi --query-gpu=clocks.sm,clocks.max.sm,power.draw,utilization.gpu --format=csv,noheader,nounits \
+    -lms 200 > "$OUT/clocks.csv" 2>/dev/null & clocks_pid=$!
   for label in baseline sinklab_kernels muon softmax1 sink_logit softpick sigmoid clipped_softmax gate_g1 \
       gate_g2_headwise kv_bias prefix_tokens qk_norm stats_every_5; do
     bench "$label" ${variant[$label]:+"${variant[$label]}"}
   done
+  kill $clocks_pid 2>/dev/null
+  python3 - "$OUT/clocks.csv" <<'PY' | tee -a "$OUT/bench.txt"
+import sys
+busy = []
+for line in open(sys.argv[1]):
+    try:
+        sm, sm_max, watts, util = (float(x) for x in line.split(","))
+    except ValueError:
+        continue
+    if util >= 90:
+        busy.append((sm, sm_max, watts))
+if busy:
+    busy.sort()
+    mid = busy[len(busy) // 2]
+    print(f"SM clock while busy (>= 90% utilization, {len(busy)} samples): median {mid[0]:.0f} MHz, "
+          f"min {busy[0][0]:.0f}, max clock {mid[1]:.0f} MHz; median power {sorted(b[2] for b in busy)[len(busy) // 2]:.0f} W")
+PY
   # Statistics cost: the wall-time difference per stats step (every 5th step, plus the last
   # when steps is not a multiple of 5), as a fraction of the training time between stats
   # steps at the preset's interval (stats.every = 500) and the baseline's step time.
