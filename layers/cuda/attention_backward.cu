@@ -380,13 +380,7 @@ void CudaBackend::AttentionBackwardBiasApart(
   // cuDNN failed to run its plan: ours, on copies with the bias rows prepended.
   int64_t shape[Tensor::kMaxRank] = {k.dim(0), k.dim(1) + 1, k.dim(2), k.dim(3)};
   const size_t bytes = (k.nbytes() / k.dim(1) * (k.dim(1) + 1) + 255) / 256 * 256;
-  if (4 * bytes > bias_apart_rows_bytes_) {
-    SL_CUDA_CHECK(cudaFree(bias_apart_rows_));  // synchronizes: no kernel still reads it
-    bias_apart_rows_ = nullptr;
-    SL_CUDA_CHECK(cudaMalloc(&bias_apart_rows_, 4 * bytes));
-    bias_apart_rows_bytes_ = 4 * bytes;
-  }
-  char* base = static_cast<char*>(bias_apart_rows_);
+  char* base = static_cast<char*>(Grown(&bias_apart_rows_, &bias_apart_rows_bytes_, 4 * bytes));
   const auto rows = [&](int i) {
     return Tensor(base + i * bytes, k.dtype(), Device::kCuda, shape, 4);
   };

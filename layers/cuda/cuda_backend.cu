@@ -144,15 +144,17 @@ CudaBackend::~CudaBackend() {
   cudaStreamDestroy(stream_);
 }
 
-void* CudaBackend::Workspace(size_t bytes) {
-  if (bytes > workspace_bytes_) {
-    SL_CUDA_CHECK(cudaFree(workspace_));  // synchronizes: no kernel still reads it
-    workspace_ = nullptr;
-    SL_CUDA_CHECK(cudaMalloc(&workspace_, bytes));
-    workspace_bytes_ = bytes;
+void* CudaBackend::Grown(void** buffer, size_t* capacity, size_t bytes) {
+  if (bytes > *capacity) {
+    SL_CUDA_CHECK(cudaFree(*buffer));  // synchronizes: no kernel still reads it
+    *buffer = nullptr;
+    SL_CUDA_CHECK(cudaMalloc(buffer, bytes));
+    *capacity = bytes;
   }
-  return workspace_;
+  return *buffer;
 }
+
+void* CudaBackend::Workspace(size_t bytes) { return Grown(&workspace_, &workspace_bytes_, bytes); }
 
 void CudaBackend::Synchronize() const { SL_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
 

@@ -174,6 +174,9 @@ class CudaBackend : public Backend {
   // next call to Workspace. Grows (freeing the old buffer, which synchronizes) only when a
   // call needs more than any before: in training that is the first step alone.
   void* Workspace(size_t bytes);
+  // *buffer, a device buffer of *capacity bytes, grown to `bytes` first if smaller (freeing
+  // the old one, which synchronizes). Workspace's and bias_apart_rows_'s mechanism.
+  static void* Grown(void** buffer, size_t* capacity, size_t bytes);
   // Reduces the kSumBlocks partials a reduction kernel left in scratch_ (their sum, or
   // their max) and returns it to the host (synchronizes).
   double PartialsToHost(bool take_max);
