@@ -25,6 +25,7 @@ CudnnAttentionShape CudnnShapeOf(const Tensor& q, const Tensor& k) {
   shape.kv_heads = k.dim(2);
   shape.head_dim = q.dim(3);
   shape.kv_rows = k.dim(1);  // S, or S + 1 with the KV bias key (row 0, not cuDNN's)
+  shape.q_rows = shape.seq;
   return shape;
 }
 
@@ -47,8 +48,8 @@ size_t AlignUp256(size_t bytes) { return (bytes + 255) / 256 * 256; }
 }  // namespace
 #endif  // SINKLAB_WITH_CUDNN
 
-bool CudaBackend::UsesCudnnAttention(const Tensor& q, const Tensor& k, const AttentionSpec& spec,
-                                     bool backward, std::string* why) {
+bool CudaBackend::CudnnAllows(const Tensor& q, const Tensor& k, const AttentionSpec& spec,
+                              std::string* why) {
   const auto refuse = [why](const std::string& reason) {
     if (why != nullptr) *why = reason;
     return false;
@@ -69,11 +70,59 @@ bool CudaBackend::UsesCudnnAttention(const Tensor& q, const Tensor& k, const Att
     return refuse("keys other than the S queries' own and at most one KV-bias key");
   }
   if (!cudnn_attention_) cudnn_attention_ = std::make_unique<CudnnAttention>(stream_);
-  const CudnnAttentionShape shape = CudnnShapeOf(q, k);
-  return backward ? cudnn_attention_->BackwardSupported(shape, why)
-                  : cudnn_attention_->ForwardSupported(shape, why);
+  return true;
 #else
   return refuse("sinklab was built without cuDNN");
+#endif
+}
+
+bool CudaBackend::CudnnBackwardShape(const Tensor& q, const Tensor& k, const AttentionSpec& spec,
+                                     CudnnAttentionShape* shape, std::string* why) {
+#if SINKLAB_WITH_CUDNN
+  if (!CudnnAllows(q, k, spec, why)) return false;
+  *shape = CudnnShapeOf(q, k);
+  std::string full_why;
+  if (cudnn_attention_->BackwardSupported(*shape, &full_why)) return true;
+  // The lead rows: cuDNN on the last S - r rows, the first r as extra keys of every query.
+  const int64_t lead = shape->seq % 128;
+  CudnnAttentionShape block = *shape;
+  block.seq -= lead;
+  std::string block_why = "no lead rows to split off (K != S, S % 128 = 0, or S % 128 > 16)";
+  if (shape->kv_rows == shape->seq && lead > 0 && lead <= cuda::kMaxLeadRows &&
+      block.seq >= 128 && cudnn_attention_->BackwardSupported(block, &block_why)) {
+    *shape = block;
+    return true;
+  }
+  if (why != nullptr) *why = absl::StrCat(full_why, "; on all but the lead rows: ", block_why);
+  return false;
+#else
+  (void)shape;
+  return CudnnAllows(q, k, spec, why);
+#endif
+}
+
+bool CudaBackend::CudnnBackwardRunsEveryRow(const Tensor& q, const Tensor& k,
+                                            const AttentionSpec& spec) {
+#if SINKLAB_WITH_CUDNN
+  CudnnAttentionShape shape;
+  return CudnnBackwardShape(q, k, spec, &shape, nullptr) && shape.q_rows == shape.seq;
+#else
+  return false;
+#endif
+}
+
+bool CudaBackend::UsesCudnnAttention(const Tensor& q, const Tensor& k, const AttentionSpec& spec,
+                                     bool backward, std::string* why) {
+#if SINKLAB_WITH_CUDNN
+  if (backward) {
+    CudnnAttentionShape shape;
+    return CudnnBackwardShape(q, k, spec, &shape, why);
+  }
+  return CudnnAllows(q, k, spec, why) &&
+         cudnn_attention_->ForwardSupported(CudnnShapeOf(q, k), why);
+#else
+  (void)backward;
+  return CudnnAllows(q, k, spec, why);
 #endif
 }
 
@@ -102,13 +151,17 @@ bool CudaBackend::TryCudnnAttentionBackward(const Tensor& dq, const Tensor& dk, 
 #if SINKLAB_WITH_CUDNN
   if (dq.empty() || dk.empty() || dv.empty() || !unclipped_values.empty()) return false;
   if (!Aligned16({&dq, &dk, &dv, &dout, &q, &k, &v, &out, &lse})) return false;
-  if (!UsesCudnnAttention(q, k, spec, /*backward=*/true)) return false;
-  const CudnnAttentionShape shape = CudnnShapeOf(q, k);
-  const bool bias_key = shape.kv_rows > shape.seq;
-  // Workspace: cuDNN's engine, the bias key's scratch, and with kAccumulate the gradients
-  // written before they are added (cuDNN and the bias key's dk', dv' overwrite theirs).
+  CudnnAttentionShape shape;
+  if (!CudnnBackwardShape(q, k, spec, &shape, nullptr)) return false;
+  const bool bias_key = shape.kv_rows > shape.q_rows;
+  const int lead = static_cast<int>(shape.skipped_queries());
+  // Workspace: cuDNN's engine, the bias key's or the lead rows' scratch, and with kAccumulate
+  // the gradients written before they are added (cuDNN and the extra keys' dk, dv overwrite
+  // theirs).
   const size_t engine = AlignUp256(cudnn_attention_->BackwardWorkspaceBytes(shape));
-  const size_t bias_bytes = bias_key ? AlignUp256(cuda::BiasKeyBackwardScratchBytes(q, k)) : 0;
+  const size_t bias_bytes =
+      bias_key ? AlignUp256(cuda::BiasKeyBackwardScratchBytes(q, k))
+               : (lead > 0 ? AlignUp256(cuda::LeadRowsBackwardScratchBytes(q, k, lead)) : 0);
   const bool accumulate = dqkv_write == GradWrite::kAccumulate;
   const size_t q_bytes = accumulate ? AlignUp256(dq.nbytes()) : 0;
   const size_t kv_bytes = accumulate ? AlignUp256(dk.nbytes()) : 0;
@@ -126,6 +179,9 @@ bool CudaBackend::TryCudnnAttentionBackward(const Tensor& dq, const Tensor& dk, 
   if (bias_key) {
     cuda::LaunchBiasKeyBackward(stream_, workspace + engine, dq_new, dk_new, dv_new, Tensor(),
                                 Tensor(), dout, q, k, v, Tensor(), Tensor(), out, lse, spec.scale);
+  } else if (lead > 0) {
+    cuda::LaunchLeadRowsBackward(stream_, workspace + engine, lead, dq_new, dk_new, dv_new, dout,
+                                 q, k, v, out, lse, spec.scale);
   }
   if (accumulate) {
     AddInto(dq, dq_new);
@@ -145,7 +201,7 @@ bool CudaBackend::TryCudnnAttentionBackwardBiasApart(
     const AttentionSpec& spec) {
 #if SINKLAB_WITH_CUDNN
   if (!Aligned16({&dq, &dk, &dv, &dout, &q, &k, &v, &out, &lse, &k_bias, &v_bias})) return false;
-  if (!UsesCudnnAttention(q, k, spec, /*backward=*/true)) return false;
+  if (!CudnnBackwardRunsEveryRow(q, k, spec)) return false;
   const CudnnAttentionShape shape = CudnnShapeOf(q, k);
   const size_t engine = AlignUp256(cudnn_attention_->BackwardWorkspaceBytes(shape));
   char* workspace =

@@ -12,6 +12,14 @@
 //   dk' = scale sum_i dS'_i q_i,  dv' = sum_i p'_i dout_i
 // (sums over the queries of one batch row and the query heads of the kv head, in a fixed
 // order). bf16 tensors, lse f32 [B, H, S]; everything runs on `stream`.
+//
+// The lead rows: where cuDNN has no backward plan for S but one for S - r (r = S % 128 with
+// cuDNN <= 9.15; the P prefix sink tokens of a 1024-token sequence, say), its backward runs
+// on the last S - r rows (queries and keys) of each sequence with lse and out over all S
+// keys, and the first r rows are keys of every query apart from it, the same way (query i
+// sees key j < r when j <= i; the r lead queries see only them):
+//   p_ij = e^(s_ij - lse_i),  dS_ij = p_ij (dout_i . v_j - D_i),  dq_i (+)= scale sum_j dS_ij
+//   k_j,  dk_j = scale sum_i dS_ij q_i,  dv_j = sum_i p_ij dout_i.
 #ifndef SINKLAB_LAYERS_CUDA_ATTENTION_EXTRA_KEYS_H_
 #define SINKLAB_LAYERS_CUDA_ATTENTION_EXTRA_KEYS_H_
 
@@ -44,6 +52,18 @@ void LaunchBiasKeyBackward(cudaStream_t stream, void* scratch, const Tensor& dq,
                            const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
                            const Tensor& k_bias, const Tensor& v_bias, const Tensor& out,
                            const Tensor& lse, float scale);
+
+// The most lead rows LaunchLeadRowsBackward takes (each is a key every row's lanes visit).
+constexpr int kMaxLeadRows = 16;
+// Device scratch bytes LaunchLeadRowsBackward needs for q [B, S, H, d], k [B, S, Hkv, d].
+size_t LeadRowsBackwardScratchBytes(const Tensor& q, const Tensor& k, int lead);
+// The first `lead` rows' share of the backward after cuDNN's on the others (dq, dk, dv the
+// same tensors, lse and out over all S keys): dq += it for the rows cuDNN ran, dq of the lead
+// rows and rows 0 .. lead - 1 of dk, dv [B, S, Hkv, d] OVERWRITTEN.
+void LaunchLeadRowsBackward(cudaStream_t stream, void* scratch, int lead, const Tensor& dq,
+                            const Tensor& dk, const Tensor& dv, const Tensor& dout,
+                            const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                            const Tensor& lse, float scale);
 
 }  // namespace cuda
 }  // namespace sinklab

@@ -173,9 +173,10 @@ bool CudaBackend::AttentionForwardBiasApart(const Tensor& out, const Tensor& lse
                                             const AttentionSpec& spec) {
   cuda::CheckAttentionShapes("AttentionForwardBiasApart", out, lse, q, k, v, sink_logit, spec);
   // cuDNN's softmax over the S real keys, then the bias key (and any virtual logit) folded
-  // in; taken only where cuDNN has the backward's plan too, which then follows this path.
+  // in; taken only where cuDNN has the backward's plan for every row too, which then follows
+  // this path.
   if (out.numel() == 0 || !cuda::AllAligned16(k_bias, v_bias) ||
-      !UsesCudnnAttention(q, k, spec, /*backward=*/true) ||
+      !CudnnBackwardRunsEveryRow(q, k, spec) ||
       !TryCudnnAttentionForward(out, Tensor(), lse, Tensor(), q, k, v, spec)) {
     return false;
   }

@@ -31,6 +31,7 @@
 namespace sinklab {
 
 class CudnnAttention;
+struct CudnnAttentionShape;
 class GemmLt;
 
 class CudaBackend : public Backend {
@@ -130,7 +131,8 @@ class CudaBackend : public Backend {
 
   // Whether AttentionForward (backward: AttentionBackward) runs cuDNN's attention for q, k
   // and spec, given no probs and unclipped_values (and all of dq, dk, dv); builds cuDNN's
-  // plan for the shape on the first call. When not, *why (if given) says why.
+  // plan for the shape on the first call. When not, *why (if given) says why. The backward
+  // may run cuDNN on all but the first S % 128 rows, the lead rows (attention_extra_keys.h).
   bool UsesCudnnAttention(const Tensor& q, const Tensor& k, const AttentionSpec& spec,
                           bool backward, std::string* why = nullptr);
 
@@ -140,6 +142,14 @@ class CudaBackend : public Backend {
   // backward lets it write dq, dk, dv in place (when it then fails they may be partly
   // written; the caller overwrites them); with kAccumulate cuDNN writes workspace scratch,
   // which is added to dq, dk, dv.
+  // cudnn_attention.cc: whether the spec and dtypes let cuDNN run (creates cudnn_attention_).
+  bool CudnnAllows(const Tensor& q, const Tensor& k, const AttentionSpec& spec, std::string* why);
+  // The problem cuDNN's backward runs for q, k: all S rows, else (no KV-bias key, no plan for
+  // S) the last S - r with r = S % 128 <= kMaxLeadRows lead rows; false when neither has a plan.
+  bool CudnnBackwardShape(const Tensor& q, const Tensor& k, const AttentionSpec& spec,
+                          CudnnAttentionShape* shape, std::string* why);
+  // Whether it runs all S rows (the bias key apart needs that).
+  bool CudnnBackwardRunsEveryRow(const Tensor& q, const Tensor& k, const AttentionSpec& spec);
   bool TryCudnnAttentionForward(const Tensor& out, const Tensor& probs, const Tensor& lse,
                                 const Tensor& unclipped_values, const Tensor& q, const Tensor& k,
                                 const Tensor& v, const AttentionSpec& spec);

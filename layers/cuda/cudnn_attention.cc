@@ -61,11 +61,15 @@ CudnnDims Swap23(CudnnDims x) {
 CudnnDims TokenMajor(const CudnnAttentionShape& s, int64_t rows, int64_t heads) {
   return {rows * heads * s.head_dim, s.head_dim, heads * s.head_dim, 1};
 }
-CudnnDims QueryStrides(const CudnnAttentionShape& s) { return TokenMajor(s, s.seq, s.heads); }
+CudnnDims QueryStrides(const CudnnAttentionShape& s) { return TokenMajor(s, s.q_rows, s.heads); }
 CudnnDims KvStrides(const CudnnAttentionShape& s) { return TokenMajor(s, s.kv_rows, s.kv_heads); }
 // k, v, dk or dv from cuDNN's first key row on (past the skipped rows of batch 0).
 void* KvRows(const CudnnAttentionShape& s, const Tensor& x) {
   return static_cast<char*>(x.data()) + s.skipped_rows() * s.kv_heads * s.head_dim * 2;
+}
+// q, out, dout or dq from cuDNN's first query row on.
+void* QueryRows(const CudnnAttentionShape& s, const Tensor& x) {
+  return static_cast<char*>(x.data()) + s.skipped_queries() * s.heads * s.head_dim * 2;
 }
 
 constexpr cudnnDataType_t kF32 = CUDNN_DATA_FLOAT;
@@ -282,7 +286,8 @@ std::string Execute(cudnnHandle_t handle, cudnnBackendDescriptor_t plan,
 
 std::string CudnnAttentionShape::ToString() const {
   return absl::StrCat("B=", batch, " S=", seq, " H=", heads, " Hkv=", kv_heads, " d=", head_dim,
-                      kv_rows == seq ? "" : absl::StrCat(" kv rows=", kv_rows));
+                      kv_rows == seq ? "" : absl::StrCat(" kv rows=", kv_rows),
+                      q_rows == seq ? "" : absl::StrCat(" q rows=", q_rows));
 }
 
 struct CudnnAttention::Plan {
@@ -309,7 +314,7 @@ CudnnAttention::~CudnnAttention() {
 
 CudnnAttention::Plan* CudnnAttention::GetPlan(bool backward, const CudnnAttentionShape& s,
                                               std::string* why) {
-  const Key key{backward, s.batch, s.seq, s.heads, s.kv_heads, s.head_dim, s.kv_rows};
+  const Key key{backward, s.batch, s.seq, s.heads, s.kv_heads, s.head_dim, s.kv_rows, s.q_rows};
   if (auto it = plans_.find(key); it != plans_.end()) return it->second.get();
   std::string reason;
   if (auto it = refused_.find(key); it != refused_.end()) {
@@ -320,8 +325,10 @@ CudnnAttention::Plan* CudnnAttention::GetPlan(bool backward, const CudnnAttentio
     } else if (s.head_dim != 64 && s.head_dim != 128) {
       reason = "head dim must be 64 or 128";
     } else if (s.batch <= 0 || s.seq <= 0 || s.kv_heads <= 0 || s.heads % s.kv_heads != 0 ||
-               s.kv_rows < s.seq) {
-      reason = "needs B, S > 0, H a multiple of Hkv and at least S rows of keys";
+               s.kv_rows < s.seq || s.q_rows < s.seq) {
+      reason = "needs B, S > 0, H a multiple of Hkv and at least S rows of queries and keys";
+    } else if (!backward && s.q_rows != s.seq) {
+      reason = "the forward runs every query row";
     } else if (backward && s.seq % 128 != 0 && cudnnGetVersion() <= 91500) {
       // cudnn_frontend adds a padding mask to the backward graph on these versions when S is
       // no multiple of 128 (a workaround of a cuDNN bug); we do not build that variant.
@@ -353,7 +360,9 @@ std::unique_ptr<CudnnAttention::Plan> CudnnAttention::BuildPlan(bool backward,
     if (backward) {
       BuildBackward(*plan->graph, s, spelling);
       const int64_t rows = s.batch * s.heads * s.seq;
-      plan->scratch_bytes = AlignUp(rows * 4) + AlignUp(rows * s.head_dim * 4);
+      // softmax_sum, dQ_accum, and cuDNN's rows of lse packed when it skips query rows
+      plan->scratch_bytes = AlignUp(rows * 4) + AlignUp(rows * s.head_dim * 4) +
+                            (s.q_rows > s.seq ? AlignUp(rows * 4) : 0);
     } else {
       BuildForward(*plan->graph, s, spelling);
     }
@@ -375,11 +384,12 @@ std::unique_ptr<CudnnAttention::Plan> CudnnAttention::BuildPlan(bool backward,
 
 void CudnnAttention::Refuse(bool backward, const CudnnAttentionShape& s,
                             const std::string& reason) {
-  const Key key{backward, s.batch, s.seq, s.heads, s.kv_heads, s.head_dim, s.kv_rows};
+  const Key key{backward, s.batch, s.seq, s.heads, s.kv_heads, s.head_dim, s.kv_rows, s.q_rows};
   plans_.erase(key);
   refused_[key] = reason;
   LogWarning(absl::StrCat("cuDNN attention: no ", backward ? "backward" : "forward", " for ",
-                          s.ToString(), ": ", reason, "; sinklab's kernels run instead"));
+                          s.ToString(), ": ", reason,
+                          "; CudaBackend takes another path (cuda_backend.h)"));
 }
 
 bool CudnnAttention::ForwardSupported(const CudnnAttentionShape& shape, std::string* why) {
@@ -428,20 +438,28 @@ bool CudnnAttention::Backward(const CudnnAttentionShape& shape, float scale, con
                               const Tensor& lse, void* workspace) {
   const Plan* plan = GetPlan(/*backward=*/true, shape, nullptr);
   SL_CHECK_MSG(plan != nullptr, absl::StrCat("no cuDNN backward plan for ", shape.ToString()));
-  // Workspace: softmax_sum [B, H, S] f32, dQ_accum [B, H, S, d] f32, the engine's.
+  // Workspace: softmax_sum [B, H, S] f32, dQ_accum [B, H, S, d] f32, (skipping query rows)
+  // the packed stats [B, H, S] f32, the engine's.
   const int64_t rows = shape.batch * shape.heads * shape.seq;
   char* base = static_cast<char*>(workspace);
   void* softmax_sum = base;
   void* dq_accum = base + AlignUp(rows * 4);
+  void* stats = lse.data();
+  if (shape.q_rows > shape.seq) {  // the last S of each [B, H, q_rows] row
+    stats = base + AlignUp(rows * 4) + AlignUp(rows * shape.head_dim * 4);
+    const float* first = lse.f32() + shape.skipped_queries();
+    SL_CUDA_CHECK(cudaMemcpy2DAsync(stats, shape.seq * 4, first, shape.q_rows * 4, shape.seq * 4,
+                                    shape.batch * shape.heads, cudaMemcpyDeviceToDevice, stream_));
+  }
   // cuDNN zeroes dQ_accum itself from 9.6 on (cudnn_frontend 1.5 zeroed it always).
   if (cudnnGetVersion() < 90600 || plan->spelling->legacy) {
     SL_CUDA_CHECK(cudaMemsetAsync(dq_accum, 0, rows * shape.head_dim * 4, stream_));
   }
   float scale_value = scale, lowest = std::numeric_limits<float>::lowest(), one = 1.0f;
   std::vector<std::pair<int64_t, void*>> pack = {
-      {kUidQ, q.data()},       {kUidK, KvRows(shape, k)},  {kUidV, KvRows(shape, v)},
-      {kUidO, out.data()},     {kUidDout, dout.data()},    {kUidStats, lse.data()},
-      {kUidDq, dq.data()},     {kUidDk, KvRows(shape, dk)}, {kUidDv, KvRows(shape, dv)},
+      {kUidQ, QueryRows(shape, q)},   {kUidK, KvRows(shape, k)},   {kUidV, KvRows(shape, v)},
+      {kUidO, QueryRows(shape, out)}, {kUidDout, QueryRows(shape, dout)}, {kUidStats, stats},
+      {kUidDq, QueryRows(shape, dq)}, {kUidDk, KvRows(shape, dk)}, {kUidDv, KvRows(shape, dv)},
       {kUidDqAccum, dq_accum}, {kUidScale, &scale_value}, {kUidLowest, &lowest},
       {kUidOne, &one}};
   if (!plan->spelling->legacy) pack.push_back({kUidSoftmaxSum, softmax_sum});

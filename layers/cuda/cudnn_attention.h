@@ -47,11 +47,13 @@
 
 namespace sinklab {
 
-// One attention problem: q [B, S, H, d], k and v [B, kv_rows, Hkv, d], of which cuDNN reads
-// (and writes the gradients of) the last S rows of each batch.
+// One attention problem: q, out [B, q_rows, H, d] and lse [B, H, q_rows], k and v [B,
+// kv_rows, Hkv, d], of which cuDNN reads (and writes the gradients of) the last S = seq rows
+// of each batch. The forward needs q_rows = seq (it runs every query).
 struct CudnnAttentionShape {
-  int64_t batch = 0, seq = 0, heads = 0, kv_heads = 0, head_dim = 0, kv_rows = 0;
+  int64_t batch = 0, seq = 0, heads = 0, kv_heads = 0, head_dim = 0, kv_rows = 0, q_rows = 0;
   int64_t skipped_rows() const { return kv_rows - seq; }  // rows before cuDNN's keys
+  int64_t skipped_queries() const { return q_rows - seq; }
   std::string ToString() const;
 };
 
@@ -79,16 +81,16 @@ class CudnnAttention {
   // and the caller runs its own kernel.
   bool Forward(const CudnnAttentionShape& shape, float scale, const Tensor& out, const Tensor& lse,
                const Tensor& q, const Tensor& k, const Tensor& v, void* workspace);
-  // dq [B, S, H, d] and the last S rows of each batch of dk, dv [B, kv_rows, Hkv, d] bf16
-  // OVERWRITTEN from dout, q, k, v, out and lse of Forward (or of our kernels: the same lse);
-  // workspace and result as Forward's.
+  // The last S rows of each batch of dq [B, q_rows, H, d] and of dk, dv [B, kv_rows, Hkv, d]
+  // bf16 OVERWRITTEN from dout, q, k, v, out and lse of Forward (or of our kernels: the same
+  // lse); workspace and result as Forward's.
   bool Backward(const CudnnAttentionShape& shape, float scale, const Tensor& dq, const Tensor& dk,
                 const Tensor& dv, const Tensor& dout, const Tensor& q, const Tensor& k,
                 const Tensor& v, const Tensor& out, const Tensor& lse, void* workspace);
 
  private:
   struct Plan;
-  using Key = std::tuple<bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t>;
+  using Key = std::tuple<bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t>;
   // The cached plan of (direction, shape), built on first use; nullptr when cuDNN refused
   // it (reason in *why).
   Plan* GetPlan(bool backward, const CudnnAttentionShape& shape, std::string* why);

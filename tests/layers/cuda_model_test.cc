@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "layers/model.h"
 #include "tests/layers/cuda_test_util.h"
@@ -130,6 +131,36 @@ TEST(CudaModelKvBiasTest, TheBiasKeyApartMatchesTheCpu) {
     SCOPED_TRACE(variant);
     ExpectModelMatchesTheCpu(VariantConfig(variant), kCudnnSeqLen, /*capture_attention=*/false,
                              gpu);
+  }
+}
+
+// Prefix sink tokens on a 128-token sequence: S = 128 + P positions, whose backward cuDNN
+// (<= 9.15) runs on the last 128 rows, the P lead rows' share added by our kernels.
+TEST(CudaModelPrefixTokensTest, TheLeadRowsBackwardMatchesTheCpu) {
+  SL_SKIP_WITHOUT_CUDA();
+  constexpr int64_t kCudnnSeqLen = 128;
+  CudaBackend gpu;
+  AttentionSpec spec;
+  spec.allow_library_kernel = true;
+  Arena probe_arena(Device::kCuda);
+  const auto probe = [&](int64_t rows, int64_t heads) {
+    return probe_arena.Allocate(DType::kBF16, {kBatch, rows, heads, 64});
+  };
+  std::string why;
+  if (!gpu.UsesCudnnAttention(probe(kCudnnSeqLen, 2), probe(kCudnnSeqLen, 1), spec,
+                              /*backward=*/true, &why)) {
+    GTEST_SKIP() << "no cuDNN backward here: " << why;
+  }
+  for (const int64_t prefix : {1, 4}) {
+    const int64_t S = kCudnnSeqLen + prefix;
+    EXPECT_TRUE(gpu.UsesCudnnAttention(probe(S, 2), probe(S, 1), spec, /*backward=*/true, &why))
+        << "S = " << S << ": " << why;
+    for (const std::string variant :
+         {"", " attention { normalizer: SINK_LOGIT sink_logit_init: 0.5 }"}) {
+      SCOPED_TRACE(absl::StrCat(prefix, " prefix tokens", variant));
+      ExpectModelMatchesTheCpu(VariantConfig(absl::StrCat("prefix_tokens: ", prefix, variant)),
+                               kCudnnSeqLen, /*capture_attention=*/false, gpu);
+    }
   }
 }
 
