@@ -176,12 +176,14 @@ bool CudaBackend::TryCudnnAttentionBackward(const Tensor& dq, const Tensor& dk, 
                                   lse, workspace)) {
     return false;  // logged; ours runs
   }
+  const float* cudnn_d = cudnn_attention_->SoftmaxSum(shape, workspace);
   if (bias_key) {
     cuda::LaunchBiasKeyBackward(stream_, workspace + engine, dq_new, dk_new, dv_new, Tensor(),
-                                Tensor(), dout, q, k, v, Tensor(), Tensor(), out, lse, spec.scale);
+                                Tensor(), dout, q, k, v, Tensor(), Tensor(), out, lse, cudnn_d,
+                                spec.scale);
   } else if (lead > 0) {
     cuda::LaunchLeadRowsBackward(stream_, workspace + engine, lead, dq_new, dk_new, dv_new, dout,
-                                 q, k, v, out, lse, spec.scale);
+                                 q, k, v, out, lse, cudnn_d, spec.scale);
   }
   if (accumulate) {
     AddInto(dq, dq_new);
@@ -211,7 +213,8 @@ bool CudaBackend::TryCudnnAttentionBackwardBiasApart(
     return false;  // logged; the caller runs ours
   }
   cuda::LaunchBiasKeyBackward(stream_, workspace + engine, dq, Tensor(), Tensor(), dk_bias,
-                              dv_bias, dout, q, k, v, k_bias, v_bias, out, lse, spec.scale);
+                              dv_bias, dout, q, k, v, k_bias, v_bias, out, lse,
+                              cudnn_attention_->SoftmaxSum(shape, workspace), spec.scale);
   return true;
 #else
   return false;

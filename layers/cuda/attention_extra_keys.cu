@@ -1,8 +1,8 @@
 // The extra keys folded around cuDNN's softmax attention (attention_extra_keys.h): the
-// forward fold, d / 8 lanes per row (b, i, h) with a 16-byte packet each; the bias key's
-// backward, the same per row for dq and the per-row p' and dS', then a block per (b, kv
-// head) for dk' and dv'. Rows must be 16-byte aligned (d = 64 or 128, aligned tensors: what
-// the cuDNN path requires anyway).
+// forward fold, d / 8 lanes per row (b, i, h) with a 16-byte packet each; the backward of the
+// bias key or the lead rows, the same lanes per row in blocks of a chunk of one (b, kv head)'s
+// rows (dq, and the chunk's sums for dk and dv), then the sums over the chunks. Rows must be
+// 16-byte aligned (d = 64 or 128, aligned tensors: what the cuDNN path requires anyway).
 #include "layers/cuda/attention_common.cuh"
 #include "layers/cuda/attention_extra_keys.h"
 
@@ -31,7 +31,8 @@ struct ExtraKeys {
     return b * batch_stride + int64_t{g} * d;
   }
   __device__ __forceinline__ bool Visible(int j, int i) const { return j <= i + query_key_offset; }
-  __device__ __forceinline__ bool OnlyExtraKeys(int i) const { return i < count - query_key_offset; }
+  // The first queries, whose rows cuDNN did not run (the lead rows).
+  __device__ __forceinline__ int LeadRows() const { return max(count - query_key_offset, 0); }
 };
 
 // Row r = (b S + i) H + h of q, out, dout, dq [B, S, H, d]: its query index, the offset of its
@@ -97,128 +98,136 @@ __global__ void FoldExtraKeysKernel(AttentionParams p, ExtraKeys bias, bf16* out
   });
 }
 
-// The extra keys' share of dq (written for the lead rows, else added), and p_ij, dS_ij per
-// row and key j (at lse index * count + j; 0 where j is not visible) for ExtraKeyGradKernel.
-template <int L>
-__global__ void ExtraKeyRowsKernel(AttentionDims dims, float scale, ExtraKeys keys, bf16* dq,
-                                   float* p_keys, float* ds_keys, const bf16* dout,
-                                   const bf16* q, const bf16* out, const float* lse) {
-  const int64_t rows = int64_t{dims.batch} * dims.seq * dims.heads;
-  const int64_t key_stride = keys.key_stride;
-  ForEachRowGroup<L>(rows, [&](int64_t r, int lane, bool active) {
-    const Row row = RowOf(dims, keys, active ? r : rows - 1);
-    const int col = lane * kVec;
-    float qv[kVec], o[kVec], g[kVec], acc[kVec] = {};
-    LoadVec(q + row.offset + col, qv);
-    LoadVec(out + row.offset + col, o);
-    LoadVec(dout + row.offset + col, g);
-    const float d_row = GroupSum<L>(Dot8(g, o));  // D_i = dout_i . out_i
-    const float row_lse = lse[row.lse];
-    for (int j = 0; j < keys.count; ++j) {  // every lane of a row group takes each j
-      float kj[kVec], vj[kVec];
-      LoadVec(keys.k + row.key + j * key_stride + col, kj);
-      LoadVec(keys.v + row.key + j * key_stride + col, vj);
-      const float s = scale * GroupSum<L>(Dot8(qv, kj));
-      const float g_v = GroupSum<L>(Dot8(g, vj));
-      const float p = keys.Visible(j, row.i) ? expf(s - row_lse) : 0.0f;
-      const float ds = p * (g_v - d_row);
-#pragma unroll
-      for (int m = 0; m < kVec; ++m) acc[m] += scale * ds * kj[m];
-      if (active && lane == 0) {
-        p_keys[row.lse * keys.count + j] = p;
-        ds_keys[row.lse * keys.count + j] = ds;
-      }
-    }
-    if (!active) return;
-    float dqv[kVec] = {};
-    if (!keys.OnlyExtraKeys(row.i)) LoadVec(dq + row.offset + col, dqv);
-#pragma unroll
-    for (int m = 0; m < kVec; ++m) dqv[m] += acc[m];
-    StoreVec(dq + row.offset + col, dqv);
-  });
-}
+// The backward's blocks: kChunkRows rows of one (b, kv head g) (its query heads' rows, head
+// by head) each, up to kKeysPerPass extra keys per launch (keys j0 ..).
+constexpr int kChunkRows = 256, kKeysPerPass = 4;
 
-// dk_j = scale sum dS_ij q_i and dv_j = sum p_ij dout_i over the rows of (b, kv head g), into
-// dk_b, dv_b [B, count, Hkv, d] f32, kChunk keys per pass over the rows: thread t adds packet
-// t % L of rows t / L, t / L + kBlock / L, ...; the kBlock / L slices are summed in order at
-// the end.
-template <int L>
+// One pass of the extra keys' backward over a chunk of rows of (b, g), N keys (n <= N of them
+// real): each row's dq share (written for the lead rows on the first pass, else added), and
+// the chunk's sums of dS_ij q_i and p_ij dout_i into part_k, part_v [chunks, B, count, Hkv,
+// d] f32. D_i from cuDNN's softmax_sum [B, H, S - lead] where given (cudnn_d), else dout_i .
+// out_i. Thread t takes packet t % L of rows t / L, t / L + kBlock / L, ... of the chunk
+// (every warp the same number of rows: lanes past the end compute on the last row and write
+// nothing); the kBlock / L slices are summed in order at the end. The keys sit in shared
+// memory; a row's loads are all issued before its first use (the kernel is latency-bound).
+template <int L, int N>
 __global__ void __launch_bounds__(kBlock)
-    ExtraKeyGradKernel(AttentionDims dims, float scale, int count, float* dk_b, float* dv_b,
-                       const float* p_keys, const float* ds_keys, const bf16* dout,
-                       const bf16* q) {
-  constexpr int kSlices = kBlock / L, kD = L * kVec, kChunk = 4;
+    ExtraKeysBackwardKernel(AttentionDims dims, float scale, ExtraKeys keys, int j0, int n,
+                            bf16* dq, float* part_k, float* part_v, const bf16* dout,
+                            const bf16* q, const bf16* out, const float* lse,
+                            const float* cudnn_d) {
+  constexpr int kSlices = kBlock / L, kD = L * kVec;
   __shared__ float partial_k[kSlices][kD], partial_v[kSlices][kD];
-  const int b = blockIdx.x / dims.kv_heads, g = blockIdx.x % dims.kv_heads;
+  __shared__ __align__(16) float key_s[N][kD], value_s[N][kD];
+  const int bg = blockIdx.y, b = bg / dims.kv_heads, g = bg % dims.kv_heads;
   const int slice = threadIdx.x / L, col = (threadIdx.x % L) * kVec;
-  const int group = dims.group(), rows = group * dims.seq;
-  for (int j0 = 0; j0 < count; j0 += kChunk) {
-    const int chunk = min(kChunk, count - j0);
-    float acc_k[kChunk][kVec] = {}, acc_v[kChunk][kVec] = {};
-    for (int r = slice; r < rows; r += kSlices) {
-      const int h = g * group + r / dims.seq, i = r % dims.seq;
-      const int64_t at = RowIndex(dims, b, h, i) * count + j0;
-      const int64_t x = QueryHead(dims, b, h).offset + int64_t{i} * dims.heads * kD + col;
-      float qv[kVec], gv[kVec];
-      LoadVec(q + x, qv);
-      LoadVec(dout + x, gv);
+  const int group = dims.group(), rows = group * dims.seq, lead = keys.LeadRows();
+  const int first = blockIdx.x * kChunkRows, end = min(rows, first + kChunkRows);
+  const int64_t key0 = keys.Offset(b, g, dims.d) + j0 * keys.key_stride;
+  for (int t = threadIdx.x; t < N * kD; t += kBlock) {
+    const int c = t / kD;
+    const int64_t at = key0 + min(c, n - 1) * keys.key_stride + t % kD;
+    key_s[c][t % kD] = ToF(keys.k[at]);
+    value_s[c][t % kD] = ToF(keys.v[at]);
+  }
+  __syncthreads();
+  float acc_k[N][kVec] = {}, acc_v[N][kVec] = {};
+  for (int base = first; base < end; base += kSlices) {
+    const bool active = base + slice < end;
+    const int r = active ? base + slice : end - 1;
+    const int h = g * group + r / dims.seq, i = r % dims.seq;
+    const int64_t x = QueryHead(dims, b, h).offset + int64_t{i} * dims.heads * kD + col;
+    const int64_t at = RowIndex(dims, b, h, i);
+    const bool adds = j0 > 0 || i >= lead, own_d = cudnn_d == nullptr || i < lead;
+    float qv[kVec], gv[kVec], o[kVec] = {}, dqv[kVec] = {};
+    LoadVec(q + x, qv);
+    LoadVec(dout + x, gv);
+    if (own_d) LoadVec(out + x, o);
+    if (adds && active) LoadVec(dq + x, dqv);
+    const float row_lse = lse[at];
+    const float given_d = own_d ? 0.0f : cudnn_d[(int64_t{b} * dims.heads + h) * (dims.seq - lead) +
+                                                  (i - lead)];
+    const float own = GroupSum<L>(Dot8(gv, o));  // every lane: the shuffles take the warp
+    const float d_row = own_d ? own : given_d;   // D_i = dout_i . out_i
 #pragma unroll
-      for (int c = 0; c < kChunk; ++c) {
-        if (c >= chunk) break;
-        const float ds = ds_keys[at + c], p = p_keys[at + c];
-#pragma unroll
-        for (int m = 0; m < kVec; ++m) {
-          acc_k[c][m] += ds * qv[m];
-          acc_v[c][m] += p * gv[m];
-        }
-      }
-    }
-#pragma unroll
-    for (int c = 0; c < kChunk; ++c) {
-      if (c >= chunk) break;  // the same for the whole block
+    for (int c = 0; c < N; ++c) {
+      float kj[kVec], vj[kVec];
 #pragma unroll
       for (int m = 0; m < kVec; ++m) {
-        partial_k[slice][col + m] = acc_k[c][m];
-        partial_v[slice][col + m] = acc_v[c][m];
+        kj[m] = key_s[c][col + m];
+        vj[m] = value_s[c][col + m];
       }
-      __syncthreads();
-      if (threadIdx.x < kD) {
-        float sum_k = 0.0f, sum_v = 0.0f;
-        for (int s = 0; s < kSlices; ++s) {
-          sum_k += partial_k[s][threadIdx.x];
-          sum_v += partial_v[s][threadIdx.x];
-        }
-        const int64_t at = ((int64_t{b} * count + j0 + c) * dims.kv_heads + g) * kD + threadIdx.x;
-        dk_b[at] = scale * sum_k;
-        dv_b[at] = sum_v;
+      const float s = scale * GroupSum<L>(Dot8(qv, kj));
+      const float g_v = GroupSum<L>(Dot8(gv, vj));
+      const float p = active && c < n && keys.Visible(j0 + c, i) ? expf(s - row_lse) : 0.0f;
+      const float ds = p * (g_v - d_row);
+#pragma unroll
+      for (int m = 0; m < kVec; ++m) {
+        dqv[m] += scale * ds * kj[m];
+        acc_k[c][m] += ds * qv[m];
+        acc_v[c][m] += p * gv[m];
       }
-      __syncthreads();
     }
+    if (active) StoreVec(dq + x, dqv);
+  }
+#pragma unroll
+  for (int c = 0; c < N; ++c) {
+    if (c >= n) break;  // the same for the whole block
+#pragma unroll
+    for (int m = 0; m < kVec; ++m) {
+      partial_k[slice][col + m] = acc_k[c][m];
+      partial_v[slice][col + m] = acc_v[c][m];
+    }
+    __syncthreads();
+    if (threadIdx.x < kD) {
+      float sum_k = 0.0f, sum_v = 0.0f;
+      for (int t = 0; t < kSlices; ++t) {
+        sum_k += partial_k[t][threadIdx.x];
+        sum_v += partial_v[t][threadIdx.x];
+      }
+      const int64_t at =
+          ((int64_t{blockIdx.x} * dims.batch + b) * keys.count + j0 + c) * dims.kv_heads * kD +
+          int64_t{g} * kD + threadIdx.x;
+      part_k[at] = sum_k;
+      part_v[at] = sum_v;
+    }
+    __syncthreads();
   }
 }
 
-// The extra keys' gradients of each b: rows 0 .. count - 1 of dk, dv [B, K, Hkv, d]
-// overwritten (row_elems = count Hkv d of them per b).
-__global__ void ExtraKeyRowsOutKernel(int64_t n, int64_t row_elems, int64_t batch_stride, bf16* dk,
-                                      bf16* dv, const float* dk_b, const float* dv_b) {
+// The extra keys' gradients of each b, summed over the chunks in order: rows 0 .. count - 1
+// of dk, dv [B, K, Hkv, d] overwritten (row_elems = count Hkv d of them per b).
+__global__ void ExtraKeyRowsOutKernel(int64_t n, int chunks, int64_t row_elems,
+                                      int64_t batch_stride, float scale, bf16* dk, bf16* dv,
+                                      const float* part_k, const float* part_v) {
   const int64_t j = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;  // b * row_elems + ...
   if (j >= n) return;
+  float sum_k = 0.0f, sum_v = 0.0f;
+  for (int c = 0; c < chunks; ++c) {
+    sum_k += part_k[c * n + j];
+    sum_v += part_v[c * n + j];
+  }
   const int64_t at = j / row_elems * batch_stride + j % row_elems;
-  dk[at] = FromF<bf16>(dk_b[j]);
-  dv[at] = FromF<bf16>(dv_b[j]);
+  dk[at] = FromF<bf16>(scale * sum_k);
+  dv[at] = FromF<bf16>(sum_v);
 }
 
-// The bias key apart: dk_bias, dv_bias [Hkv, d] f32 += sums over b, in order.
-__global__ void BiasKeySumKernel(int batch, int64_t row_elems, float* dk_bias, float* dv_bias,
-                                 const float* dk_b, const float* dv_b) {
+// The bias key apart: dk_bias, dv_bias [Hkv, d] f32 += the sums over b and the chunks, in
+// order.
+__global__ void BiasKeySumKernel(int batch, int chunks, int64_t row_elems, float scale,
+                                 float* dk_bias, float* dv_bias, const float* part_k,
+                                 const float* part_v) {
   const int64_t j = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;  // g d + c
   if (j >= row_elems) return;
   float sum_k = 0.0f, sum_v = 0.0f;
   for (int b = 0; b < batch; ++b) {
-    sum_k += dk_b[b * row_elems + j];
-    sum_v += dv_b[b * row_elems + j];
+    for (int c = 0; c < chunks; ++c) {
+      const int64_t at = (int64_t{c} * batch + b) * row_elems + j;
+      sum_k += part_k[at];
+      sum_v += part_v[at];
+    }
   }
-  dk_bias[j] += sum_k;
+  dk_bias[j] += scale * sum_k;
   dv_bias[j] += sum_v;
 }
 
@@ -263,11 +272,17 @@ ExtraKeys BiasKeysOf(const AttentionDims& dims, const Tensor& k, const Tensor& v
   return ExtraKeys{Ptr<bf16>(k_bias), Ptr<bf16>(v_bias), 0, row_elems, 1, 1};
 }
 
-// Scratch bytes of ExtraKeysBackward: p and dS per row and key, dk_b and dv_b.
+// Row chunks of ExtraKeysBackwardKernel per (b, kv head).
+int ChunksOf(const AttentionDims& dims) {
+  return (dims.group() * dims.seq + kChunkRows - 1) / kChunkRows;
+}
+
+// Scratch bytes of ExtraKeysBackward: part_k and part_v [chunks, B, count, Hkv, d] f32.
 size_t ExtraKeysScratchBytes(const Tensor& q, const Tensor& k, int count) {
-  const size_t rows = static_cast<size_t>(q.dim(0) * q.dim(1) * q.dim(2)) * count;
-  const size_t keys = static_cast<size_t>(q.dim(0) * k.dim(2) * k.dim(3)) * count;  // B n Hkv d
-  return 2 * AlignUp256(rows * sizeof(float)) + 2 * AlignUp256(keys * sizeof(float));
+  const AttentionDims dims = DimsOf(q, k);
+  const size_t elems = static_cast<size_t>(ChunksOf(dims)) * dims.batch * count * dims.kv_heads *
+                       dims.d;
+  return 2 * AlignUp256(elems * sizeof(float));
 }
 
 // The extra keys' share of the backward (checked by the callers): dq; then, apart, dk_bias and
@@ -275,31 +290,41 @@ size_t ExtraKeysScratchBytes(const Tensor& q, const Tensor& k, int count) {
 void ExtraKeysBackward(cudaStream_t stream, void* scratch, const AttentionDims& dims,
                        const ExtraKeys& keys, const Tensor& dq, const Tensor& dk, const Tensor& dv,
                        const Tensor& dk_bias, const Tensor& dv_bias, const Tensor& dout,
-                       const Tensor& q, const Tensor& out, const Tensor& lse, float scale) {
-  const int64_t rows = int64_t{dims.batch} * dims.seq * dims.heads;
-  if (rows == 0) return;
-  const int64_t key_elems = keys.count * keys.key_stride;  // a batch row's extra keys
-  float* p_keys = static_cast<float*>(scratch);
-  float* ds_keys = p_keys + AlignUp256(rows * keys.count * sizeof(float)) / sizeof(float);
-  float* dk_b = ds_keys + AlignUp256(rows * keys.count * sizeof(float)) / sizeof(float);
-  const int64_t per_b = dims.batch * key_elems;
-  float* dv_b = dk_b + AlignUp256(per_b * sizeof(float)) / sizeof(float);
+                       const Tensor& q, const Tensor& out, const Tensor& lse, const float* cudnn_d,
+                       float scale) {
+  if (int64_t{dims.batch} * dims.seq * dims.heads == 0) return;
+  const int chunks = ChunksOf(dims);
+  const int64_t row_elems = keys.count * keys.key_stride;  // a batch row's extra keys
+  const int64_t per_chunk = dims.batch * row_elems;
+  float* part_k = static_cast<float*>(scratch);
+  float* part_v = part_k + AlignUp256(chunks * per_chunk * sizeof(float)) / sizeof(float);
   DispatchRowLanes(dims.d, "ExtraKeysBackward", [&](auto lanes) {
     constexpr int L = decltype(lanes)::value;
-    ExtraKeyRowsKernel<L><<<GridFor(rows * L), kBlock, 0, stream>>>(
-        dims, scale, keys, Ptr<bf16>(dq), p_keys, ds_keys, Ptr<bf16>(dout), Ptr<bf16>(q),
-        Ptr<bf16>(out), lse.f32());
-    SL_CUDA_LAUNCH_CHECK();
-    ExtraKeyGradKernel<L><<<dims.batch * dims.kv_heads, kBlock, 0, stream>>>(
-        dims, scale, keys.count, dk_b, dv_b, p_keys, ds_keys, Ptr<bf16>(dout), Ptr<bf16>(q));
-    SL_CUDA_LAUNCH_CHECK();
+    const dim3 grid(chunks, dims.batch * dims.kv_heads);
+    for (int j0 = 0; j0 < keys.count; j0 += kKeysPerPass) {
+      const int n = std::min(kKeysPerPass, keys.count - j0);
+      const auto launch = [&](auto kernel) {
+        kernel<<<grid, kBlock, 0, stream>>>(dims, scale, keys, j0, n, Ptr<bf16>(dq), part_k,
+                                            part_v, Ptr<bf16>(dout), Ptr<bf16>(q), Ptr<bf16>(out),
+                                            lse.f32(), cudnn_d);
+        SL_CUDA_LAUNCH_CHECK();
+      };
+      if (n == 1) {
+        launch(ExtraKeysBackwardKernel<L, 1>);
+      } else if (n == 2) {
+        launch(ExtraKeysBackwardKernel<L, 2>);
+      } else {
+        launch(ExtraKeysBackwardKernel<L, kKeysPerPass>);
+      }
+    }
   });
   if (!dk_bias.empty()) {
-    BiasKeySumKernel<<<GridFor(key_elems), kBlock, 0, stream>>>(
-        dims.batch, key_elems, dk_bias.f32(), dv_bias.f32(), dk_b, dv_b);
+    BiasKeySumKernel<<<GridFor(row_elems), kBlock, 0, stream>>>(
+        dims.batch, chunks, row_elems, scale, dk_bias.f32(), dv_bias.f32(), part_k, part_v);
   } else {
-    ExtraKeyRowsOutKernel<<<GridFor(per_b), kBlock, 0, stream>>>(
-        per_b, key_elems, keys.batch_stride, Ptr<bf16>(dk), Ptr<bf16>(dv), dk_b, dv_b);
+    ExtraKeyRowsOutKernel<<<GridFor(per_chunk), kBlock, 0, stream>>>(
+        per_chunk, chunks, row_elems, keys.batch_stride, scale, Ptr<bf16>(dk), Ptr<bf16>(dv),
+        part_k, part_v);
   }
   SL_CUDA_LAUNCH_CHECK();
 }
@@ -333,7 +358,7 @@ void LaunchBiasKeyBackward(cudaStream_t stream, void* scratch, const Tensor& dq,
                            const Tensor& dv, const Tensor& dk_bias, const Tensor& dv_bias,
                            const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
                            const Tensor& k_bias, const Tensor& v_bias, const Tensor& out,
-                           const Tensor& lse, float scale) {
+                           const Tensor& lse, const float* cudnn_d, float scale) {
   CheckBf16({&dq, &dout, &q, &k, &v, &out}, "BiasKeyBackward");
   const AttentionDims dims = DimsOf(q, k);
   const ExtraKeys bias = BiasKeysOf(dims, k, v, k_bias, v_bias, "BiasKeyBackward");
@@ -355,7 +380,7 @@ void LaunchBiasKeyBackward(cudaStream_t stream, void* scratch, const Tensor& dq,
                               " vs k ", k.ShapeString()));
   }
   ExtraKeysBackward(stream, scratch, dims, bias, dq, dk, dv, dk_bias, dv_bias, dout, q, out, lse,
-                    scale);
+                    cudnn_d, scale);
 }
 
 size_t LeadRowsBackwardScratchBytes(const Tensor& q, const Tensor& k, int lead) {
@@ -365,7 +390,7 @@ size_t LeadRowsBackwardScratchBytes(const Tensor& q, const Tensor& k, int lead) 
 void LaunchLeadRowsBackward(cudaStream_t stream, void* scratch, int lead, const Tensor& dq,
                             const Tensor& dk, const Tensor& dv, const Tensor& dout,
                             const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
-                            const Tensor& lse, float scale) {
+                            const Tensor& lse, const float* cudnn_d, float scale) {
   CheckBf16({&dq, &dk, &dv, &dout, &q, &k, &v, &out}, "LeadRowsBackward");
   const AttentionDims dims = DimsOf(q, k);
   SL_CHECK_MSG(dims.bias_keys() == 0 && lead >= 1 && lead <= kMaxLeadRows && lead <= dims.seq &&
@@ -379,7 +404,7 @@ void LaunchLeadRowsBackward(cudaStream_t stream, void* scratch, int lead, const 
   const int64_t row_elems = int64_t{dims.kv_heads} * dims.d;
   const ExtraKeys keys{Ptr<bf16>(k), Ptr<bf16>(v), dims.keys * row_elems, row_elems, lead, 0};
   ExtraKeysBackward(stream, scratch, dims, keys, dq, dk, dv, Tensor(), Tensor(), dout, q, out, lse,
-                    scale);
+                    cudnn_d, scale);
 }
 
 }  // namespace cuda

@@ -46,12 +46,14 @@ void LaunchFoldExtraKeys(cudaStream_t stream, const Tensor& out, const Tensor& l
 size_t BiasKeyBackwardScratchBytes(const Tensor& q, const Tensor& k);
 // The bias key's share of the backward: dq += its part; then rows 0 of dk and dv [B, S + 1,
 // Hkv, d] OVERWRITTEN with each b's dk', dv' (dk_bias, dv_bias empty), or, apart, dk_bias and
-// dv_bias [Hkv, d] f32 += their sums over b (dk, dv unread). out and lse as folded.
+// dv_bias [Hkv, d] f32 += their sums over b (dk, dv unread). out and lse as folded; cudnn_d:
+// D_i = dout_i . out_i [B, H, S] f32 as cuDNN's backward computed it (its softmax_sum), or
+// nullptr (then computed here from out).
 void LaunchBiasKeyBackward(cudaStream_t stream, void* scratch, const Tensor& dq, const Tensor& dk,
                            const Tensor& dv, const Tensor& dk_bias, const Tensor& dv_bias,
                            const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
                            const Tensor& k_bias, const Tensor& v_bias, const Tensor& out,
-                           const Tensor& lse, float scale);
+                           const Tensor& lse, const float* cudnn_d, float scale);
 
 // The most lead rows LaunchLeadRowsBackward takes (each is a key every row's lanes visit).
 constexpr int kMaxLeadRows = 16;
@@ -59,11 +61,12 @@ constexpr int kMaxLeadRows = 16;
 size_t LeadRowsBackwardScratchBytes(const Tensor& q, const Tensor& k, int lead);
 // The first `lead` rows' share of the backward after cuDNN's on the others (dq, dk, dv the
 // same tensors, lse and out over all S keys): dq += it for the rows cuDNN ran, dq of the lead
-// rows and rows 0 .. lead - 1 of dk, dv [B, S, Hkv, d] OVERWRITTEN.
+// rows and rows 0 .. lead - 1 of dk, dv [B, S, Hkv, d] OVERWRITTEN. cudnn_d: D_i of cuDNN's
+// rows [B, H, S - lead] f32 (its softmax_sum), or nullptr.
 void LaunchLeadRowsBackward(cudaStream_t stream, void* scratch, int lead, const Tensor& dq,
                             const Tensor& dk, const Tensor& dv, const Tensor& dout,
                             const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
-                            const Tensor& lse, float scale);
+                            const Tensor& lse, const float* cudnn_d, float scale);
 
 }  // namespace cuda
 }  // namespace sinklab

@@ -468,6 +468,12 @@ bool CudnnAttention::Backward(const CudnnAttentionShape& shape, float scale, con
   return error.empty();
 }
 
+const float* CudnnAttention::SoftmaxSum(const CudnnAttentionShape& shape, const void* workspace) {
+  const Plan* plan = GetPlan(/*backward=*/true, shape, nullptr);
+  SL_CHECK_MSG(plan != nullptr, absl::StrCat("no cuDNN backward plan for ", shape.ToString()));
+  return plan->spelling->legacy ? nullptr : static_cast<const float*>(workspace);
+}
+
 }  // namespace sinklab
 
 #endif  // SINKLAB_WITH_CUDNN

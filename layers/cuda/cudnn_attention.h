@@ -87,6 +87,9 @@ class CudnnAttention {
   bool Backward(const CudnnAttentionShape& shape, float scale, const Tensor& dq, const Tensor& dk,
                 const Tensor& dv, const Tensor& dout, const Tensor& q, const Tensor& k,
                 const Tensor& v, const Tensor& out, const Tensor& lse, void* workspace);
+  // D_i = dout_i . out_i [B, H, S] f32 as the last Backward with `workspace` computed it
+  // (cuDNN's softmax_sum, in the workspace), or nullptr where the plan keeps it internal.
+  const float* SoftmaxSum(const CudnnAttentionShape& shape, const void* workspace);
 
  private:
   struct Plan;
