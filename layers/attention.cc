@@ -6,9 +6,6 @@
 namespace sinklab {
 namespace {
 
-// x [..., d] seen as rows of d (the per-head RMSNorm of qk_norm).
-Tensor RowsOf(const Tensor& x, int64_t d) { return x.Reshaped({x.numel() / d, d}); }
-
 // Projection i of the q, k, v group, or a layer of its own when there is no group (GQA).
 Linear Projection(Backend* backend, Arena* arena, const ParameterGroup& group, int i,
                   std::string name, int64_t in_features, int64_t out_features) {
@@ -154,7 +151,7 @@ Tensor Attention::gate_values() const {
 }
 
 void Attention::Forward(const Tensor& out, const Tensor& inp, const Tensor& residual) {
-  const int64_t n = inp.numel() / inp.dim(-1), dh = dims_.head_dim;
+  const int64_t n = inp.numel() / inp.dim(-1);
   SL_CHECK_MSG(n == batch_ * seq_len_,
                absl::StrCat("Attention input ", inp.ShapeString(), " vs q ", q_.ShapeString()));
   if (!qkv_.params.empty()) {
@@ -165,11 +162,12 @@ void Attention::Forward(const Tensor& out, const Tensor& inp, const Tensor& resi
     wv_.Forward(v_, inp);
   }
   if (q_norm_) {  // QK-norm (Dehghani et al. 2023): RMSNorm over d_h per head, before RoPE
-    q_norm_->Forward(RowsOf(q_, dh), RowsOf(q_proj_, dh));
-    k_norm_->Forward(RowsOf(k_, dh), RowsOf(k_proj_, dh));
+    q_norm_->ForwardRope(q_, q_proj_, *rope_);
+    k_norm_->ForwardRope(k_, k_proj_, *rope_);
+  } else {
+    rope_->Forward(q_, q_);
+    rope_->Forward(k_, k_);
   }
-  rope_->Forward(q_, q_);
-  rope_->Forward(k_, k_);
   if (gate_position_ == GateConfig::VALUE) gate_->Forward(v_gated_, v_, inp);  // G2
   // KV bias (Sun et al. 2024): key/value 0, no RoPE. Apart where the backend has that path
   // (not in statistics steps, whose weights cover the [B, K] keys), else prepended.
@@ -194,7 +192,6 @@ void Attention::Forward(const Tensor& out, const Tensor& inp, const Tensor& resi
 }
 
 void Attention::Backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp) {
-  const int64_t dh = dims_.head_dim;
   for (const Tensor& t : zeroed_grads_) {
     // The bias key apart overwrites dk_ and dv_gated_ (PrependRowsBackward would add).
     const bool overwritten = t.data() == dk_.data() || t.data() == dv_gated_.data();
@@ -226,13 +223,12 @@ void Attention::Backward(const Tensor& dinp, const Tensor& dout, const Tensor& i
   if (gate_position_ == GateConfig::VALUE) {
     gate_->Backward(dv_, dinp, dv_gated_, v_, inp, next_dinp_write());
   }
-  rope_->Backward(dq_pre_, dq_, GradWrite::kAssign);
-  rope_->Backward(dk_pre_, dk_, GradWrite::kAssign);
   if (q_norm_) {
-    q_norm_->Backward(RowsOf(dq_proj_, dh), RowsOf(dq_pre_, dh), RowsOf(q_proj_, dh),
-                      GradWrite::kAssign);
-    k_norm_->Backward(RowsOf(dk_proj_, dh), RowsOf(dk_pre_, dh), RowsOf(k_proj_, dh),
-                      GradWrite::kAssign);
+    q_norm_->BackwardRope(dq_proj_, dq_, q_proj_, *rope_, dq_pre_);
+    k_norm_->BackwardRope(dk_proj_, dk_, k_proj_, *rope_, dk_pre_);
+  } else {
+    rope_->Backward(dq_pre_, dq_, GradWrite::kAssign);
+    rope_->Backward(dk_pre_, dk_, GradWrite::kAssign);
   }
   if (!qkv_.params.empty()) {  // weight gradients as one grouped matmul
     GroupBackward(backend_, qkv_, dinp, dqkv_proj_, inp, next_dinp_write());

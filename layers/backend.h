@@ -180,6 +180,24 @@ class Backend {
   virtual void RopeBackward(const Tensor& dinp, const Tensor& dout, const Tensor& cos,
                             const Tensor& sin, GradWrite dinp_write) = 0;
 
+  // ---- QK-norm then RoPE (attention with qk_norm): out [B, T, H, d] = RoPE(RMSNorm over d
+  // of inp, gain weight [d]), rstd [B T H] f32 as RmsNormForward's. The default runs the two
+  // (RoPE in place on out); a backend may fuse them into one pass.
+  virtual void RmsNormRopeForward(const Tensor& out, const Tensor& rstd, const Tensor& inp,
+                                  const Tensor& weight, float eps, const Tensor& cos,
+                                  const Tensor& sin) {
+    RmsNormForward(out, rstd, inp, weight, eps);
+    RopeForward(out, out, cos, sin);
+  }
+  // Its backward: dinp [B, T, H, d] overwritten, dweight [d] f32 +=. scratch [B, T, H, d]
+  // holds the default's RoPE-backward output in between (a fusing backend leaves it unused).
+  virtual void RmsNormRopeBackward(const Tensor& dinp, const Tensor& dweight, const Tensor& dout,
+                                   const Tensor& inp, const Tensor& weight, const Tensor& rstd,
+                                   const Tensor& cos, const Tensor& sin, const Tensor& scratch) {
+    RopeBackward(scratch, dout, cos, sin, GradWrite::kAssign);
+    RmsNormBackward(dinp, dweight, scratch, inp, weight, rstd, GradWrite::kAssign);
+  }
+
   // ---- Causal multi-head attention with grouped-query attention (Ainslie et al. 2023) --
   // q [B, S, H, d], k and v [B, K, Hkv, d] with K >= S and Hkv dividing H; query head h
   // reads kv head h / (H / Hkv). The first K - S keys (the KV bias, Sun et al. 2024) are

@@ -31,4 +31,15 @@ void RmsNorm::Backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp
                             dinp_write);
 }
 
+void RmsNorm::ForwardRope(const Tensor& out, const Tensor& inp, const Rope& rope) {
+  backend_->RmsNormRopeForward(out, RowsOf(inp), inp, weight_.compute, eps_, rope.cos(),
+                               rope.sin());
+}
+
+void RmsNorm::BackwardRope(const Tensor& dinp, const Tensor& dout, const Tensor& inp,
+                           const Rope& rope, const Tensor& scratch) {
+  backend_->RmsNormRopeBackward(dinp, weight_.grad, dout, inp, weight_.compute, RowsOf(inp),
+                                rope.cos(), rope.sin(), scratch);
+}
+
 }  // namespace sinklab

@@ -7,6 +7,7 @@
 #include "core/arena.h"
 #include "layers/backend.h"
 #include "layers/parameter.h"
+#include "layers/rope.h"
 
 namespace sinklab {
 
@@ -20,6 +21,12 @@ class RmsNorm {
   void Forward(const Tensor& out, const Tensor& inp);
   // dinp [N, D] = or += ... (dinp_write), w.grad += ...; inp is the Forward input.
   void Backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp, GradWrite dinp_write);
+  // QK-norm then RoPE: out [B, T, H, d] = rope(RMSNorm over d of inp) (d = this gain's
+  // width; Backend::RmsNormRopeForward, one pass where the backend fuses them).
+  void ForwardRope(const Tensor& out, const Tensor& inp, const Rope& rope);
+  // dinp [B, T, H, d] overwritten, w.grad +=; scratch [B, T, H, d] as the backend's.
+  void BackwardRope(const Tensor& dinp, const Tensor& dout, const Tensor& inp, const Rope& rope,
+                    const Tensor& scratch);
 
   Parameter* weight() { return &weight_; }
   const Tensor& rstd() const { return rstd_; }

@@ -77,6 +77,13 @@ class CudaBackend : public Backend {
                    const Tensor& sin) override;
   void RopeBackward(const Tensor& dinp, const Tensor& dout, const Tensor& cos, const Tensor& sin,
                     GradWrite dinp_write) override;
+  // rmsnorm_rope.cu: one pass for head dims 64 and 128 (else the default's two).
+  void RmsNormRopeForward(const Tensor& out, const Tensor& rstd, const Tensor& inp,
+                          const Tensor& weight, float eps, const Tensor& cos,
+                          const Tensor& sin) override;
+  void RmsNormRopeBackward(const Tensor& dinp, const Tensor& dweight, const Tensor& dout,
+                           const Tensor& inp, const Tensor& weight, const Tensor& rstd,
+                           const Tensor& cos, const Tensor& sin, const Tensor& scratch) override;
 
   void AttentionForward(const Tensor& out, const Tensor& probs, const Tensor& lse,
                         const Tensor& unclipped_values, const Tensor& q, const Tensor& k,

@@ -1,6 +1,6 @@
 // The CUDA RMSNorm and RoPE kernels (layers/cuda/rmsnorm.cu, rope.cu) against the CPU
 // reference at odd shapes: forward, backward accumulation into nonzero gradients, gradient
-// outputs left empty, RoPE in place, and fp32 activations.
+// outputs left empty, RoPE in place, and fp32 activations; QK-norm then RoPE in one pass.
 #if SINKLAB_WITH_CUDA
 
 #include <cmath>
@@ -205,6 +205,60 @@ TEST_P(CudaRopeTest, BackwardAddsTheInverseRotation) {
 INSTANTIATE_TEST_SUITE_P(Shapes, CudaRopeTest,
                          ::testing::Values(RopeShape{2, 37, 3, 64}, RopeShape{1, 37, 2, 128},
                                            RopeShape{3, 29, 2, 20}));
+
+// QK-norm then RoPE (Backend::RmsNormRopeForward / Backward; CudaBackend fuses them for
+// head dims 64 and 128) against the CPU's two passes: out and rstd; dinp written over nonzero
+// values and dweight added to a nonzero start.
+class CudaRmsNormRopeTest : public ::testing::TestWithParam<RopeShape> {};
+
+TEST_P(CudaRmsNormRopeTest, ForwardAndBackwardMatchTheCpusTwoPasses) {
+  SL_SKIP_WITHOUT_CUDA();
+  const RopeShape s = GetParam();
+  GpuTest t;
+  const int64_t d = s.head_dim, half = d / 2, max_seq = s.seq + 5;
+  const int64_t rows = s.batch * s.seq * s.heads;
+  const auto random = [&](uint64_t stream, float std) {
+    return t.HostRandom({s.batch, s.seq, s.heads, d}, stream, std);
+  };
+  const auto zeros = [&](DType dtype, bool device) {
+    return device ? t.DeviceZeros(dtype, {s.batch, s.seq, s.heads, d})
+                  : t.HostZeros(dtype, {s.batch, s.seq, s.heads, d});
+  };
+  Tensor cos = t.HostZeros(DType::kF32, {max_seq, half});
+  Tensor sin = t.HostZeros(DType::kF32, {max_seq, half});
+  RopeTables(cos, sin, d);
+  const Tensor inp = random(4, 2.0f);
+  const Tensor weight = t.HostRandom({d}, 5, 0.5f, true, 1.0f);  // gains around 1
+  const Tensor dout = random(6, 1.0f);
+  Tensor out = zeros(DType::kF32, false), rstd = t.HostZeros(DType::kF32, {rows});
+  t.cpu().RmsNormRopeForward(out, rstd, inp, weight, 1e-6f, cos, sin);
+  Tensor dinp = zeros(DType::kF32, false), scratch = zeros(DType::kF32, false);
+  Tensor dweight = t.HostZeros(DType::kF32, {d});
+  t.cpu().RmsNormRopeBackward(dinp, dweight, dout, inp, weight, rstd, cos, sin, scratch);
+
+  const Tensor g_cos = t.ToDevice(cos, DType::kF32), g_sin = t.ToDevice(sin, DType::kF32);
+  const Tensor g_inp = t.ToDevice(inp, DType::kBF16), g_weight = t.ToDevice(weight, DType::kBF16);
+  const Tensor g_out = zeros(DType::kBF16, true);
+  const Tensor g_rstd = t.DeviceZeros(DType::kF32, {rows});
+  t.gpu().RmsNormRopeForward(g_out, g_rstd, g_inp, g_weight, 1e-6f, g_cos, g_sin);
+  EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_out), out), kBf16RelTol) << "out";
+  EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_rstd), rstd), kBf16RelTol) << "rstd";
+
+  const Tensor g_dinp = t.ToDevice(random(7, 1.0f), DType::kBF16);  // overwritten
+  const Tensor dweight0 = t.HostRandom({d}, 8, Rms(dweight));
+  const Tensor g_dweight = t.ToDevice(dweight0, DType::kF32);
+  const Tensor g_scratch = zeros(DType::kBF16, true);
+  t.gpu().RmsNormRopeBackward(g_dinp, g_dweight, t.ToDevice(dout, DType::kBF16), g_inp, g_weight,
+                              g_rstd, g_cos, g_sin, g_scratch);
+  EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_dinp), dinp), kBf16RelTol) << "dinp";
+  EXPECT_LT(GpuTest::RelError(Minus(t.ToHostF32(g_dweight), dweight0), dweight), kBf16RelTol)
+      << "dweight";
+}
+
+// head dims 64 and 128: fused; 20: the default's two passes.
+INSTANTIATE_TEST_SUITE_P(Shapes, CudaRmsNormRopeTest,
+                         ::testing::Values(RopeShape{2, 37, 3, 64}, RopeShape{1, 37, 2, 128},
+                                           RopeShape{2, 300, 5, 64}, RopeShape{3, 29, 2, 20}));
 
 }  // namespace
 }  // namespace sinklab
