@@ -88,8 +88,8 @@ bool CudaBackend::CudnnBackwardShape(const Tensor& q, const Tensor& k, const Att
   CudnnAttentionShape block = *shape;
   block.seq -= lead;
   std::string block_why = "no lead rows to split off (K != S, S % 128 = 0, or S % 128 > 16)";
-  if (shape->kv_rows == shape->seq && lead > 0 && lead <= cuda::kMaxLeadRows &&
-      block.seq >= 128 && cudnn_attention_->BackwardSupported(block, &block_why)) {
+  if (shape->kv_rows == shape->seq && lead > 0 && lead <= cuda::kMaxLeadRows && block.seq >= 128 &&
+      cudnn_attention_->BackwardSupported(block, &block_why)) {
     *shape = block;
     return true;
   }
@@ -182,8 +182,8 @@ bool CudaBackend::TryCudnnAttentionBackward(const Tensor& dq, const Tensor& dk, 
                                 Tensor(), dout, q, k, v, Tensor(), Tensor(), out, lse, cudnn_d,
                                 spec.scale);
   } else if (lead > 0) {
-    cuda::LaunchLeadRowsBackward(stream_, workspace + engine, lead, dq_new, dk_new, dv_new, dout,
-                                 q, k, v, out, lse, cudnn_d, spec.scale);
+    cuda::LaunchLeadRowsBackward(stream_, workspace + engine, lead, dq_new, dk_new, dv_new, dout, q,
+                                 k, v, out, lse, cudnn_d, spec.scale);
   }
   if (accumulate) {
     AddInto(dq, dq_new);
@@ -212,8 +212,8 @@ bool CudaBackend::TryCudnnAttentionBackwardBiasApart(
                                   workspace)) {
     return false;  // logged; the caller runs ours
   }
-  cuda::LaunchBiasKeyBackward(stream_, workspace + engine, dq, Tensor(), Tensor(), dk_bias,
-                              dv_bias, dout, q, k, v, k_bias, v_bias, out, lse,
+  cuda::LaunchBiasKeyBackward(stream_, workspace + engine, dq, Tensor(), Tensor(), dk_bias, dv_bias,
+                              dout, q, k, v, k_bias, v_bias, out, lse,
                               cudnn_attention_->SoftmaxSum(shape, workspace), spec.scale);
   return true;
 #else

@@ -113,9 +113,8 @@ constexpr int kChunkRows = 256, kKeysPerPass = 4;
 template <int L, int N>
 __global__ void __launch_bounds__(kBlock)
     ExtraKeysBackwardKernel(AttentionDims dims, float scale, ExtraKeys keys, int j0, int n,
-                            bf16* dq, float* part_k, float* part_v, const bf16* dout,
-                            const bf16* q, const bf16* out, const float* lse,
-                            const float* cudnn_d) {
+                            bf16* dq, float* part_k, float* part_v, const bf16* dout, const bf16* q,
+                            const bf16* out, const float* lse, const float* cudnn_d) {
   constexpr int kSlices = kBlock / L, kD = L * kVec;
   __shared__ float partial_k[kSlices][kD], partial_v[kSlices][kD];
   __shared__ __align__(16) float key_s[N][kD], value_s[N][kD];
@@ -145,8 +144,8 @@ __global__ void __launch_bounds__(kBlock)
     if (own_d) LoadVec(out + x, o);
     if (adds && active) LoadVec(dq + x, dqv);
     const float row_lse = lse[at];
-    const float given_d = own_d ? 0.0f : cudnn_d[(int64_t{b} * dims.heads + h) * (dims.seq - lead) +
-                                                  (i - lead)];
+    const float given_d =
+        own_d ? 0.0f : cudnn_d[(int64_t{b} * dims.heads + h) * (dims.seq - lead) + (i - lead)];
     const float own = GroupSum<L>(Dot8(gv, o));  // every lane: the shuffles take the warp
     const float d_row = own_d ? own : given_d;   // D_i = dout_i . out_i
 #pragma unroll
@@ -280,8 +279,8 @@ int ChunksOf(const AttentionDims& dims) {
 // Scratch bytes of ExtraKeysBackward: part_k and part_v [chunks, B, count, Hkv, d] f32.
 size_t ExtraKeysScratchBytes(const Tensor& q, const Tensor& k, int count) {
   const AttentionDims dims = DimsOf(q, k);
-  const size_t elems = static_cast<size_t>(ChunksOf(dims)) * dims.batch * count * dims.kv_heads *
-                       dims.d;
+  const size_t elems =
+      static_cast<size_t>(ChunksOf(dims)) * dims.batch * count * dims.kv_heads * dims.d;
   return 2 * AlignUp256(elems * sizeof(float));
 }
 
@@ -304,8 +303,8 @@ void ExtraKeysBackward(cudaStream_t stream, void* scratch, const AttentionDims& 
     for (int j0 = 0; j0 < keys.count; j0 += kKeysPerPass) {
       const int n = std::min(kKeysPerPass, keys.count - j0);
       const auto launch = [&](auto kernel) {
-        kernel<<<grid, kBlock, 0, stream>>>(dims, scale, keys, j0, n, Ptr<bf16>(dq), part_k,
-                                            part_v, Ptr<bf16>(dout), Ptr<bf16>(q), Ptr<bf16>(out),
+        kernel<<<grid, kBlock, 0, stream>>>(dims, scale, keys, j0, n, Ptr<bf16>(dq), part_k, part_v,
+                                            Ptr<bf16>(dout), Ptr<bf16>(q), Ptr<bf16>(out),
                                             lse.f32(), cudnn_d);
         SL_CUDA_LAUNCH_CHECK();
       };
@@ -388,19 +387,18 @@ size_t LeadRowsBackwardScratchBytes(const Tensor& q, const Tensor& k, int lead) 
 }
 
 void LaunchLeadRowsBackward(cudaStream_t stream, void* scratch, int lead, const Tensor& dq,
-                            const Tensor& dk, const Tensor& dv, const Tensor& dout,
-                            const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
-                            const Tensor& lse, const float* cudnn_d, float scale) {
+                            const Tensor& dk, const Tensor& dv, const Tensor& dout, const Tensor& q,
+                            const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
+                            const float* cudnn_d, float scale) {
   CheckBf16({&dq, &dk, &dv, &dout, &q, &k, &v, &out}, "LeadRowsBackward");
   const AttentionDims dims = DimsOf(q, k);
-  SL_CHECK_MSG(dims.bias_keys() == 0 && lead >= 1 && lead <= kMaxLeadRows && lead <= dims.seq &&
-                   dq.numel() == q.numel() && dk.numel() == k.numel() &&
-                   dv.numel() == v.numel() && dout.numel() == q.numel() &&
-                   AllAligned16(dq, dout, q, out) && AllAligned16(dk, dv, k, v),
-               absl::StrCat("LeadRowsBackward: ", lead, " lead rows (1 to ", kMaxLeadRows,
-                            ") of q ", q.ShapeString(), " k ", k.ShapeString(), " dq ",
-                            dq.ShapeString(), " dk ", dk.ShapeString(),
-                            " (needs K = S and aligned tensors)"));
+  SL_CHECK_MSG(
+      dims.bias_keys() == 0 && lead >= 1 && lead <= kMaxLeadRows && lead <= dims.seq &&
+          dq.numel() == q.numel() && dk.numel() == k.numel() && dv.numel() == v.numel() &&
+          dout.numel() == q.numel() && AllAligned16(dq, dout, q, out) && AllAligned16(dk, dv, k, v),
+      absl::StrCat("LeadRowsBackward: ", lead, " lead rows (1 to ", kMaxLeadRows, ") of q ",
+                   q.ShapeString(), " k ", k.ShapeString(), " dq ", dq.ShapeString(), " dk ",
+                   dk.ShapeString(), " (needs K = S and aligned tensors)"));
   const int64_t row_elems = int64_t{dims.kv_heads} * dims.d;
   const ExtraKeys keys{Ptr<bf16>(k), Ptr<bf16>(v), dims.keys * row_elems, row_elems, lead, 0};
   ExtraKeysBackward(stream, scratch, dims, keys, dq, dk, dv, Tensor(), Tensor(), dout, q, out, lse,

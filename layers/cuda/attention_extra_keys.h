@@ -64,9 +64,9 @@ size_t LeadRowsBackwardScratchBytes(const Tensor& q, const Tensor& k, int lead);
 // rows and rows 0 .. lead - 1 of dk, dv [B, S, Hkv, d] OVERWRITTEN. cudnn_d: D_i of cuDNN's
 // rows [B, H, S - lead] f32 (its softmax_sum), or nullptr.
 void LaunchLeadRowsBackward(cudaStream_t stream, void* scratch, int lead, const Tensor& dq,
-                            const Tensor& dk, const Tensor& dv, const Tensor& dout,
-                            const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
-                            const Tensor& lse, const float* cudnn_d, float scale);
+                            const Tensor& dk, const Tensor& dv, const Tensor& dout, const Tensor& q,
+                            const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
+                            const float* cudnn_d, float scale);
 
 }  // namespace cuda
 }  // namespace sinklab

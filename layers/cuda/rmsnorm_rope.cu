@@ -131,9 +131,9 @@ bool Fusable(const Tensor& x, const Tensor& weight, const Tensor& cos, const Ten
     return false;
   }
   const int64_t half = x.dim(3) / 2;
-  if (cos.dtype() != DType::kF32 || sin.dtype() != DType::kF32 ||
-      cos.numel() < x.dim(1) * half || sin.numel() < x.dim(1) * half ||
-      !CanVectorize(half, cos, sin) || !CanVectorize(x.dim(3), x, weight)) {
+  if (cos.dtype() != DType::kF32 || sin.dtype() != DType::kF32 || cos.numel() < x.dim(1) * half ||
+      sin.numel() < x.dim(1) * half || !CanVectorize(half, cos, sin) ||
+      !CanVectorize(x.dim(3), x, weight)) {
     return false;
   }
   for (const Tensor* t : rows) {
@@ -174,24 +174,22 @@ void CudaBackend::RmsNormRopeForward(const Tensor& out, const Tensor& rstd, cons
         constexpr int L = decltype(lanes)::value;
         cuda::RmsNormRopeForwardKernel<L, T, TW>
             <<<cuda::GridFor(rows * L), cuda::kBlock, 0, stream_>>>(
-                cuda::Ptr<T>(out), rstd.f32(), cuda::Ptr<T>(inp), cuda::Ptr<TW>(weight),
-                cos.f32(), sin.f32(), rows, inp.dim(1), inp.dim(2), eps);
+                cuda::Ptr<T>(out), rstd.f32(), cuda::Ptr<T>(inp), cuda::Ptr<TW>(weight), cos.f32(),
+                sin.f32(), rows, inp.dim(1), inp.dim(2), eps);
       });
     });
   });
   SL_CUDA_LAUNCH_CHECK();
 }
 
-void CudaBackend::RmsNormRopeBackward(const Tensor& dinp, const Tensor& dweight,
-                                      const Tensor& dout, const Tensor& inp, const Tensor& weight,
-                                      const Tensor& rstd, const Tensor& cos, const Tensor& sin,
-                                      const Tensor& scratch) {
+void CudaBackend::RmsNormRopeBackward(const Tensor& dinp, const Tensor& dweight, const Tensor& dout,
+                                      const Tensor& inp, const Tensor& weight, const Tensor& rstd,
+                                      const Tensor& cos, const Tensor& sin, const Tensor& scratch) {
   const int64_t rows = inp.rank() == 4 ? inp.numel() / inp.dim(3) : 0;
   if (!cuda::Fusable(inp, weight, cos, sin, {&dinp, &dout}) || rstd.numel() != rows ||
       rstd.dtype() != DType::kF32 || dweight.numel() != weight.numel() ||
       dweight.dtype() != DType::kF32) {
-    return Backend::RmsNormRopeBackward(dinp, dweight, dout, inp, weight, rstd, cos, sin,
-                                        scratch);
+    return Backend::RmsNormRopeBackward(dinp, dweight, dout, inp, weight, rstd, cos, sin, scratch);
   }
   for (const Tensor* t : {&dinp, &dweight, &dout, &inp, &weight, &rstd, &cos, &sin}) {
     cuda::CheckCuda(*t, "RmsNormRopeBackward");

@@ -109,19 +109,25 @@ TEST_P(CudaModelTest, LossGradientsAndAttentionMatchTheCpu) {
   ExpectModelMatchesTheCpu(VariantConfig(GetParam()), kSeqLen, /*capture_attention=*/true, gpu);
 }
 
+// Whether gpu runs cuDNN's attention backward for VariantConfig's layers (2 query heads, 1
+// kv head, d = 64) on `rows` positions; *why when not.
+bool CudnnBackwardRuns(CudaBackend& gpu, int64_t rows, std::string* why) {
+  AttentionSpec spec;
+  spec.allow_library_kernel = true;
+  Arena probe_arena(Device::kCuda);
+  const Tensor q = probe_arena.Allocate(DType::kBF16, {kBatch, rows, 2, 64});
+  const Tensor k = probe_arena.Allocate(DType::kBF16, {kBatch, rows, 1, 64});
+  return gpu.UsesCudnnAttention(q, k, spec, /*backward=*/true, why);
+}
+
 // Training steps (no captured weights) with the KV bias at a length cuDNN's backward takes:
 // the layer passes the bias key apart (Backend::AttentionForwardBiasApart), no prepended rows.
 TEST(CudaModelKvBiasTest, TheBiasKeyApartMatchesTheCpu) {
   SL_SKIP_WITHOUT_CUDA();
   constexpr int64_t kCudnnSeqLen = 128;
   CudaBackend gpu;
-  AttentionSpec spec;
-  spec.allow_library_kernel = true;
-  Arena probe_arena(Device::kCuda);
-  const Tensor q = probe_arena.Allocate(DType::kBF16, {kBatch, kCudnnSeqLen, 2, 64});
-  const Tensor k = probe_arena.Allocate(DType::kBF16, {kBatch, kCudnnSeqLen, 1, 64});
   std::string why;
-  if (!gpu.UsesCudnnAttention(q, k, spec, /*backward=*/true, &why)) {
+  if (!CudnnBackwardRuns(gpu, kCudnnSeqLen, &why)) {
     GTEST_SKIP() << "no cuDNN backward here, so no bias key apart: " << why;
   }
   for (const char* variant :
@@ -140,21 +146,13 @@ TEST(CudaModelPrefixTokensTest, TheLeadRowsBackwardMatchesTheCpu) {
   SL_SKIP_WITHOUT_CUDA();
   constexpr int64_t kCudnnSeqLen = 128;
   CudaBackend gpu;
-  AttentionSpec spec;
-  spec.allow_library_kernel = true;
-  Arena probe_arena(Device::kCuda);
-  const auto probe = [&](int64_t rows, int64_t heads) {
-    return probe_arena.Allocate(DType::kBF16, {kBatch, rows, heads, 64});
-  };
   std::string why;
-  if (!gpu.UsesCudnnAttention(probe(kCudnnSeqLen, 2), probe(kCudnnSeqLen, 1), spec,
-                              /*backward=*/true, &why)) {
+  if (!CudnnBackwardRuns(gpu, kCudnnSeqLen, &why)) {
     GTEST_SKIP() << "no cuDNN backward here: " << why;
   }
   for (const int64_t prefix : {1, 4}) {
     const int64_t S = kCudnnSeqLen + prefix;
-    EXPECT_TRUE(gpu.UsesCudnnAttention(probe(S, 2), probe(S, 1), spec, /*backward=*/true, &why))
-        << "S = " << S << ": " << why;
+    EXPECT_TRUE(CudnnBackwardRuns(gpu, S, &why)) << "S = " << S << ": " << why;
     for (const std::string variant :
          {"", " attention { normalizer: SINK_LOGIT sink_logit_init: 0.5 }"}) {
       SCOPED_TRACE(absl::StrCat(prefix, " prefix tokens", variant));
