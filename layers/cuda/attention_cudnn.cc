@@ -87,7 +87,8 @@ bool CudaBackend::CudnnBackwardShape(const Tensor& q, const Tensor& k, const Att
   const int64_t lead = shape->seq % 128;
   CudnnAttentionShape block = *shape;
   block.seq -= lead;
-  std::string block_why = "no lead rows to split off (K != S, S % 128 = 0, or S % 128 > 16)";
+  std::string block_why = absl::StrCat("no lead rows to split off (K != S, S % 128 = 0, or ",
+                                       "S % 128 > ", cuda::kMaxLeadRows, ")");
   if (shape->kv_rows == shape->seq && lead > 0 && lead <= cuda::kMaxLeadRows && block.seq >= 128 &&
       cudnn_attention_->BackwardSupported(block, &block_why)) {
     *shape = block;

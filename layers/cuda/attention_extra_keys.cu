@@ -35,21 +35,20 @@ struct ExtraKeys {
   __device__ __forceinline__ int LeadRows() const { return max(count - query_key_offset, 0); }
 };
 
-// Row r = (b S + i) H + h of q, out, dout, dq [B, S, H, d]: its query index, the offset of its
+// Row r = (b S + i) H + h of q and out [B, S, H, d] (the forward fold): the offset of its
 // vector, of its kv head's first extra key and value, and its lse index.
 struct Row {
-  int h, i;
+  int h;
   int64_t offset, key, lse;
 };
 __device__ __forceinline__ Row RowOf(const AttentionDims& dims, const ExtraKeys& keys, int64_t r) {
   Row row;
   row.h = static_cast<int>(r % dims.heads);
   const int64_t token = r / dims.heads;  // b * S + i
-  const int b = static_cast<int>(token / dims.seq);
-  row.i = static_cast<int>(token % dims.seq);
+  const int b = static_cast<int>(token / dims.seq), i = static_cast<int>(token % dims.seq);
   row.offset = r * dims.d;
   row.key = keys.Offset(b, row.h / dims.group(), dims.d);
-  row.lse = RowIndex(dims, b, row.h, row.i);
+  row.lse = RowIndex(dims, b, row.h, i);
   return row;
 }
 
