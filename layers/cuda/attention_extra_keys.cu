@@ -229,18 +229,6 @@ __global__ void BiasKeySumKernel(int batch, int chunks, int64_t row_elems, float
   dv_bias[j] += sum_v;
 }
 
-// f(std::integral_constant<int, L>) with L = d / kVec lanes per row: d = 64 or 128.
-template <typename F>
-void DispatchRowLanes(int d, const char* what, F&& f) {
-  if (d == 64) {
-    f(std::integral_constant<int, 8>{});
-  } else if (d == 128) {
-    f(std::integral_constant<int, 16>{});
-  } else {
-    SL_CHECK_MSG(false, absl::StrCat(what, ": head dim ", d, ", expected 64 or 128"));
-  }
-}
-
 void CheckBf16(std::initializer_list<const Tensor*> tensors, const char* what) {
   for (const Tensor* t : tensors) {
     CheckCuda(*t, what);
@@ -296,7 +284,7 @@ void ExtraKeysBackward(cudaStream_t stream, void* scratch, const AttentionDims& 
   const int64_t per_chunk = dims.batch * row_elems;
   float* part_k = static_cast<float*>(scratch);
   float* part_v = part_k + AlignUp256(chunks * per_chunk * sizeof(float)) / sizeof(float);
-  DispatchRowLanes(dims.d, "ExtraKeysBackward", [&](auto lanes) {
+  DispatchHeadLanes(dims.d, "ExtraKeysBackward", [&](auto lanes) {
     constexpr int L = decltype(lanes)::value;
     const dim3 grid(chunks, dims.batch * dims.kv_heads);
     for (int j0 = 0; j0 < keys.count; j0 += kKeysPerPass) {
@@ -340,7 +328,7 @@ void LaunchFoldExtraKeys(cudaStream_t stream, const Tensor& out, const Tensor& l
   const ExtraKeys bias = BiasKeysOf(dims, k, v, k_bias, v_bias, "FoldExtraKeys");
   const int64_t rows = int64_t{dims.batch} * dims.seq * dims.heads;
   if (rows == 0) return;
-  DispatchRowLanes(dims.d, "FoldExtraKeys", [&](auto lanes) {
+  DispatchHeadLanes(dims.d, "FoldExtraKeys", [&](auto lanes) {
     constexpr int L = decltype(lanes)::value;
     FoldExtraKeysKernel<L><<<GridFor(rows * L), kBlock, 0, stream>>>(
         ParamsOf(dims, spec, sink_logit), bias, Ptr<bf16>(out), lse.f32(), Ptr<bf16>(q));

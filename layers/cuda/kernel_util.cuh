@@ -210,6 +210,19 @@ inline int LanesPerRow(int64_t dim, int width) {
 }
 
 // f(std::integral_constant<int, L>{}) for L = LanesPerRow(dim, width).
+// f(std::integral_constant<int, L>) with L = d / kVec lanes per head row: d = 64 or 128
+// (one 8-channel packet per lane); `what` names the caller in the error for other d.
+template <typename F>
+void DispatchHeadLanes(int64_t d, const char* what, F&& f) {
+  if (d == 64) {
+    f(std::integral_constant<int, 8>{});
+  } else if (d == 128) {
+    f(std::integral_constant<int, 16>{});
+  } else {
+    SL_CHECK_MSG(false, absl::StrCat(what, ": head dim ", d, ", expected 64 or 128"));
+  }
+}
+
 template <typename F>
 void DispatchLanes(int64_t dim, int width, F&& f) {
   switch (LanesPerRow(dim, width)) {

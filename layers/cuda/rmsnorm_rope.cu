@@ -144,13 +144,6 @@ bool Fusable(const Tensor& x, const Tensor& weight, const Tensor& cos, const Ten
   return true;
 }
 
-// f(std::integral_constant<int, L>) for d = 64 (L = 8) or 128 (L = 16).
-template <typename F>
-void DispatchHeadLanes(int64_t d, F&& f) {
-  if (d == 64) return f(std::integral_constant<int, 8>{});
-  f(std::integral_constant<int, 16>{});
-}
-
 }  // namespace
 }  // namespace cuda
 
@@ -170,7 +163,7 @@ void CudaBackend::RmsNormRopeForward(const Tensor& out, const Tensor& rstd, cons
     using T = decltype(t);
     cuda::DispatchFloat(weight.dtype(), [&](auto tw) {
       using TW = decltype(tw);
-      cuda::DispatchHeadLanes(inp.dim(3), [&](auto lanes) {
+      cuda::DispatchHeadLanes(inp.dim(3), "RmsNormRopeForward", [&](auto lanes) {
         constexpr int L = decltype(lanes)::value;
         cuda::RmsNormRopeForwardKernel<L, T, TW>
             <<<cuda::GridFor(rows * L), cuda::kBlock, 0, stream_>>>(
@@ -200,7 +193,7 @@ void CudaBackend::RmsNormRopeBackward(const Tensor& dinp, const Tensor& dweight,
     using T = decltype(t);
     cuda::DispatchFloat(weight.dtype(), [&](auto tw) {
       using TW = decltype(tw);
-      cuda::DispatchHeadLanes(d, [&](auto lanes) {
+      cuda::DispatchHeadLanes(d, "RmsNormRopeBackward", [&](auto lanes) {
         constexpr int L = decltype(lanes)::value;
         const int64_t blocks = std::min<int64_t>(cuda::GridFor(rows * L), cuda::kMaxBlocks);
         float* partials = static_cast<float*>(Workspace(blocks * d * sizeof(float)));
