@@ -3,15 +3,13 @@
 // (12 for llama_160m): GEMMs G wide have misaligned rows (G * 2 bytes) and cuBLASLt runs them
 // on slow fallback kernels (the weight gradient's alone took 0.16 ms a layer, 1.9 ms a step).
 //
-// Plan: weight [G, D] sits in shared memory; one warp per row, lanes on 8-element packets,
-// grid-stride over rows with every SM's blocks resident.
+// Plan: weight [G, D] sits in shared memory; one warp per row, lanes on 8-element packets.
 //   Forward: z = x w^T (lane partials, then a warp sum per gate), g = sigmoid(z) stored
 //     rounded (the g the backward reads), out = y * g over each gate's c channels.
-//   Backward, per row: dz_h = g_h (1 - g_h) sum_{c channels} dout y (lane groups of c / 8
-//     lanes, a fixed shuffle tree), dy += dout g, dx (= or +=) dz w, dz kept (f32, [rows, G]).
-//     Then a second kernel writes weight-gradient partials dz^T x of kSplitRows rows each,
-//     which AddWeightGradSplits adds in order (deterministic). (One kernel with a block's dz
-//     in shared memory ran at 0.15 ms a layer: too few rows in flight.)
+//   Backward: the row's dz_h = g_h (1 - g_h) sum_{c channels} dout y (lane groups of c / 8
+//     lanes, a fixed shuffle tree), dy += dout g, dx (= or +=) dz w; dz kept in shared
+//     memory for the block's kRows rows, whose weight-gradient partial dz^T x the block then
+//     writes; AddWeightGradSplits adds the partials in block order (deterministic).
 // Taken when G <= 32, D and C multiples of 8, c / 8 a power of two <= 32 or a multiple of
 // 32, the weight fits in shared memory and every tensor is bf16 and 16-byte aligned.
 #include "layers/cuda/cuda_backend.h"
@@ -21,10 +19,8 @@ namespace sinklab {
 namespace cuda {
 namespace {
 
-constexpr int kWarps = 8;       // warps (rows in flight) per block
-constexpr int kSplitRows = 32;  // rows per weight-gradient partial
-constexpr int kGateChunk = 16;  // gates a weight-gradient thread accumulates at once
-constexpr int kWeightGradThreads = 256;
+constexpr int kWarps = 8;            // warps (rows in flight) per block
+constexpr int kRows = 64;            // backward: rows per block (one weight-gradient partial)
 constexpr int kMaxSharedBytes = 48 << 10;
 
 struct GateDims {
@@ -125,22 +121,24 @@ __device__ __forceinline__ void RowGateGrad(float* dz_row, bf16* dy, const bf16*
   __syncwarp();
 }
 
-// Per row: dz (into dz [rows, G], f32, and the warp's slot of shared memory), dy and dx.
 template <int MG>
 __global__ void __launch_bounds__(kWarps * 32)
-    ProjectedGateRowsBackwardKernel(bf16* dy, bf16* dx, float* dz, const bf16* dout, const bf16* y,
-                                    const bf16* weight, const bf16* gate, bool dx_accumulate,
-                                    GateDims dims) {
+    ProjectedGateBackwardKernel(bf16* dy, bf16* dx, float* partials, const bf16* dout,
+                                const bf16* y, const bf16* x, const bf16* weight,
+                                const bf16* gate, bool dx_accumulate, GateDims dims) {
   extern __shared__ uint4 smem[];
-  float* dz_row = reinterpret_cast<float*>(smem) + (threadIdx.x / 32) * MG;  // [kWarps, MG]
-  bf16* w = reinterpret_cast<bf16*>(reinterpret_cast<float*>(smem) + kWarps * MG);
-  if (dx != nullptr) StageWeight(w, weight, dims.gates * dims.d);
+  bf16* w = reinterpret_cast<bf16*>(smem);
+  float* dz = reinterpret_cast<float*>(w + dims.gates * dims.d);  // [kRows, G]
+  StageWeight(w, weight, dims.gates * dims.d);
   const int lane = threadIdx.x & 31;
-  for (int64_t row = blockIdx.x * int64_t{kWarps} + threadIdx.x / 32; row < dims.rows;
-       row += int64_t{gridDim.x} * kWarps) {
+  const int64_t first = blockIdx.x * int64_t{kRows};
+  const int rows = static_cast<int>(min(int64_t{kRows}, dims.rows - first));
+  for (int r = threadIdx.x / 32; r < rows; r += kWarps) {
+    const int64_t row = first + r;
+    float* dz_row = dz + r * dims.gates;
     RowGateGrad(dz_row, dy, dout, y, gate, row, dims);
-    if (lane < dims.gates) dz[row * dims.gates + lane] = dz_row[lane];
-    for (int k = lane * kVec; dx != nullptr && k < dims.d; k += 32 * kVec) {
+    if (dx == nullptr) continue;
+    for (int k = lane * kVec; k < dims.d; k += 32 * kVec) {
       float acc[kVec] = {};
       if (dx_accumulate) LoadVec(dx + row * dims.d + k, acc);
 #pragma unroll
@@ -153,58 +151,29 @@ __global__ void __launch_bounds__(kWarps * 32)
       }
       StoreVec(dx + row * dims.d + k, acc);
     }
-    __syncwarp();  // dz_row is the next row's
   }
-}
-
-// Weight-gradient partials: partial s = dz[rows of s]^T x[rows of s], kSplitRows rows each.
-// A thread owns a column octet and 16 gates at a time (128 accumulators); when D / 8 leaves
-// room, the block's threads form `groups` sets of D / 8, one split each.
-__global__ void __launch_bounds__(kWeightGradThreads)
-    ProjectedGateWeightGradKernel(float* partials, const float* dz, const bf16* x, GateDims dims,
-                                  int groups, int64_t splits) {
-  const int octets = dims.d / kVec;
-  const int group = groups > 1 ? threadIdx.x / octets : 0;
-  const int64_t split = blockIdx.x * int64_t{groups} + group;
-  if (group >= groups || split >= splits) return;
-  const int64_t first = split * kSplitRows;
-  const int rows = static_cast<int>(min(int64_t{kSplitRows}, dims.rows - first));
-  float* part = partials + split * dims.gates * dims.d;
-  const int stride = groups > 1 ? octets : blockDim.x;
-  for (int o = groups > 1 ? threadIdx.x % octets : threadIdx.x; o < octets; o += stride) {
-    for (int g0 = 0; g0 < dims.gates; g0 += kGateChunk) {
-      float acc[kGateChunk][kVec] = {};
+  __syncthreads();
+  // This block's partial of dweight [G, D]: thread per column pair, rows in order.
+  float* part = partials + blockIdx.x * int64_t{dims.gates} * dims.d;
+  for (int k = threadIdx.x * 2; k < dims.d; k += blockDim.x * 2) {
+    float acc[MG][2] = {};
 #pragma unroll 4
-      for (int r = 0; r < rows; ++r) {
-        float xv[kVec];
-        LoadVec(x + (first + r) * dims.d + o * kVec, xv);
-        const float* dz_row = dz + (first + r) * dims.gates + g0;
+    for (int r = 0; r < rows; ++r) {
+      const float2 xv =
+          __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(x + (first + r) * dims.d + k));
 #pragma unroll
-        for (int h = 0; h < kGateChunk; ++h) {
-          if (g0 + h >= dims.gates) break;
-          const float s = dz_row[h];
-#pragma unroll
-          for (int j = 0; j < kVec; ++j) acc[h][j] += s * xv[j];
-        }
-      }
-#pragma unroll
-      for (int h = 0; h < kGateChunk; ++h) {
-        if (g0 + h >= dims.gates) break;
-        StoreVec(part + (g0 + h) * dims.d + o * kVec, acc[h]);
+      for (int h = 0; h < MG; ++h) {
+        if (h >= dims.gates) break;
+        acc[h][0] += dz[r * dims.gates + h] * xv.x;
+        acc[h][1] += dz[r * dims.gates + h] * xv.y;
       }
     }
+#pragma unroll
+    for (int h = 0; h < MG; ++h) {
+      if (h >= dims.gates) break;
+      *reinterpret_cast<float2*>(part + h * dims.d + k) = make_float2(acc[h][0], acc[h][1]);
+    }
   }
-}
-
-// Blocks of kWarps rows to keep every SM full (8 resident blocks each), fewer for few rows.
-unsigned RowBlocks(int64_t rows) {
-  static const int sms = [] {
-    int device = 0, count = 0;
-    SL_CUDA_CHECK(cudaGetDevice(&device));
-    SL_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
-    return count;
-  }();
-  return static_cast<unsigned>(std::min<int64_t>((rows + kWarps - 1) / kWarps, sms * 8));
 }
 
 // Max gates rounded up for the register arrays: 8, 16 or 32.
@@ -228,7 +197,7 @@ GateDims FusedGateDims(const Tensor& y, const Tensor& x, const Tensor& weight,
   if (c % (g * kVec) != 0) return dims;
   const int64_t gp = c / (g * kVec);
   const bool gp_ok = gp <= 32 ? (gp & (gp - 1)) == 0 : gp % 32 == 0;
-  if (!gp_ok || g * d * 2 + kWarps * 32 * 4 > kMaxSharedBytes) return dims;
+  if (!gp_ok || g * d * 2 + kRows * g * 4 > kMaxSharedBytes) return dims;
   for (const Tensor* t : all) {
     if (!t->empty() && (t->dtype() != DType::kBF16 || !Aligned16(*t))) return dims;
   }
@@ -249,11 +218,13 @@ void CudaBackend::ProjectedGateForward(const Tensor& out, const Tensor& gate, co
                             dims.rows, " rows of ", dims.gates, " gates"));
   cuda::DispatchMaxGates(dims.gates, [&](auto mg) {
     constexpr int MG = decltype(mg)::value;
-    // A warp per row, grid-stride (each block stages the weight once).
-    cuda::ProjectedGateForwardKernel<MG>
-        <<<cuda::RowBlocks(dims.rows), cuda::kWarps * 32, dims.gates * dims.d * 2, stream_>>>(
-            cuda::Ptr<cuda::bf16>(out), cuda::Ptr<cuda::bf16>(gate), cuda::Ptr<cuda::bf16>(y),
-            cuda::Ptr<cuda::bf16>(x), cuda::Ptr<cuda::bf16>(weight), dims);
+    // A warp per row, grid-stride past 2048 blocks (each stages the weight once).
+    const unsigned blocks = static_cast<unsigned>(
+        std::min<int64_t>((dims.rows + cuda::kWarps - 1) / cuda::kWarps, 2048));
+    cuda::ProjectedGateForwardKernel<MG><<<blocks, cuda::kWarps * 32,
+                                           dims.gates * dims.d * 2, stream_>>>(
+        cuda::Ptr<cuda::bf16>(out), cuda::Ptr<cuda::bf16>(gate), cuda::Ptr<cuda::bf16>(y), cuda::Ptr<cuda::bf16>(x),
+        cuda::Ptr<cuda::bf16>(weight), dims);
   });
   SL_CUDA_LAUNCH_CHECK();
 }
@@ -277,28 +248,20 @@ void CudaBackend::ProjectedGateBackward(const Tensor& dy, const Tensor& dx, cons
                             DTypeName(dweight.dtype()), " (f32 ", weight.ShapeString(),
                             " expected), gate ", gate.ShapeString()));
   cuda::CheckCuda(dweight, "ProjectedGateBackward dweight");
-  const int64_t splits = (dims.rows + cuda::kSplitRows - 1) / cuda::kSplitRows;
-  const int64_t dz_bytes = (dims.rows * dims.gates * 4 + 255) / 256 * 256;
-  char* scratch = static_cast<char*>(Workspace(dz_bytes + splits * dims.gates * dims.d * 4));
-  float* dz = reinterpret_cast<float*>(scratch);
-  float* partials = reinterpret_cast<float*>(scratch + dz_bytes);
+  const int64_t blocks = (dims.rows + cuda::kRows - 1) / cuda::kRows;
+  float* partials =
+      static_cast<float*>(Workspace(blocks * dims.gates * dims.d * sizeof(float)));
+  const int smem = dims.gates * dims.d * 2 + cuda::kRows * dims.gates * 4;
   cuda::DispatchMaxGates(dims.gates, [&](auto mg) {
     constexpr int MG = decltype(mg)::value;
-    const int smem = cuda::kWarps * MG * 4 + (dx.empty() ? 0 : dims.gates * dims.d * 2);
-    cuda::ProjectedGateRowsBackwardKernel<MG>
-        <<<cuda::RowBlocks(dims.rows), cuda::kWarps * 32, smem, stream_>>>(
-            cuda::PtrOrNull<cuda::bf16>(dy), cuda::PtrOrNull<cuda::bf16>(dx), dz,
-            cuda::Ptr<cuda::bf16>(dout), cuda::Ptr<cuda::bf16>(y), cuda::Ptr<cuda::bf16>(weight),
-            cuda::Ptr<cuda::bf16>(gate), dx_write == GradWrite::kAccumulate, dims);
+    cuda::ProjectedGateBackwardKernel<MG><<<static_cast<unsigned>(blocks), cuda::kWarps * 32,
+                                            smem, stream_>>>(
+        cuda::PtrOrNull<cuda::bf16>(dy), cuda::PtrOrNull<cuda::bf16>(dx), partials, cuda::Ptr<cuda::bf16>(dout),
+        cuda::Ptr<cuda::bf16>(y), cuda::Ptr<cuda::bf16>(x), cuda::Ptr<cuda::bf16>(weight), cuda::Ptr<cuda::bf16>(gate),
+        dx_write == GradWrite::kAccumulate, dims);
   });
   SL_CUDA_LAUNCH_CHECK();
-  const int octets = dims.d / cuda::kVec;
-  const int groups = std::max(1, std::min(4, cuda::kWeightGradThreads / octets));
-  cuda::ProjectedGateWeightGradKernel<<<static_cast<unsigned>((splits + groups - 1) / groups),
-                                        cuda::kWeightGradThreads, 0, stream_>>>(
-      partials, dz, cuda::Ptr<cuda::bf16>(x), dims, groups, splits);
-  SL_CUDA_LAUNCH_CHECK();
-  AddWeightGradSplits(dweight, partials, splits);
+  AddWeightGradSplits(dweight, partials, blocks);
 }
 
 }  // namespace sinklab
