@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # The GPU benchmark of issue "CUDA backend", run on the device machine from the repo root:
-#   bash experiments/perf/run.sh [build] [gputest] [test] [profile] [bench] [multigpu]
+#   bash experiments/perf/run.sh [build | unpack] [gputest] [test] [profile] [bench] [multigpu]
 #   (default: build gputest test bench)
 # build:   CMake + Ninja for $CUDA_ARCHS (default "80;90"; Abseil unpacked from .device/debs);
+# unpack:  instead of build, the binaries experiments/perf/pack_build.sh packed on the
+#          developer's machine (.device/bin; sm_90): no build time on the device. Then
+#          gputest runs each GPU test of the packed test programs in its own process (no
+#          ctest files), and `test` is not available;
 # gputest: the GPU tests only (every test named Cuda*), with their failures in full;
 # test:    every ctest test (the GPU ones run here; they skip on machines without a GPU);
 # profile: GPU time per kernel of one training step (ncu) of each variant named in
@@ -45,13 +49,42 @@ if [[ " $steps " == *" build "* ]]; then
   echo "build ok"
 fi
 
+if [[ " $steps " == *" unpack "* ]]; then
+  echo "packed build of $(tr '\n' ' ' < .device/bin/commit)"
+  (cd .device/bin && find . -name '*.xz') | while read -r f; do
+    mkdir -p "$build/$(dirname "$f")"
+    xz -dc ".device/bin/$f" > "$build/${f%.xz}" && chmod +x "$build/${f%.xz}"
+  done
+  missing=$(ldd $build/sinklab $build/tests/*_tests | grep "not found" | sort -u)
+  [[ -z "$missing" ]] || { echo "the packed binaries miss libraries: $missing"; exit 1; }
+  echo "unpack ok"
+fi
+
+# Each GPU test (gtest name matching Cuda) of the packed test programs in its own process,
+# 4 at a time, as ctest runs them; prints the failures' output.
+packed_gputest() {
+  local log="$OUT/gputest.log" fails="$OUT/gputest_failed.txt"; : > "$log"; : > "$fails"
+  for prog in $build/tests/*_tests; do
+    $prog --gtest_list_tests | awk '/^[^ ]/ {suite = $1} /^  / {print suite $1}' |
+      grep Cuda | sed "s|^|$prog |"
+  done > "$OUT/gputest_list.txt"
+  export SINKLAB_ROOT=$PWD
+  xargs -P 4 -L 1 sh -c 'out=$("$0" --gtest_filter="$1" 2>&1) || { echo "$1" >> '"$fails"';
+    printf "%s\n" "$out" >> '"$log"'; }' < "$OUT/gputest_list.txt"
+  echo "gpu tests: $(wc -l < "$OUT/gputest_list.txt") run, $(wc -l < "$fails") failed"
+  head -20 "$fails"
+  grep -E "Failure|Expected|Which is|CHECK failed|rel|  Actual" "$log" | head -${GPU_LOG_LINES:-60}
+}
+
 if [[ " $steps " == *" test "* ]]; then
   ctest --test-dir $build -j8 --timeout 300 --output-on-failure > "$OUT/ctest.log" 2>&1
   echo "ctest exit $?"; grep -E "tests passed|tests failed|\(Failed\)|\(SEGFAULT\)|\(Timeout\)|Subprocess aborted" "$OUT/ctest.log" | head -60
   grep -c "Passed" "$OUT/ctest.log" | sed 's/^/passed lines: /'
 fi
 
-if [[ " $steps " == *" gputest "* ]]; then
+if [[ " $steps " == *" gputest "* && ! -f $build/CTestTestfile.cmake ]]; then
+  packed_gputest
+elif [[ " $steps " == *" gputest "* ]]; then
   # One process per test (ctest), so a CHECK abort fails that test only.
   ctest --test-dir $build -R "Cuda" -j4 --timeout 600 --output-on-failure > "$OUT/gputest.log" 2>&1
   echo "gpu tests exit $?"
