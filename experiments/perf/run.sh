@@ -61,7 +61,7 @@ if [[ " $steps " == *" unpack "* ]]; then
 fi
 
 # Each GPU test (gtest name matching Cuda) of the packed test programs in its own process,
-# 4 at a time, as ctest runs them; prints the failures' output.
+# 4 at a time, as ctest runs them; the failed tests' output goes to $OUT/gputest.log.
 packed_gputest() {
   local log="$OUT/gputest.log" fails="$OUT/gputest_failed.txt"; : > "$log"; : > "$fails"
   for prog in $build/tests/*_tests; do
@@ -73,7 +73,6 @@ packed_gputest() {
     printf "%s\n" "$out" >> '"$log"'; }' < "$OUT/gputest_list.txt"
   echo "gpu tests: $(wc -l < "$OUT/gputest_list.txt") run, $(wc -l < "$fails") failed"
   head -20 "$fails"
-  grep -E "Failure|Expected|Which is|CHECK failed|rel|  Actual" "$log" | head -${GPU_LOG_LINES:-60}
 }
 
 if [[ " $steps " == *" test "* ]]; then
@@ -82,13 +81,15 @@ if [[ " $steps " == *" test "* ]]; then
   grep -c "Passed" "$OUT/ctest.log" | sed 's/^/passed lines: /'
 fi
 
-if [[ " $steps " == *" gputest "* && ! -f $build/CTestTestfile.cmake ]]; then
-  packed_gputest
-elif [[ " $steps " == *" gputest "* ]]; then
-  # One process per test (ctest), so a CHECK abort fails that test only.
-  ctest --test-dir $build -R "Cuda" -j4 --timeout 600 --output-on-failure > "$OUT/gputest.log" 2>&1
-  echo "gpu tests exit $?"
-  grep -E "tests passed|\(Failed\)|\(SEGFAULT\)|\(Timeout\)|Subprocess aborted" "$OUT/gputest.log" | head -40
+if [[ " $steps " == *" gputest "* ]]; then
+  if [[ ! -f $build/CTestTestfile.cmake ]]; then
+    packed_gputest
+  else
+    # One process per test (ctest), so a CHECK abort fails that test only.
+    ctest --test-dir $build -R "Cuda" -j4 --timeout 600 --output-on-failure > "$OUT/gputest.log" 2>&1
+    echo "gpu tests exit $?"
+    grep -E "tests passed|\(Failed\)|\(SEGFAULT\)|\(Timeout\)|Subprocess aborted" "$OUT/gputest.log" | head -40
+  fi
   grep -E "Failure|Expected|Which is|CHECK failed|rel|  Actual" "$OUT/gputest.log" | head -${GPU_LOG_LINES:-60}
 fi
 
