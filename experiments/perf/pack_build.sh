@@ -2,8 +2,9 @@
 # Packs this machine's sm_90 Release build for the device machine (run.sh's `unpack` step),
 # so a device call can skip its own build: the binaries that run there (sinklab, the test
 # programs with GPU tests, the benchmarks), stripped and xz-compressed into .device/bin
-# (git-ignored; name .device in the call's carry). Debian 12's builds run on the device's
-# Ubuntu 24.04 (the same sonames; `unpack` checks with ldd and says what is missing).
+# (git-ignored; name .device in the call's carry). Debian 12's builds should run on the
+# device's Ubuntu 24.04 (the same sonames), not yet tried there: `unpack` checks with ldd and
+# says what is missing.
 #   bash experiments/perf/pack_build.sh [build dir, default build]
 set -euo pipefail
 build=${1:-build}

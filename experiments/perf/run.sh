@@ -61,7 +61,8 @@ if [[ " $steps " == *" unpack "* ]]; then
 fi
 
 # Each GPU test (gtest name matching Cuda) of the packed test programs in its own process,
-# 4 at a time, as ctest runs them; the failed tests' output goes to $OUT/gputest.log.
+# 4 at a time, as ctest runs them (with its 600 s limit a test); the failed tests' output goes
+# to $OUT/gputest.log.
 packed_gputest() {
   local log="$OUT/gputest.log" fails="$OUT/gputest_failed.txt"; : > "$log"; : > "$fails"
   for prog in $build/tests/*_tests; do
@@ -69,7 +70,7 @@ packed_gputest() {
       grep Cuda | sed "s|^|$prog |"
   done > "$OUT/gputest_list.txt"
   export SINKLAB_ROOT=$PWD
-  xargs -P 4 -L 1 sh -c 'out=$("$0" --gtest_filter="$1" 2>&1) || { echo "$1" >> '"$fails"';
+  xargs -P 4 -L 1 sh -c 'out=$(timeout 600 "$0" --gtest_filter="$1" 2>&1) || { echo "$1" >> '"$fails"';
     printf "%s\n" "$out" >> '"$log"'; }' < "$OUT/gputest_list.txt"
   echo "gpu tests: $(wc -l < "$OUT/gputest_list.txt") run, $(wc -l < "$fails") failed"
   head -20 "$fails"
