@@ -1,5 +1,6 @@
 // The cuBLASLt matmuls of CudaBackend against the CPU reference: forward, and the backward's
-// accumulation into bf16 input gradients and fp32 weight gradients, at odd shapes; the
+// accumulation into bf16 input gradients and fp32 weight gradients, at odd shapes (narrow
+// layers, 12 or 50 outputs, on padded rows); the
 // algorithm timing of a problem's first call, with and without SINKLAB_GEMM_AUTOTUNE.
 #if SINKLAB_WITH_CUDA
 
@@ -78,7 +79,9 @@ TEST_P(CudaMatmulTest, ResidualEntersThroughTheEpilogue) {
 INSTANTIATE_TEST_SUITE_P(Shapes, CudaMatmulTest,
                          ::testing::Values(MatmulShape{1, 37, 96, 50}, MatmulShape{3, 29, 128, 264},
                                            MatmulShape{2, 130, 200, 384},
-                                           MatmulShape{2, 512, 256, 768}));
+                                           MatmulShape{2, 512, 256, 768},
+                                           // Narrow: padded rows (12 and 50 outputs).
+                                           MatmulShape{3, 300, 768, 12}));
 
 TEST(CudaMatmulTest, EmptyInputGradientIsSkipped) {
   SL_SKIP_WITHOUT_CUDA();
