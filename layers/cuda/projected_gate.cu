@@ -24,9 +24,9 @@ namespace cuda {
 namespace {
 
 constexpr int kWarps = 8;       // warps (rows in flight) per block
-constexpr int kSplitRows = 32;  // rows per weight-gradient partial
-constexpr int kGateChunk = 16;  // gates a weight-gradient thread accumulates at once
-constexpr int kWeightGradThreads = 256;
+constexpr int kSplitRows = 64;  // rows per weight-gradient partial
+constexpr int kGatesPerThread = 4;  // gates a weight-gradient thread accumulates
+constexpr int kMaxWeightGradThreads = 512;
 constexpr int kMaxSharedBytes = 48 << 10;
 
 struct GateDims {
@@ -53,6 +53,9 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int64_t c = int64_t{dims.c_packets} * kVec;
   for (int64_t row = blockIdx.x * int64_t{kWarps} + threadIdx.x / 32; row < dims.rows;
        row += int64_t{gridDim.x} * kWarps) {
+    // The first round's y packet is loaded with x's, so both are in flight together.
+    float y_first[kVec];
+    if (lane < dims.c_packets) LoadVec(y + row * c + lane * kVec, y_first);
     float z[MG] = {};
     for (int k = lane * kVec; k < dims.d; k += 32 * kVec) {
       float xv[kVec];
@@ -79,7 +82,12 @@ __global__ void __launch_bounds__(kWarps * 32)
       const float g = __shfl_sync(0xffffffffu, mine, min(p / dims.gate_packets, dims.gates - 1));
       if (p >= dims.c_packets) continue;
       float v[kVec];
-      LoadVec(y + row * c + p * kVec, v);
+      if (base == 0) {
+#pragma unroll
+        for (int j = 0; j < kVec; ++j) v[j] = y_first[j];
+      } else {
+        LoadVec(y + row * c + p * kVec, v);
+      }
 #pragma unroll
       for (int j = 0; j < kVec; ++j) v[j] *= g;
       StoreVec(out + row * c + p * kVec, v);
@@ -159,41 +167,35 @@ __global__ void __launch_bounds__(kWarps * 32)
   }
 }
 
-// Weight-gradient partials: partial s = dz[rows of s]^T x[rows of s], kSplitRows rows each.
-// A thread owns a column octet and 16 gates at a time (128 accumulators); when D / 8 leaves
-// room, the block's threads form `groups` sets of D / 8, one split each.
-__global__ void __launch_bounds__(kWeightGradThreads)
-    ProjectedGateWeightGradKernel(float* partials, const float* dz, const bf16* x, GateDims dims,
-                                  int groups, int64_t splits) {
+// Weight-gradient partials: partial s = dz[rows of s]^T x[rows of s], kSplitRows rows each, a
+// block per split. A thread owns a column octet and kGatesPerThread gates (32 accumulators,
+// few registers, so every split's block is resident at once); the threads of one octet read
+// the same x packet (L1). (A thread on 16 gates, 32-row splits: 0.076 ms a layer, H100.)
+__global__ void __launch_bounds__(kMaxWeightGradThreads)
+    ProjectedGateWeightGradKernel(float* partials, const float* dz, const bf16* x, GateDims dims) {
   const int octets = dims.d / kVec;
-  const int group = groups > 1 ? threadIdx.x / octets : 0;
-  const int64_t split = blockIdx.x * int64_t{groups} + group;
-  if (group >= groups || split >= splits) return;
-  const int64_t first = split * kSplitRows;
+  const int tasks = octets * ((dims.gates + kGatesPerThread - 1) / kGatesPerThread);
+  const int64_t first = blockIdx.x * int64_t{kSplitRows};
   const int rows = static_cast<int>(min(int64_t{kSplitRows}, dims.rows - first));
-  float* part = partials + split * dims.gates * dims.d;
-  const int stride = groups > 1 ? octets : blockDim.x;
-  for (int o = groups > 1 ? threadIdx.x % octets : threadIdx.x; o < octets; o += stride) {
-    for (int g0 = 0; g0 < dims.gates; g0 += kGateChunk) {
-      float acc[kGateChunk][kVec] = {};
+  float* part = partials + blockIdx.x * int64_t{dims.gates} * dims.d;
+  for (int task = threadIdx.x; task < tasks; task += blockDim.x) {
+    const int o = task % octets, g0 = task / octets * kGatesPerThread;
+    float acc[kGatesPerThread][kVec] = {};
 #pragma unroll 4
-      for (int r = 0; r < rows; ++r) {
-        float xv[kVec];
-        LoadVec(x + (first + r) * dims.d + o * kVec, xv);
-        const float* dz_row = dz + (first + r) * dims.gates + g0;
+    for (int r = 0; r < rows; ++r) {
+      float xv[kVec];
+      LoadVec(x + (first + r) * dims.d + o * kVec, xv);
+      const float* dz_row = dz + (first + r) * dims.gates;
 #pragma unroll
-        for (int h = 0; h < kGateChunk; ++h) {
-          if (g0 + h >= dims.gates) break;
-          const float s = dz_row[h];
+      for (int h = 0; h < kGatesPerThread; ++h) {
+        const float s = g0 + h < dims.gates ? dz_row[g0 + h] : 0.0f;
 #pragma unroll
-          for (int j = 0; j < kVec; ++j) acc[h][j] += s * xv[j];
-        }
+        for (int j = 0; j < kVec; ++j) acc[h][j] += s * xv[j];
       }
+    }
 #pragma unroll
-      for (int h = 0; h < kGateChunk; ++h) {
-        if (g0 + h >= dims.gates) break;
-        StoreVec(part + (g0 + h) * dims.d + o * kVec, acc[h]);
-      }
+    for (int h = 0; h < kGatesPerThread; ++h) {
+      if (g0 + h < dims.gates) StoreVec(part + (g0 + h) * dims.d + o * kVec, acc[h]);
     }
   }
 }
@@ -297,11 +299,12 @@ void CudaBackend::ProjectedGateBackward(const Tensor& dy, const Tensor& dx, cons
             cuda::Ptr<cuda::bf16>(gate), dx_write == GradWrite::kAccumulate, dims);
   });
   SL_CUDA_LAUNCH_CHECK();
-  const int octets = dims.d / cuda::kVec;
-  const int groups = std::max(1, std::min(4, cuda::kWeightGradThreads / octets));
-  cuda::ProjectedGateWeightGradKernel<<<static_cast<unsigned>((splits + groups - 1) / groups),
-                                        cuda::kWeightGradThreads, 0, stream_>>>(
-      partials, dz, cuda::Ptr<cuda::bf16>(x), dims, groups, splits);
+  // A thread per (octet, gate group), rounded up to whole warps.
+  const int tasks =
+      dims.d / cuda::kVec * ((dims.gates + cuda::kGatesPerThread - 1) / cuda::kGatesPerThread);
+  const int threads = std::min(cuda::kMaxWeightGradThreads, (tasks + 31) / 32 * 32);
+  cuda::ProjectedGateWeightGradKernel<<<static_cast<unsigned>(splits), threads, 0, stream_>>>(
+      partials, dz, cuda::Ptr<cuda::bf16>(x), dims);
   SL_CUDA_LAUNCH_CHECK();
   AddWeightGradSplits(dweight, partials, splits);
 }
