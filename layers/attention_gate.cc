@@ -13,14 +13,18 @@ AttentionGate::AttentionGate(Backend* backend, Arena* arena, std::string name, i
 
 void AttentionGate::Forward(const Tensor& out, const Tensor& y, const Tensor& x) {
   const int64_t rows = x.numel() / x.dim(-1);
-  backend_->ProjectedGateForward(out, gate_.Slice0(0, rows), y, x, weight()->compute);
+  const Tensor gate = gate_.Slice0(0, rows);
+  w_gate_.Forward(gate, x);
+  backend_->SigmoidGateForward(out, gate, y, gate);
 }
 
 void AttentionGate::Backward(const Tensor& dy, const Tensor& dx, const Tensor& dout,
                              const Tensor& y, const Tensor& x, GradWrite dx_write) {
   const int64_t rows = x.numel() / x.dim(-1);
-  backend_->ProjectedGateBackward(dy, dx, weight()->grad, d_logits_.Slice0(0, rows), dout, y, x,
-                                  weight()->compute, gate_.Slice0(0, rows), dx_write);
+  const Tensor d_logits = d_logits_.Slice0(0, rows);
+  backend_->Fill(d_logits, 0.0f);
+  backend_->SigmoidGateBackward(dy, d_logits, dout, y, gate_.Slice0(0, rows));
+  w_gate_.Backward(dx, d_logits, x, dx_write);
 }
 
 }  // namespace sinklab

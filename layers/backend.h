@@ -281,26 +281,6 @@ class Backend {
   // dout * y. Either output may be empty.
   virtual void SigmoidGateBackward(const Tensor& dy, const Tensor& dlogits, const Tensor& dout,
                                    const Tensor& y, const Tensor& gate) = 0;
-  // The gate with its projection (AttentionGate): gate [N, G] = sigmoid(x [N, D] weight
-  // [G, D]^T), out = y * gate as above. The default, the reference, runs MatmulForward into
-  // gate, then SigmoidGateForward in place; a backend may fuse the narrow (headwise) case,
-  // whose G-wide GEMMs are slow.
-  virtual void ProjectedGateForward(const Tensor& out, const Tensor& gate, const Tensor& y,
-                                    const Tensor& x, const Tensor& weight) {
-    MatmulForward(gate, x, weight, Tensor());
-    SigmoidGateForward(out, gate, y, gate);
-  }
-  // Its backward, with dz = gate (1 - gate) sum_{channels of the gate} dout * y: dy += dout *
-  // gate; dx (= or +=, dx_write) dz weight; dweight [G, D] f32 += dz^T x. dy or dx may be
-  // empty (skipped). dlogits [N, G] is the default's scratch for dz.
-  virtual void ProjectedGateBackward(const Tensor& dy, const Tensor& dx, const Tensor& dweight,
-                                     const Tensor& dlogits, const Tensor& dout, const Tensor& y,
-                                     const Tensor& x, const Tensor& weight, const Tensor& gate,
-                                     GradWrite dx_write) {
-    Fill(dlogits, 0.0f);
-    SigmoidGateBackward(dy, dlogits, dout, y, gate);
-    MatmulBackward(dx, dweight, dlogits, x, weight, dx_write);
-  }
 
   // ---- SwiGLU (Shazeer 2020): out = silu(gate) * up, silu(x) = x / (1 + exp(-x)) -------
   // out, gate, up: [N, F].

@@ -116,12 +116,6 @@ class CudaBackend : public Backend {
                           const Tensor& logits) override;
   void SigmoidGateBackward(const Tensor& dy, const Tensor& dlogits, const Tensor& dout,
                            const Tensor& y, const Tensor& gate) override;
-  void ProjectedGateForward(const Tensor& out, const Tensor& gate, const Tensor& y,
-                            const Tensor& x, const Tensor& weight) override;
-  void ProjectedGateBackward(const Tensor& dy, const Tensor& dx, const Tensor& dweight,
-                             const Tensor& dlogits, const Tensor& dout, const Tensor& y,
-                             const Tensor& x, const Tensor& weight, const Tensor& gate,
-                             GradWrite dx_write) override;
 
   void SwigluForward(const Tensor& out, const Tensor& gate, const Tensor& up) override;
   void SwigluBackward(const Tensor& dgate, const Tensor& dup, const Tensor& dout,
@@ -191,7 +185,7 @@ class CudaBackend : public Backend {
                             const Tensor& inp, const Tensor& weight, const Tensor& rstd,
                             GradWrite dinp_write);
   // dweight += the sum over splits, in order, of partials [splits, D].
-  void AddWeightGradSplits(const Tensor& dweight, const float* partials, int64_t splits);
+  void AddRmsNormSplits(const Tensor& dweight, const float* partials, int64_t splits);
 
   // matmul.cu's narrow layers (misaligned [N, OC] rows): products on rows padded to ocp.
   Tensor PaddedWeight(char* at, const Tensor& weight, int64_t ocp);

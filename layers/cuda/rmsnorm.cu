@@ -316,10 +316,10 @@ void CudaBackend::RmsNormWeightGrad(const Tensor& dweight, const Tensor& dout, c
         rows_per_split);
   });
   SL_CUDA_LAUNCH_CHECK();
-  if (!direct) AddWeightGradSplits(dweight, partials, splits);
+  if (!direct) AddRmsNormSplits(dweight, partials, splits);
 }
 
-void CudaBackend::AddWeightGradSplits(const Tensor& dweight, const float* partials, int64_t splits) {
+void CudaBackend::AddRmsNormSplits(const Tensor& dweight, const float* partials, int64_t splits) {
   const int64_t dim = dweight.numel();
   cuda::AddSplitsKernel<<<static_cast<unsigned>((dim + 31) / 32), dim3(32, cuda::kRowLanes), 0,
                           stream_>>>(dweight.f32(), partials, static_cast<int>(splits), dim);
@@ -372,7 +372,7 @@ bool CudaBackend::RmsNormBackwardFused(const Tensor& dinp, const Tensor& dweight
             break;
         }
         SL_CUDA_LAUNCH_CHECK();
-        AddWeightGradSplits(dweight, partials, blocks);
+        AddRmsNormSplits(dweight, partials, blocks);
         launched = true;
       });
     });

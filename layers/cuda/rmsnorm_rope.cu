@@ -203,7 +203,7 @@ void CudaBackend::RmsNormRopeBackward(const Tensor& dinp, const Tensor& dweight,
                 cuda::Ptr<TW>(weight), rstd.f32(), cos.f32(), sin.f32(), rows, inp.dim(1),
                 inp.dim(2));
         SL_CUDA_LAUNCH_CHECK();
-        AddWeightGradSplits(dweight, partials, blocks);
+        AddRmsNormSplits(dweight, partials, blocks);
       });
     });
   });

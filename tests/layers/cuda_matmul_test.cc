@@ -1,7 +1,7 @@
 // The cuBLASLt matmuls of CudaBackend against the CPU reference: forward, and the backward's
 // accumulation into bf16 input gradients and fp32 weight gradients, at odd shapes (narrow
-// layers, 12 or 50 outputs, on padded rows); the
-// algorithm timing of a problem's first call, with and without SINKLAB_GEMM_AUTOTUNE.
+// layers, 12 or 50 outputs, on padded rows); the algorithm timing of a problem's first call,
+// with and without SINKLAB_GEMM_AUTOTUNE.
 #if SINKLAB_WITH_CUDA
 
 #include <cstdlib>
