@@ -43,8 +43,6 @@ Tensor ScratchLike(void* data, const Tensor& like) {
   return Tensor(data, like.dtype(), Device::kCuda, shape, like.rank());
 }
 
-size_t AlignUp256(size_t bytes) { return (bytes + 255) / 256 * 256; }
-
 }  // namespace
 #endif  // SINKLAB_WITH_CUDNN
 

@@ -34,6 +34,9 @@ class CudnnAttention;
 struct CudnnAttentionShape;
 class GemmLt;
 
+// A size rounded up to 256 bytes: where one call's sub-buffers of CudaBackend::Workspace start.
+inline size_t AlignUp256(size_t bytes) { return (bytes + 255) / 256 * 256; }
+
 class CudaBackend : public Backend {
  public:
   // Uses the current CUDA device (cudaSetDevice before constructing).

@@ -39,8 +39,6 @@ int64_t PaddedWidth(const Tensor& weight, DType activations) {
   return (oc + 7) / 8 * 8;
 }
 
-size_t Round256(size_t bytes) { return (bytes + 255) / 256 * 256; }
-
 // dst [rows, dst_width] <- columns [0, width) of src [rows, src_width], dst's columns past
 // width zeroed (the padding the narrow products read). A thread an element: rows are narrow.
 __global__ void CopyRowsKernel(cuda::bf16* dst, int64_t dst_width, const cuda::bf16* src,
@@ -75,7 +73,7 @@ Tensor CudaBackend::PaddedWeight(char* at, const Tensor& weight, int64_t ocp) {
 void CudaBackend::NarrowMatmulForward(const Tensor& out, const Tensor& inp, const Tensor& weight,
                                       int64_t ocp) {
   const int64_t oc = weight.dim(0), c = weight.dim(1), n = out.numel() / oc;
-  const size_t w_bytes = Round256(ocp * c * 2);
+  const size_t w_bytes = AlignUp256(ocp * c * 2);
   char* ws = static_cast<char*>(Workspace(w_bytes + ocp * n * 2));
   const Tensor w_pad = PaddedWeight(ws, weight, ocp);
   const Tensor out_pad(ws + w_bytes, DType::kBF16, Device::kCuda, {n, ocp});
@@ -87,7 +85,7 @@ void CudaBackend::NarrowMatmulBackward(const Tensor& dinp, const Tensor& dweight
                                        const Tensor& dout, const Tensor& inp, const Tensor& weight,
                                        GradWrite dinp_write, int64_t ocp) {
   const int64_t oc = weight.dim(0), c = weight.dim(1), n = dout.numel() / oc;
-  const size_t w_bytes = Round256(ocp * c * 2), d_bytes = Round256(n * ocp * 2);
+  const size_t w_bytes = AlignUp256(ocp * c * 2), d_bytes = AlignUp256(n * ocp * 2);
   char* ws = static_cast<char*>(Workspace(w_bytes + d_bytes + ocp * c * 4));
   // dout with zero columns oc..ocp (zero, as the padded weight's rows, so they add nothing).
   const Tensor dout_pad(ws + w_bytes, DType::kBF16, Device::kCuda, {n, ocp});
