@@ -113,11 +113,11 @@ Attention::Attention(Backend* backend, Arena* arena, const std::string& prefix,
   d_wo_in_ = alloc(S, H);
   d_att_ = output_gate ? alloc(S, H) : d_wo_in_;
   // Zeroed before each backward: the gradients some kernel accumulates into (dk_, dv_gated_:
-  // PrependRowsBackward; dv_, d_att_: the gates' backward), where they are buffers of their
-  // own. Not: dq_, dk_all_, dv_all_ (AttentionBackward overwrites them, kAssign), d_wo_in_
-  // (wo's backward overwrites it) and dq_pre_, dk_pre_, dq_proj_, dk_proj_ (RoPE's and
-  // QK-norm's backward overwrite them).
-  for (const Tensor* t : {&dk_, &dv_gated_, &dv_, &d_att_}) {
+  // PrependRowsBackward), where they are buffers of their own. Not: dq_, dk_all_, dv_all_
+  // (AttentionBackward overwrites them, kAssign), d_wo_in_ (wo's backward overwrites it),
+  // a gate's dy (dv_ under G2, d_att_ under G1: the gate's backward overwrites it) and
+  // dq_pre_, dk_pre_, dq_proj_, dk_proj_ (RoPE's and QK-norm's backward overwrite them).
+  for (const Tensor* t : {&dk_, &dv_gated_}) {
     bool seen = false;
     for (const Tensor* assigned : {&dq_, &dk_all_, &dv_all_, &d_wo_in_}) {
       seen |= t->data() == assigned->data();

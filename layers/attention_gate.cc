@@ -22,8 +22,7 @@ void AttentionGate::Backward(const Tensor& dy, const Tensor& dx, const Tensor& d
                              const Tensor& y, const Tensor& x, GradWrite dx_write) {
   const int64_t rows = x.numel() / x.dim(-1);
   const Tensor d_logits = d_logits_.Slice0(0, rows);
-  backend_->Fill(d_logits, 0.0f);
-  backend_->SigmoidGateBackward(dy, d_logits, dout, y, gate_.Slice0(0, rows));
+  backend_->SigmoidGateBackward(dy, d_logits, dout, y, gate_.Slice0(0, rows), GradWrite::kAssign);
   w_gate_.Backward(dx, d_logits, x, dx_write);
 }
 

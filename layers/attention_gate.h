@@ -23,7 +23,8 @@ class AttentionGate {
   // out [N, C] = y [N, C] * sigmoid(x [N, D] W_g^T) (out distinct from y). Caches the gate
   // values g = sigmoid(x W_g^T) [N, G] (Backward and statistics read them).
   void Forward(const Tensor& out, const Tensor& y, const Tensor& x);
-  // dy [N, C] += dout * g;  dx [N, D] = or += dz W_g (dx_write);  W_g.grad += dz^T x,
+  // dy [N, C] = dout * g (overwritten);  dx [N, D] = or += dz W_g (dx_write);
+  // W_g.grad += dz^T x,
   // with dz = g (1 - g) sum_{channels of the gate} dout * y. dy or dx may be empty (skipped).
   void Backward(const Tensor& dy, const Tensor& dx, const Tensor& dout, const Tensor& y,
                 const Tensor& x, GradWrite dx_write);

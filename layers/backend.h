@@ -277,10 +277,11 @@ class Backend {
   // c = C / G.
   virtual void SigmoidGateForward(const Tensor& out, const Tensor& gate, const Tensor& y,
                                   const Tensor& logits) = 0;
-  // dy [N, C] += dout * gate;  dlogits [N, G] += gate (1 - gate) sum_{its c channels}
-  // dout * y. Either output may be empty.
+  // dy [N, C] (+)= dout * gate;  dlogits [N, G] (+)= gate (1 - gate) sum_{its c channels}
+  // dout * y: both overwritten (kAssign) or both added to (kAccumulate). Either output may be
+  // empty.
   virtual void SigmoidGateBackward(const Tensor& dy, const Tensor& dlogits, const Tensor& dout,
-                                   const Tensor& y, const Tensor& gate) = 0;
+                                   const Tensor& y, const Tensor& gate, GradWrite write) = 0;
 
   // ---- SwiGLU (Shazeer 2020): out = silu(gate) * up, silu(x) = x / (1 + exp(-x)) -------
   // out, gate, up: [N, F].

@@ -68,7 +68,7 @@ class CpuBackend : public Backend {
   void SigmoidGateForward(const Tensor& out, const Tensor& gate, const Tensor& y,
                           const Tensor& logits) override;
   void SigmoidGateBackward(const Tensor& dy, const Tensor& dlogits, const Tensor& dout,
-                           const Tensor& y, const Tensor& gate) override;
+                           const Tensor& y, const Tensor& gate, GradWrite write) override;
 
   void SwigluForward(const Tensor& out, const Tensor& gate, const Tensor& up) override;
   void SwigluBackward(const Tensor& dgate, const Tensor& dup, const Tensor& dout,

@@ -1,6 +1,6 @@
 // CPU sigmoid gate of gated attention (Qiu et al. 2025): out = y * sigmoid(logits), one gate
 // per group of c = C / G consecutive channels (c = 1 elementwise, c = d_h headwise).
-// Backward with g = sigmoid(z): dy += dout g;  dz += g (1 - g) sum_{its channels} dout y.
+// Backward with g = sigmoid(z): dy (+)= dout g;  dz (+)= g (1 - g) sum_{its channels} dout y.
 #include "absl/strings/str_cat.h"
 #include "layers/cpu/cpu_backend.h"
 #include "layers/cpu/vector_math.h"
@@ -37,8 +37,9 @@ void CpuBackend::SigmoidGateForward(const Tensor& out, const Tensor& gate, const
 }
 
 void CpuBackend::SigmoidGateBackward(const Tensor& dy, const Tensor& dlogits, const Tensor& dout,
-                                     const Tensor& y, const Tensor& gate) {
+                                     const Tensor& y, const Tensor& gate, GradWrite write) {
   const int64_t c = ChannelsPerGate(y, gate);
+  const bool add = write == GradWrite::kAccumulate;  // else the old values are not read
   CheckSameShape(dout, y, "SigmoidGateBackward dout");
   const int64_t n = gate.numel();
   const float* g = gate.f32();
@@ -53,9 +54,9 @@ void CpuBackend::SigmoidGateBackward(const Tensor& dy, const Tensor& dlogits, co
     float dgate = 0.0f;
     for (int64_t j = i * c; j < (i + 1) * c; ++j) {
       dgate += d[j] * x[j];
-      if (dx != nullptr) dx[j] += d[j] * g[i];
+      if (dx != nullptr) dx[j] = (add ? dx[j] : 0.0f) + d[j] * g[i];
     }
-    if (dz != nullptr) dz[i] += dgate * g[i] * (1.0f - g[i]);
+    if (dz != nullptr) dz[i] = (add ? dz[i] : 0.0f) + dgate * g[i] * (1.0f - g[i]);
   }
 }
 

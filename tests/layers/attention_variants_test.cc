@@ -229,6 +229,34 @@ TEST(AttentionVariantsTest, HeadwiseGateScalesEachHeadByOneValue) {
   }
 }
 
+// Backward: dy = dout g, dz = g (1 - g) sum_c dout y per gate; kAssign overwrites outputs
+// that start random, kAccumulate adds to them.
+TEST(AttentionVariantsTest, HeadwiseGateBackwardWritesOrAddsItsGradients) {
+  CpuBackend backend;
+  TensorPool pool;
+  const int64_t N = 3, H = 2, d = 4;
+  Tensor y = pool.Random({N, H, d}, 1), gate = pool.Random({N, H}, 2);
+  for (int64_t i = 0; i < gate.numel(); ++i) gate.f32()[i] = 0.5f + 0.4f * gate.f32()[i];
+  Tensor dout = pool.Random({N, H, d}, 3);
+  const Tensor dy0 = pool.Random({N, H, d}, 4), dz0 = pool.Random({N, H}, 5);
+  for (GradWrite write : {GradWrite::kAssign, GradWrite::kAccumulate}) {
+    const bool add = write == GradWrite::kAccumulate;
+    Tensor dy = pool.Copy(dy0), dz = pool.Copy(dz0);
+    backend.SigmoidGateBackward(dy, dz, dout, y, gate, write);
+    for (int64_t n = 0; n < N * H; ++n) {
+      const double g = gate.f32()[n];
+      double dot = 0.0;
+      for (int64_t c = 0; c < d; ++c) {
+        const int64_t i = n * d + c;
+        dot += static_cast<double>(dout.f32()[i]) * y.f32()[i];
+        const double expected = (add ? dy0.f32()[i] : 0.0) + dout.f32()[i] * g;
+        EXPECT_NEAR(dy.f32()[i], expected, 1e-6) << n << "," << c;
+      }
+      EXPECT_NEAR(dz.f32()[n], (add ? dz0.f32()[n] : 0.0) + g * (1.0 - g) * dot, 1e-6) << n;
+    }
+  }
+}
+
 // PrependRows puts the same prefix in front of every sequence; its backward sums the
 // prefix gradient over the batch and passes the rest through.
 TEST(AttentionVariantsTest, PrependRowsConcatenatesAndSumsThePrefixGradient) {

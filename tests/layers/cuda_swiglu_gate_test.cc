@@ -126,7 +126,7 @@ TEST_P(CudaSigmoidGateTest, ForwardMatchesTheCpuAlsoInPlace) {
   EXPECT_EQ(t.ToHostF32(g_logits), t.ToHostF32(g_gate));
 }
 
-TEST_P(CudaSigmoidGateTest, BackwardAddsTheCpuGradients) {
+TEST_P(CudaSigmoidGateTest, BackwardAddsOrWritesTheCpuGradients) {
   SL_SKIP_WITHOUT_CUDA();
   const GateShape s = GetParam();
   GpuTest t;
@@ -140,22 +140,32 @@ TEST_P(CudaSigmoidGateTest, BackwardAddsTheCpuGradients) {
   const Tensor dy0 = t.HostRandom({s.rows, s.channels}, 4);
   const Tensor dlogits0 = t.HostRandom({s.rows, s.gates}, 5, 0.1f);
   Tensor dy = t.HostCopy(dy0), dlogits = t.HostCopy(dlogits0);
-  t.cpu().SigmoidGateBackward(dy, dlogits, dout, y, gate);
+  t.cpu().SigmoidGateBackward(dy, dlogits, dout, y, gate, GradWrite::kAccumulate);
 
   const Tensor g_y = t.ToDevice(y, DType::kBF16), g_gate = t.ToDevice(gate, DType::kBF16);
   const Tensor g_dout = t.ToDevice(dout, DType::kBF16);
   const Tensor g_dy = t.ToDevice(dy0, DType::kBF16);
   const Tensor g_dlogits = t.ToDevice(dlogits0, DType::kBF16);
-  t.gpu().SigmoidGateBackward(g_dy, g_dlogits, g_dout, g_y, g_gate);
+  t.gpu().SigmoidGateBackward(g_dy, g_dlogits, g_dout, g_y, g_gate, GradWrite::kAccumulate);
   EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_dy), dy), kBf16RelTol);
   EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_dlogits), dlogits), kBf16RelTol);
 
   const Tensor g_dy_only = t.ToDevice(dy0, DType::kBF16);
-  t.gpu().SigmoidGateBackward(g_dy_only, Tensor(), g_dout, g_y, g_gate);
+  t.gpu().SigmoidGateBackward(g_dy_only, Tensor(), g_dout, g_y, g_gate, GradWrite::kAccumulate);
   EXPECT_EQ(t.ToHostF32(g_dy_only), t.ToHostF32(g_dy));
   const Tensor g_dlogits_only = t.ToDevice(dlogits0, DType::kBF16);
-  t.gpu().SigmoidGateBackward(Tensor(), g_dlogits_only, g_dout, g_y, g_gate);
+  t.gpu().SigmoidGateBackward(Tensor(), g_dlogits_only, g_dout, g_y, g_gate,
+                              GradWrite::kAccumulate);
   EXPECT_EQ(t.ToHostF32(g_dlogits_only), t.ToHostF32(g_dlogits));
+
+  // kAssign overwrites: the outputs start as the random dy0, dlogits0 and must not keep them.
+  Tensor dy_set = t.HostCopy(dy0), dlogits_set = t.HostCopy(dlogits0);
+  t.cpu().SigmoidGateBackward(dy_set, dlogits_set, dout, y, gate, GradWrite::kAssign);
+  const Tensor g_dy_set = t.ToDevice(dy0, DType::kBF16);
+  const Tensor g_dlogits_set = t.ToDevice(dlogits0, DType::kBF16);
+  t.gpu().SigmoidGateBackward(g_dy_set, g_dlogits_set, g_dout, g_y, g_gate, GradWrite::kAssign);
+  EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_dy_set), dy_set), kBf16RelTol);
+  EXPECT_LT(GpuTest::RelError(t.ToHostF32(g_dlogits_set), dlogits_set), kBf16RelTol);
 }
 
 // One gate per row (c = 96: 16 lanes per gate), headwise (c = d_h = 32: 4 lanes, 64: 8
