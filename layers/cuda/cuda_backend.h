@@ -191,6 +191,7 @@ class CudaBackend : public Backend {
   void AddRmsNormSplits(const Tensor& dweight, const float* partials, int64_t splits);
 
   // matmul.cu's narrow layers (misaligned [N, OC] rows): products on rows padded to ocp.
+  Tensor PaddedWeight(char* at, const Tensor& weight, int64_t ocp);
   void NarrowMatmulForward(const Tensor& out, const Tensor& inp, const Tensor& weight, int64_t ocp);
   void NarrowMatmulBackward(const Tensor& dinp, const Tensor& dweight, const Tensor& dout,
                             const Tensor& inp, const Tensor& weight, GradWrite dinp_write,

@@ -42,20 +42,6 @@ int Alignment(const void* p) {
 
 int64_t Rows(const Tensor& t) { return t.numel() / t.dim(-1); }
 
-// The alignment cuBLASLt is told of: a dense matrix's base's (as before views existed), a
-// column slice's base's and row stride's (in bytes).
-int ViewAlignment(const GemmLt::Matrix& x) {
-  int align = Alignment(x.data);
-  if (x.ld == x.cols) return align;
-  const int64_t row_bytes = x.ld * static_cast<int64_t>(DTypeSize(x.dtype));
-  while (align > 1 && row_bytes % align != 0) align >>= 1;
-  return align;
-}
-
-GemmLt::Matrix Whole(const Tensor& t) {
-  return {t.data(), t.dtype(), Rows(t), t.dim(-1), t.dim(-1)};
-}
-
 // Alignment of every matrix of a strided batch: the base's and the stride's (in bytes).
 int BatchAlignment(const Tensor& t) {
   const int64_t stride_bytes = t.dim(1) * t.dim(2) * static_cast<int64_t>(DTypeSize(t.dtype()));
@@ -122,8 +108,7 @@ GemmLt::~GemmLt() {
 const GemmLt::Plan& GemmLt::PlanFor(const Key& key, const Operands& ops) {
   auto it = plans_.find(key);
   if (it != plans_.end()) return *it->second;
-  const auto [m, n, k, trans_a, trans_b, in_type, out_type, has_beta, align, batch, shared, lda,
-              ldb, ldc] = key;
+  const auto [m, n, k, trans_a, trans_b, in_type, out_type, has_beta, align, batch, shared] = key;
   auto plan = std::make_unique<Plan>();
   const cudaDataType_t in = static_cast<cudaDataType_t>(in_type);
   const cudaDataType_t out = static_cast<cudaDataType_t>(out_type);
@@ -135,13 +120,12 @@ const GemmLt::Plan& GemmLt::PlanFor(const Key& key, const Operands& ops) {
       cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_TRANSA, &lt_ta, sizeof(lt_ta)));
   SL_CUBLAS_CHECK(
       cublasLtMatmulDescSetAttribute(plan->op, CUBLASLT_MATMUL_DESC_TRANSB, &lt_tb, sizeof(lt_tb)));
-  // Stored column-major shapes: b is [n, k] or, transposed, [k, n]; a is [k, m] or [m, k];
-  // c is [n, m]. A row-major row stride is the column-major leading dimension.
-  SL_CUBLAS_CHECK(trans_b ? cublasLtMatrixLayoutCreate(&plan->a, in, k, n, ldb)
-                          : cublasLtMatrixLayoutCreate(&plan->a, in, n, k, ldb));
-  SL_CUBLAS_CHECK(trans_a ? cublasLtMatrixLayoutCreate(&plan->b, in, m, k, lda)
-                          : cublasLtMatrixLayoutCreate(&plan->b, in, k, m, lda));
-  SL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->c, out, n, m, ldc));
+  // Stored column-major shapes: b is [n, k] (ld n) or, transposed, [k, n] (ld k).
+  SL_CUBLAS_CHECK(trans_b ? cublasLtMatrixLayoutCreate(&plan->a, in, k, n, k)
+                          : cublasLtMatrixLayoutCreate(&plan->a, in, n, k, n));
+  SL_CUBLAS_CHECK(trans_a ? cublasLtMatrixLayoutCreate(&plan->b, in, m, k, m)
+                          : cublasLtMatrixLayoutCreate(&plan->b, in, k, m, k));
+  SL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->c, out, n, m, n));
   if (batch > 1) {  // dense strides: cuBLASLt's A is our b [k, n], its B our a [m, k]
     SetBatch(plan->a, batch, (shared & 2) ? 0 : k * n);
     SetBatch(plan->b, batch, (shared & 1) ? 0 : m * k);
@@ -245,53 +229,26 @@ void GemmLt::RowMajor(const Tensor& c, const Tensor& a, bool trans_a, const Tens
 
 void GemmLt::RowMajor(const Tensor& d, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b,
                       float alpha, float beta, const Tensor& c) {
-  RowMajorViews(Whole(d), Whole(a), trans_a, Whole(b), trans_b, alpha, beta, Whole(c));
-}
-
-GemmLt::Matrix GemmLt::Columns(const Tensor& t, int64_t cols) {
-  SL_CHECK_MSG(cols >= 1 && cols <= t.dim(-1),
-               absl::StrCat("GemmLt: ", cols, " columns of ", t.ShapeString()));
-  return {t.data(), t.dtype(), Rows(t), cols, t.dim(-1)};
-}
-
-void GemmLt::RowMajor(const Matrix& d, const Matrix& a, bool trans_a, const Matrix& b, bool trans_b,
-                      float alpha, float beta) {
-  RowMajorViews(d, a, trans_a, b, trans_b, alpha, beta, d);
-}
-
-void GemmLt::RowMajorViews(const Matrix& d, const Matrix& a, bool trans_a, const Matrix& b,
-                           bool trans_b, float alpha, float beta, const Matrix& c) {
-  const auto shape = [](const Matrix& x) {
-    return absl::StrCat("[", x.rows, ", ", x.cols,
-                        (x.ld != x.cols ? absl::StrCat(" of ", x.ld) : ""), "]");
-  };
-  SL_CHECK_MSG(a.dtype == b.dtype, "GemmLt: a and b must share a dtype");
-  const int64_t m = trans_a ? a.cols : a.rows, k = trans_a ? a.rows : a.cols;
-  const int64_t kb = trans_b ? b.cols : b.rows, n = trans_b ? b.rows : b.cols;
-  SL_CHECK_MSG(k == kb && d.rows == m && d.cols == n,
-               absl::StrCat("GemmLt: d ", shape(d), " = op(a ", shape(a), trans_a ? "^T" : "",
-                            ") op(b ", shape(b), trans_b ? "^T" : "", ")"));
-  SL_CHECK_MSG(c.dtype == d.dtype && c.rows == m && c.cols == n && c.ld == d.ld,
-               absl::StrCat("GemmLt: c ", shape(c), " ", DTypeName(c.dtype), " must match d ",
-                            shape(d), " ", DTypeName(d.dtype)));
-  const int align =
-      std::min({ViewAlignment(a), ViewAlignment(b), ViewAlignment(c), ViewAlignment(d)});
-  const Key key{m,
-                n,
-                k,
-                trans_a,
-                trans_b,
-                CudaType(a.dtype),
-                CudaType(d.dtype),
-                beta != 0.0f,
-                align,
-                /*batch=*/1,
-                /*shared=*/0,
-                a.ld,
-                b.ld,
-                d.ld};
-  const size_t d_bytes = static_cast<size_t>(d.rows * d.ld) * DTypeSize(d.dtype);
-  Run(key, Operands{a.data, b.data, c.data, d.data, alpha, beta, d_bytes});
+  SL_CHECK_MSG(a.dtype() == b.dtype(), "GemmLt: a and b must share a dtype");
+  const int64_t a_rows = Rows(a), a_cols = a.dim(-1);
+  const int64_t b_rows = Rows(b), b_cols = b.dim(-1);
+  const int64_t m = trans_a ? a_cols : a_rows, k = trans_a ? a_rows : a_cols;
+  const int64_t kb = trans_b ? b_cols : b_rows, n = trans_b ? b_rows : b_cols;
+  SL_CHECK_MSG(
+      k == kb && Rows(d) == m && d.dim(-1) == n,
+      absl::StrCat("GemmLt: d ", d.ShapeString(), " = op(a ", a.ShapeString(), trans_a ? "^T" : "",
+                   ") op(b ", b.ShapeString(), trans_b ? "^T" : "", ")"));
+  SL_CHECK_MSG(c.dtype() == d.dtype() && Rows(c) == m && c.dim(-1) == n,
+               absl::StrCat("GemmLt: c ", c.ShapeString(), " ", DTypeName(c.dtype()),
+                            " must match d ", d.ShapeString(), " ", DTypeName(d.dtype())));
+  const int align = std::min(
+      {Alignment(a.data()), Alignment(b.data()), Alignment(c.data()), Alignment(d.data())});
+  const Key key{
+      m,           n, k, trans_a, trans_b, CudaType(a.dtype()), CudaType(d.dtype()), beta != 0.0f,
+      align,
+      /*batch=*/1,
+      /*shared=*/0};
+  Run(key, Operands{a.data(), b.data(), c.data(), d.data(), alpha, beta, d.nbytes()});
 }
 
 void GemmLt::RowMajorBatched(const Tensor& d, const Tensor& a, bool trans_a, const Tensor& b,
@@ -332,10 +289,7 @@ void GemmLt::RowMajorBatched(const Tensor& d, const Tensor& a, bool trans_a, con
                 beta != 0.0f,
                 align,
                 batch,
-                (a_shared ? 1 : 0) | (b_shared ? 2 : 0),
-                /*lda=*/a2,
-                /*ldb=*/b2,
-                /*ldc=*/d.dim(2)};
+                (a_shared ? 1 : 0) | (b_shared ? 2 : 0)};
   Run(key, Operands{a.data(), b.data(), c.data(), d.data(), alpha, beta, d.nbytes()});
 }
 

@@ -44,20 +44,6 @@ class GemmLt {
   void RowMajor(const Tensor& d, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b,
                 float alpha, float beta, const Tensor& c);
 
-  // A row-major matrix that may be the first `cols` columns of a wider one: rows x cols
-  // elements, row r starting ld elements after row r - 1 (ld >= cols).
-  struct Matrix {
-    void* data;
-    DType dtype;
-    int64_t rows, cols, ld;
-  };
-  // The first `cols` columns of t's 2-D view [numel / last dim, last dim].
-  static Matrix Columns(const Tensor& t, int64_t cols);
-  // d = alpha * op(a) @ op(b) + beta * d on such views, RowMajor's rules otherwise (a narrow
-  // layer's [N, OC] rows inside padded [N, OCp] ones, layers/cuda/matmul.cu).
-  void RowMajor(const Matrix& d, const Matrix& a, bool trans_a, const Matrix& b, bool trans_b,
-                float alpha, float beta);
-
   // Strided-batched: d[i] = alpha * op(a[i]) @ op(b[i]) + beta * c[i] for i < batch, each
   // of a, b, c, d rank 3 [batch, rows, cols], dense (matrix i at i * rows * cols), with the
   // 2-D rules of RowMajor per matrix. c has d's shape and dtype and may be d itself (in
@@ -76,13 +62,8 @@ class GemmLt {
     size_t d_bytes;
   };
   // (m, n, k, trans_a, trans_b, input dtype, output dtype, beta != 0, alignment, batch,
-  // shared: bit 0 a, bit 1 b is one matrix for the whole batch, leading dimensions of a, b
-  // and c = d in elements)
-  using Key = std::tuple<int64_t, int64_t, int64_t, bool, bool, int, int, bool, int, int64_t, int,
-                         int64_t, int64_t, int64_t>;
-  // RowMajor's checks and call for 2-D views; c has d's shape, dtype and ld.
-  void RowMajorViews(const Matrix& d, const Matrix& a, bool trans_a, const Matrix& b, bool trans_b,
-                     float alpha, float beta, const Matrix& c);
+  // shared: bit 0 a, bit 1 b is one matrix for the whole batch)
+  using Key = std::tuple<int64_t, int64_t, int64_t, bool, bool, int, int, bool, int, int64_t, int>;
   const Plan& PlanFor(const Key& key, const Operands& ops);
   // The fastest of `count` candidate algorithms on ops (index into them).
   int FastestAlgorithm(const Plan& plan, const void* algos, int count, const Operands& ops);

@@ -7,10 +7,8 @@
 // Narrow layers (OC bf16 outputs whose rows are not a multiple of 16 bytes, OC <= 64: the
 // headwise attention gate's G = heads) run on rows padded to a multiple of 8: cuBLASLt runs
 // misaligned operands on slow fallback kernels (G2's 12-gate weight gradient took 0.16 ms a
-// layer on cutlass_75 align1, 1.9 ms of a 33 ms llama_160m step, H100). The products read and
-// write the first OC columns of the padded [N, OCp] rows in place (GemmLt::Columns: row
-// stride OCp, 16-byte aligned), so the padding costs only copies of the [N, OC] rows to and
-// from padded ones; the weight and its gradient are used as they are.
+// layer on cutlass_75 align1, 1.9 ms of a 33 ms llama_160m step, H100). The padding costs a
+// copy of the weight (OC x C) and copies of the [N, OC] rows to and from padded ones.
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
@@ -42,8 +40,7 @@ int64_t PaddedWidth(const Tensor& weight, DType activations) {
 }
 
 // dst [rows, dst_width] <- columns [0, width) of src [rows, src_width], dst's columns past
-// width zeroed (no product reads them; the buffer stays defined). A thread an element: rows
-// are narrow.
+// width zeroed (the padding the narrow products read). A thread an element: rows are narrow.
 __global__ void CopyRowsKernel(cuda::bf16* dst, int64_t dst_width, const cuda::bf16* src,
                                int64_t src_width, int64_t width, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
@@ -64,12 +61,23 @@ void CopyRows(cudaStream_t stream, void* dst, int64_t dst_width, const void* src
 
 }  // namespace
 
+// The weight [OC, C] with rows OC..ocp zero, in workspace memory at `at`.
+Tensor CudaBackend::PaddedWeight(char* at, const Tensor& weight, int64_t ocp) {
+  const int64_t oc = weight.dim(0), c = weight.dim(1);
+  SL_CUDA_CHECK(
+      cudaMemcpyAsync(at, weight.data(), weight.nbytes(), cudaMemcpyDeviceToDevice, stream_));
+  SL_CUDA_CHECK(cudaMemsetAsync(at + weight.nbytes(), 0, (ocp - oc) * c * 2, stream_));
+  return Tensor(at, DType::kBF16, Device::kCuda, {ocp, c});
+}
+
 void CudaBackend::NarrowMatmulForward(const Tensor& out, const Tensor& inp, const Tensor& weight,
                                       int64_t ocp) {
   const int64_t oc = weight.dim(0), c = weight.dim(1), n = out.numel() / oc;
-  const Tensor out_pad(Workspace(ocp * n * 2), DType::kBF16, Device::kCuda, {n, ocp});
-  gemm_->RowMajor(GemmLt::Columns(out_pad, oc), GemmLt::Columns(Rows(inp, c), c), false,
-                  GemmLt::Columns(weight, c), true, 1.0f, 0.0f);
+  const size_t w_bytes = AlignUp256(ocp * c * 2);
+  char* ws = static_cast<char*>(Workspace(w_bytes + ocp * n * 2));
+  const Tensor w_pad = PaddedWeight(ws, weight, ocp);
+  const Tensor out_pad(ws + w_bytes, DType::kBF16, Device::kCuda, {n, ocp});
+  gemm_->RowMajor(out_pad, Rows(inp, c), false, w_pad, true, 1.0f, 0.0f);
   CopyRows(stream_, out.data(), oc, out_pad.data(), ocp, oc, n);
 }
 
@@ -77,18 +85,21 @@ void CudaBackend::NarrowMatmulBackward(const Tensor& dinp, const Tensor& dweight
                                        const Tensor& dout, const Tensor& inp, const Tensor& weight,
                                        GradWrite dinp_write, int64_t ocp) {
   const int64_t oc = weight.dim(0), c = weight.dim(1), n = dout.numel() / oc;
-  const Tensor dout_pad(Workspace(n * ocp * 2), DType::kBF16, Device::kCuda, {n, ocp});
+  const size_t w_bytes = AlignUp256(ocp * c * 2), d_bytes = AlignUp256(n * ocp * 2);
+  char* ws = static_cast<char*>(Workspace(w_bytes + d_bytes + ocp * c * 4));
+  // dout with zero columns oc..ocp (zero, as the padded weight's rows, so they add nothing).
+  const Tensor dout_pad(ws + w_bytes, DType::kBF16, Device::kCuda, {n, ocp});
   CopyRows(stream_, dout_pad.data(), ocp, dout.data(), oc, oc, n);
-  const GemmLt::Matrix dout_cols = GemmLt::Columns(dout_pad, oc);
   if (!dinp.empty()) {
     const float beta = dinp_write == GradWrite::kAccumulate ? 1.0f : 0.0f;
-    gemm_->RowMajor(GemmLt::Columns(Rows(dinp, c), c), dout_cols, false, GemmLt::Columns(weight, c),
-                    false, 1.0f, beta);
+    gemm_->RowMajor(Rows(dinp, c), dout_pad, false, PaddedWeight(ws, weight, ocp), false, 1.0f,
+                    beta);
   }
-  if (!dweight.empty()) {  // [OC, C] f32 += dout^T inp
-    gemm_->RowMajor(GemmLt::Columns(dweight, c), dout_cols, true, GemmLt::Columns(Rows(inp, c), c),
-                    false, 1.0f, 1.0f);
-  }
+  if (dweight.empty()) return;
+  // [ocp, C] f32 = dout_pad^T inp; its first oc rows are dweight's increment.
+  const Tensor dw_pad(ws + w_bytes + d_bytes, DType::kF32, Device::kCuda, {ocp, c});
+  gemm_->RowMajor(dw_pad, dout_pad, true, Rows(inp, c), false, 1.0f, 0.0f);
+  AddInto(dweight, dw_pad.Slice0(0, oc));
 }
 
 void CudaBackend::MatmulForward(const Tensor& out, const Tensor& inp, const Tensor& weight,
