@@ -29,6 +29,9 @@ void CopyTensorFromHost(const Tensor& dst, const void* host_src) {
   SL_CHECK_MSG(dst.device() == Device::kCpu, "this binary was built without CUDA");
   std::memcpy(dst.data(), host_src, dst.nbytes());
 }
+void QueueTensorFromHost(const Tensor& dst, const void* host_src) {
+  CopyTensorFromHost(dst, host_src);
+}
 #endif
 
 const void* HostBytes(const Tensor& t, std::vector<char>* storage) {

@@ -55,6 +55,11 @@ void DeviceMemsetZero(Device device, void* ptr, size_t nbytes);
 // the kernels queued before it.
 void CopyTensorToHost(void* host_dst, const Tensor& src);
 void CopyTensorFromHost(const Tensor& dst, const void* host_src);
+// The same without a host wait: on a GPU a cudaMemcpyAsync on the legacy default stream,
+// so it runs after the work queued before it on every blocking stream and before the work
+// queued after it; host_src may be reused when it returns (pageable memory is staged by the
+// driver before the call returns). For inputs a step reads (training batches).
+void QueueTensorFromHost(const Tensor& dst, const void* host_src);
 
 // The bytes of `t` readable on the host: t.data() itself on the CPU, else a copy made into
 // `storage`.

@@ -64,4 +64,13 @@ void CopyTensorFromHost(const Tensor& dst, const void* host_src) {
   }
 }
 
+void QueueTensorFromHost(const Tensor& dst, const void* host_src) {
+  if (dst.device() == Device::kCuda) {
+    SL_CUDA_CHECK(cudaMemcpyAsync(dst.data(), host_src, dst.nbytes(), cudaMemcpyHostToDevice,
+                                  /*stream=*/0));
+  } else {
+    std::memcpy(dst.data(), host_src, dst.nbytes());
+  }
+}
+
 }  // namespace sinklab

@@ -31,8 +31,8 @@ void Load(const Tensor& inputs, const Tensor& targets, Fill fill) {
   Staging& staging = ThreadStaging();
   staging.Fit(inputs.numel());
   fill(staging.inputs.data(), staging.targets.data());
-  CopyTensorFromHost(inputs, staging.inputs.data());
-  CopyTensorFromHost(targets, staging.targets.data());
+  QueueTensorFromHost(inputs, staging.inputs.data());  // no host wait (core/arena.h)
+  QueueTensorFromHost(targets, staging.targets.data());
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 // Loader batches into the model's batch tensors on any device: written in place on the CPU,
-// staged through host memory and copied (synchronously) to a GPU.
+// staged through host memory and queued to a GPU without a host wait (QueueTensorFromHost:
+// ordered with the model's stream, which reads them).
 #ifndef SINKLAB_LAUNCH_BATCH_IO_H_
 #define SINKLAB_LAUNCH_BATCH_IO_H_
 

@@ -274,10 +274,15 @@ void DistributedOptimizer::AllReduceBuckets() {
   }
 }
 
-float DistributedOptimizer::ReduceAndClipGradients() {
+void DistributedOptimizer::ReduceAndClipGradients(const Tensor& norm_out) {
   const float max_norm = optim_.grad_clip();
   if (nccl_ != nullptr) AllReduceBucketsOnGpu();
-  if (single_process()) return set_->ClipGradients(max_norm);
+  if (single_process()) return set_->ClipGradients(max_norm, norm_out);
+  const float norm = ReduceAndClipAcrossRanks(max_norm);
+  CopyTensorFromHost(norm_out, &norm);
+}
+
+float DistributedOptimizer::ReduceAndClipAcrossRanks(float max_norm) {
   if (nccl_ == nullptr && comm_->world_size() > 1) AllReduceBuckets();
   float norm = 0.0f;
   if (sharded_ == nullptr && nccl_ == nullptr) {

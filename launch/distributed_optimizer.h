@@ -81,11 +81,13 @@ class DistributedOptimizer {
   Model::GradsReadyFn GradsReadyHook(Backend* backend);
 
   // Collective: gradients summed across ranks, then clipped to optim.grad_clip by the global
-  // norm (torch.nn.utils.clip_grad_norm_'s rule, optim/clip.h). Returns the norm before
-  // clipping (the same on every rank); a non-finite norm leaves the gradients alone. On one
-  // GPU the clip factor is applied by the next Step as it reads the gradients
-  // (OptimizerSet::ClipGradients), so only Step may read them in between.
-  float ReduceAndClipGradients();
+  // norm (torch.nn.utils.clip_grad_norm_'s rule, optim/clip.h). Writes the norm before
+  // clipping (the same on every rank) to norm_out ([1] f32 on the parameters' device); a
+  // non-finite norm leaves the gradients alone. On one process the norm stays on the device
+  // (no host read) and, on a GPU, the clip factor is applied by the next Step as it reads
+  // the gradients (OptimizerSet::ClipGradients), so only Step may read them in between.
+  // Several ranks add their sums of squares on the host.
+  void ReduceAndClipGradients(const Tensor& norm_out);
 
   // Collective: one update; `schedule_factor` = LrMultiplier(...), `step` 1-based.
   void Step(float schedule_factor, int64_t step);
@@ -137,6 +139,8 @@ class DistributedOptimizer {
   struct FullState;
   absl::StatusOr<std::unique_ptr<FullState>> MakeFullState(Arena* arena) const;
   void AllReduceBuckets();
+  // ReduceAndClipGradients with several ranks: returns the norm (host sums of squares).
+  float ReduceAndClipAcrossRanks(float max_norm);
   // InvalidArgument when rank 0 resumed another step (do the ranks see one run directory?).
   absl::Status CheckSameStepAsRank0(const std::string& run_dir, int64_t step);
   void set_step(int64_t step);

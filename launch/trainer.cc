@@ -18,6 +18,7 @@
 #include "core/file_util.h"
 #include "core/log.h"
 #include "core/metrics_jsonl.h"
+#include "core/tensorboard_writer.h"
 #include "data/loader.h"
 #include "data/token_source.h"
 #include "data/vocab_check.h"
@@ -30,7 +31,7 @@
 #include "launch/run_dir.h"
 #include "launch/stats_runner.h"
 #include "launch/stats_writer.h"
-#include "core/tensorboard_writer.h"
+#include "launch/step_scalars.h"
 #include "layers/model.h"
 #include "optim/clip.h"
 #include "optim/param_groups.h"
@@ -40,6 +41,10 @@ namespace sinklab {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// Steps whose loss and norm may wait on the device for a log step; the host reads them
+// sooner when this many are pending.
+constexpr int kMaxUnreadSteps = 256;
 
 double SecondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
@@ -62,6 +67,7 @@ struct Run {
   std::unique_ptr<Loader> train_loader;
   std::unique_ptr<Loader> val_loader;
   Tensor inputs, targets;  // [micro_batch, seq_len] int32
+  std::unique_ptr<StepScalars> scalars;  // losses and norms not yet read by the host
   JsonlWriter metrics;
   std::unique_ptr<TensorBoardWriter> tensorboard;  // when logging.tensorboard
   std::unique_ptr<StatsRunner> stats;              // rank 0, when stats_enabled
@@ -110,6 +116,7 @@ absl::Status BuildModel(Run& run) {
                                                    run.arena.get()));
   run.inputs = run.arena->Allocate(DType::kI32, {micro_batch, seq_len});
   run.targets = run.arena->Allocate(DType::kI32, {micro_batch, seq_len});
+  run.scalars = std::make_unique<StepScalars>(run.arena.get(), kMaxUnreadSteps, run.accum);
   if (run.stats_enabled && run.writer) {
     run.stats = std::make_unique<StatsRunner>(config.stats(), *run.model, run.backend.get(),
                                               run.arena.get());
@@ -174,35 +181,45 @@ absl::Status Setup(Run& run) {
   return absl::OkStatus();
 }
 
-// One optimizer step: accumulated micro-batches, clip, schedule, optimizers. Returns the mean
-// loss and sets *grad_norm (before clipping).
-absl::StatusOr<float> TrainStep(Run& run, int64_t step, float* grad_norm) {
+// One optimizer step: accumulated micro-batches, clip, schedule, optimizers. The step's
+// losses and gradient norm stay on the device in run.scalars (ReadScalars), so nothing here
+// waits for the GPU on one process.
+absl::Status TrainStep(Run& run, int64_t step) {
   const Config& config = run.config;
   SL_RETURN_IF_ERROR(PlantedFailureForTests(run.comm->rank(), step + 1));
   const int accum = run.accum, world = run.comm->world_size();
+  run.scalars->Begin(step + 1);
   ZeroGrads(run.model->parameters());
-  double loss_sum = 0;
   for (int micro = 0; micro < accum; ++micro) {
     LoadTrainBatch(*run.train_loader, step, micro, run.inputs, run.targets);
     // This rank's share of the grads of the mean over the whole global batch; the sum
     // over ranks (ReduceAndClipGradients) is the mean. The last micro-batch's backward pass
     // starts those sums as it goes (GPUs).
-    loss_sum += run.model->ForwardBackward(
-        run.inputs, run.targets, 1.0f / (accum * world),
-        micro + 1 == accum ? run.optimizer->GradsReadyHook(run.backend.get())
-                           : Model::GradsReadyFn());
+    run.model->ForwardBackward(run.inputs, run.targets, 1.0f / (accum * world),
+                               micro + 1 == accum ? run.optimizer->GradsReadyHook(run.backend.get())
+                                                  : Model::GradsReadyFn());
+    run.model->WriteMeanLoss(run.scalars->LossSlot(micro));
   }
-  double mean_loss = loss_sum / accum;
-  run.comm->AllReduceSum(&mean_loss, 1);
-  const float loss = static_cast<float>(mean_loss / world);
-  *grad_norm = run.optimizer->ReduceAndClipGradients();
-  if (!std::isfinite(loss) || !std::isfinite(*grad_norm)) {
-    return absl::InternalError(absl::StrFormat(
-        "training diverged at step %d: loss %g, gradient norm %g (try a lower optim.lr)", step,
-        loss, *grad_norm));
-  }
+  run.optimizer->ReduceAndClipGradients(run.scalars->NormSlot());
   run.optimizer->Step(LrMultiplier(config.optim(), step, config.train().steps()), step + 1);
-  return loss;
+  return absl::OkStatus();
+}
+
+// Collective: the losses and norms of the steps since the last read, appended to
+// result.step_losses; returns the last step's. A non-finite loss or norm stops the run,
+// naming the first such step (the steps after it, up to this read, have run).
+absl::StatusOr<StepScalar> ReadScalars(Run& run, TrainResult& result) {
+  const std::vector<StepScalar> steps = run.scalars->Read(*run.comm);
+  SL_CHECK(!steps.empty());
+  for (const StepScalar& s : steps) {
+    if (!std::isfinite(s.loss) || !std::isfinite(s.grad_norm)) {
+      return absl::InternalError(absl::StrFormat(
+          "training diverged at step %d: loss %g, gradient norm %g (try a lower optim.lr)", s.step,
+          s.loss, s.grad_norm));
+    }
+    result.step_losses.push_back(s.loss);
+  }
+  return steps.back();
 }
 
 // SINKLAB_PROFILE_STEP=n (1-based): step n alone runs inside the GPU profiler bracket, for
@@ -269,18 +286,23 @@ absl::StatusOr<TrainResult> Train(const Config& config, const TrainOptions& opti
   Clock::time_point interval_start = start;
   int64_t interval_steps = 0;
   const int64_t profiled_step = ProfiledStep();
+  StepScalar latest;  // the last step the host has read
   for (int64_t step = run.start_step; step < end_step; ++step) {
     const int64_t done = step + 1;
     const bool last = done == train.steps();
     const bool stats_now = run.stats_enabled && (last || done % config.stats().every() == 0);
     run.optimizer->set_record_stats(stats_now);
-    float grad_norm = 0;
     if (done == profiled_step) SetGpuProfilerActive(true);
-    SL_ASSIGN_OR_RETURN(const float loss, TrainStep(run, step, &grad_norm));
+    SL_RETURN_IF_ERROR(TrainStep(run, step));
     if (done == profiled_step) SetGpuProfilerActive(false);
-    result.step_losses.push_back(loss);
     ++interval_steps;
     const bool eval_now = last || (train.eval_every() > 0 && done % train.eval_every() == 0);
+    const bool log_now = last || eval_now || stats_now || done % train.log_every() == 0;
+    const bool checkpoint_now = done == end_step || (ckpt_every > 0 && done % ckpt_every == 0);
+    // The host reads the step scalars only here (every rank at the same steps).
+    if (log_now || checkpoint_now || run.scalars->full()) {
+      SL_ASSIGN_OR_RETURN(latest, ReadScalars(run, result));
+    }
     float val_loss = NAN;
     if (eval_now && train.eval_batches() > 0) {
       val_loss = EvaluateLossAcrossRanks(*run.model, *run.val_loader, train.eval_batches(),
@@ -303,16 +325,16 @@ absl::StatusOr<TrainResult> Train(const Config& config, const TrainOptions& opti
         for (const auto& [key, value] : update_stats) stats_scalars.emplace_back(key, value);
       }
     }
-    if (run.writer && (last || eval_now || stats_now || done % train.log_every() == 0)) {
+    if (run.writer && log_now) {
       const double elapsed = SecondsSince(start);
-      SL_RETURN_IF_ERROR(LogStep(run, step, loss, grad_norm, interval_steps * tokens_per_step,
-                                 SecondsSince(interval_start), elapsed,
-                                 elapsed / (done - run.start_step) * (end_step - done),
+      SL_RETURN_IF_ERROR(LogStep(run, step, latest.loss, latest.grad_norm,
+                                 interval_steps * tokens_per_step, SecondsSince(interval_start),
+                                 elapsed, elapsed / (done - run.start_step) * (end_step - done),
                                  val_loss, stats_scalars));
       interval_start = Clock::now();
       interval_steps = 0;
     }
-    if (done == end_step || (ckpt_every > 0 && done % ckpt_every == 0)) {
+    if (checkpoint_now) {
       SL_RETURN_IF_ERROR(run.optimizer->SaveCheckpoint(run.run_dir, done, *run.model, config));
     }
   }

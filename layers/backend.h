@@ -22,6 +22,8 @@
 #define SINKLAB_LAYERS_BACKEND_H_
 
 #include <cstdint>
+#include <functional>
+#include <string>
 
 #include "core/device.h"
 #include "core/dtype.h"
@@ -113,9 +115,24 @@ class Backend {
   virtual double SumToHost(const Tensor& x) = 0;
   // Number of entries >= 0 of an i32 tensor, returned to the host (synchronizes).
   virtual int64_t CountNonNegative(const Tensor& x) = 0;
+  // out [1] f32 = sum(losses) / #(targets >= 0), 0 when no target counts, in double then
+  // rounded: the mean loss, left on the device (no host read). losses [N] f32, targets [N] i32.
+  virtual void MeanLoss(const Tensor& out, const Tensor& losses, const Tensor& targets) = 0;
   // Largest |x_i| of an f32 or activation-dtype tensor (NaNs skipped; 0 when empty),
   // returned to the host (synchronizes). Statistics reduce on the device with it.
   virtual double MaxAbsToHost(const Tensor& x) = 0;
+
+  // ---- Recorded work ---------------------------------------------------------------------
+  // Runs `enqueue`, which only queues this backend's kernels (no host reads or writes of
+  // device memory, no other stream) on the same buffers and shapes at every call with this
+  // `key`. The CUDA backend records it as a CUDA graph at the key's second call and replays
+  // the graph afterwards, so one launch replaces its hundreds (the first call runs as is:
+  // cuBLASLt's autotuning, cuDNN's plans and scratch growth happen there). This default
+  // (the CPU) runs it.
+  virtual void RunRecorded(const std::string& key, const std::function<void()>& enqueue) {
+    (void)key;
+    enqueue();
+  }
 
   // ---- Matmul (a linear layer without bias) --------------------------------------------
   // How MatmulBackward writes dinp: kAssign overwrites it (its first writer in a backward

@@ -7,19 +7,25 @@ namespace sinklab {
 CrossEntropyLoss::CrossEntropyLoss(Backend* backend, Arena* arena, int64_t max_rows)
     : backend_(backend),
       losses_(arena->Allocate(DType::kF32, {max_rows})),
-      lse_(arena->Allocate(DType::kF32, {max_rows})) {}
+      lse_(arena->Allocate(DType::kF32, {max_rows})),
+      mean_(arena->Allocate(DType::kF32, {1})) {}
 
 float CrossEntropyLoss::Forward(const Tensor& logits, const Tensor& targets) {
   const int64_t n = targets.numel();
   backend_->CrossEntropyForward(losses_.Slice0(0, n), lse_.Slice0(0, n), logits, targets);
+  count_ = backend_->CountNonNegative(targets);  // Backward's
   return MeanLoss(targets);
 }
 
+void CrossEntropyLoss::WriteMeanLoss(const Tensor& out, const Tensor& targets) {
+  backend_->MeanLoss(out, losses_.Slice0(0, targets.numel()), targets);
+}
+
 float CrossEntropyLoss::MeanLoss(const Tensor& targets) {
-  count_ = backend_->CountNonNegative(targets);
-  if (count_ == 0) return 0.0f;
-  return static_cast<float>(backend_->SumToHost(losses_.Slice0(0, targets.numel())) /
-                            static_cast<double>(count_));
+  WriteMeanLoss(mean_, targets);
+  float mean = 0.0f;
+  backend_->CopyToHost(&mean, mean_);
+  return mean;
 }
 
 void CrossEntropyLoss::Backward(const Tensor& dlogits, const Tensor& logits, const Tensor& targets,

@@ -21,10 +21,13 @@ class CrossEntropyLoss {
   void Backward(const Tensor& dlogits, const Tensor& logits, const Tensor& targets,
                 float loss_scale);
   // Training's Forward + Backward in one pass over the logits (Backend::
-  // CrossEntropyForwardBackward), with no host read: MeanLoss reads the loss later.
+  // CrossEntropyForwardBackward), with no host read: WriteMeanLoss or MeanLoss give the loss.
   void ForwardBackward(const Tensor& dlogits, const Tensor& logits, const Tensor& targets,
                        float loss_scale);
-  // The mean loss of the last ForwardBackward (reads the device: synchronizes).
+  // out [1] f32 (the backend's device) = the mean loss of the last (Forward)Backward, with
+  // no host read. targets: that call's.
+  void WriteMeanLoss(const Tensor& out, const Tensor& targets);
+  // The same, read to the host (synchronizes).
   float MeanLoss(const Tensor& targets);
 
   // The last Forward's per-position losses [N] (0 on ignored positions).
@@ -33,6 +36,7 @@ class CrossEntropyLoss {
  private:
   Backend* backend_;
   Tensor losses_, lse_;  // [max_rows] f32
+  Tensor mean_;          // [1] f32: MeanLoss's
   int64_t count_ = 0;
 };
 

@@ -23,6 +23,8 @@
 #include "layers/model.h"
 
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -98,6 +100,7 @@ struct Model::Impl {
   Tensor residual;                    // [L + 1, B, S, D]: embed output, then each block's
   Tensor final_in, d_final_in;        // RMSNorm(residual[L]) and its gradient [B, S, D]
   Tensor d_residual;                  // gradient of the residual stream (in place)
+  bool capture_attention = false;     // set_capture_attention's
   Tensor logits;                      // [B, S, V]; Backward overwrites it with dlogits
   Tensor tokens, targets;             // [B, T] i32 copies of the last Forward's batch
   Tensor stream_targets;              // [B, S] i32: -1 on prefix positions, then targets
@@ -170,15 +173,32 @@ void Model::Backward(float loss_scale, const GradsReadyFn& grads_ready) {
   BackwardFromLogits(grads_ready);
 }
 
-float Model::ForwardBackward(const Tensor& tokens, const Tensor& targets, float loss_scale,
-                             const GradsReadyFn& grads_ready) {
+void Model::ForwardBackward(const Tensor& tokens, const Tensor& targets, float loss_scale,
+                            const GradsReadyFn& grads_ready) {
   Impl& m = *impl_;
-  ForwardToLogits(tokens, targets);
   m.backward_ready = false;
-  m.loss.ForwardBackward(m.logits, m.logits, m.stream_targets, loss_scale);  // in place
-  BackwardFromLogits(grads_ready);
-  return m.loss.MeanLoss(m.stream_targets);
+  const auto enqueue = [&] {
+    ForwardToLogits(tokens, targets);
+    m.loss.ForwardBackward(m.logits, m.logits, m.stream_targets, loss_scale);  // in place
+    BackwardFromLogits(grads_ready);
+  };
+  // A hook runs host code between the kernels (data parallelism): no recording then.
+  if (grads_ready) return enqueue();
+  // Everything that changes the queued work is in the key (Backend::RunRecorded).
+  uint32_t scale_bits = 0;
+  std::memcpy(&scale_bits, &loss_scale, sizeof(scale_bits));
+  m.backend->RunRecorded(
+      absl::StrCat("Model::ForwardBackward ", reinterpret_cast<uintptr_t>(tokens.data()), " ",
+                   reinterpret_cast<uintptr_t>(targets.data()), " ", scale_bits, " ",
+                   m.capture_attention),
+      enqueue);
 }
+
+void Model::WriteMeanLoss(const Tensor& out) {
+  impl_->loss.WriteMeanLoss(out, impl_->stream_targets);
+}
+
+float Model::MeanLoss() { return impl_->loss.MeanLoss(impl_->stream_targets); }
 
 void Model::ForwardToLogits(const Tensor& tokens, const Tensor& targets) {
   Impl& m = *impl_;
@@ -239,6 +259,7 @@ void Model::RefreshComputeCopies() {
 }
 
 void Model::set_capture_attention(bool capture) {
+  impl_->capture_attention = capture;
   for (auto& block : impl_->blocks) block->attention().set_capture_statistics(capture);
 }
 

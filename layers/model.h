@@ -45,10 +45,15 @@ class Model {
   using GradsReadyFn = std::function<void(size_t first_final)>;
   // Backward of (loss_scale * mean loss) of the last Forward; grads accumulate (+=).
   void Backward(float loss_scale, const GradsReadyFn& grads_ready = nullptr);
-  // Forward then Backward (training): the loss and its gradient in one pass over the logits,
-  // and the mean loss read from the device only after the backward pass is enqueued.
-  float ForwardBackward(const Tensor& tokens, const Tensor& targets, float loss_scale,
-                        const GradsReadyFn& grads_ready = nullptr);
+  // Forward then Backward (training): the loss and its gradient in one pass over the
+  // logits, with no host read (WriteMeanLoss / MeanLoss give the loss afterwards).
+  void ForwardBackward(const Tensor& tokens, const Tensor& targets, float loss_scale,
+                       const GradsReadyFn& grads_ready = nullptr);
+  // out [1] f32 on the backend's device = the last Forward(Backward)'s mean loss, left on the
+  // device (the trainer reads a whole log interval's losses at once).
+  void WriteMeanLoss(const Tensor& out);
+  // The same, read to the host (synchronizes).
+  float MeanLoss();
 
   // Views of the last Forward's activations for the statistics (layers/capture.h). The
   // attention row statistics in it are current only if that Forward ran with capture on.

@@ -63,6 +63,21 @@ absl::StatusOr<std::unique_ptr<OptimizerSet>> OptimizerSet::Create(
   return set;
 }
 
+void OptimizerSet::ClipGradients(float max_norm, const Tensor& norm_out) {
+  SL_CHECK_MSG(norm_out.dtype() == DType::kF32 && norm_out.numel() == 1,
+               "ClipGradients: the norm's slot must be one f32");
+  if (grad_norm_ == nullptr) {
+    SL_CHECK_MSG(norm_out.device() == Device::kCpu, "ClipGradients: CPU norm, device slot");
+    norm_out.f32()[0] = ClipGradNorm(params_, max_norm);
+    return;
+  }
+#if SINKLAB_WITH_CUDA
+  SL_CHECK_MSG(norm_out.device() == Device::kCuda, "ClipGradients: GPU norm, host slot");
+  grad_norm_->Compute(max_norm, norm_out.f32());
+  clip_pending_ = true;
+#endif
+}
+
 float OptimizerSet::ClipGradients(float max_norm) {
   if (grad_norm_ == nullptr) return ClipGradNorm(params_, max_norm);
 #if SINKLAB_WITH_CUDA

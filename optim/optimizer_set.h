@@ -47,11 +47,14 @@ class OptimizerSet {
       MuonSharding muon_sharding = MuonSharding());
 
   // Global-norm clipping of every parameter's gradient to max_norm (ClipGradNorm's rule,
-  // optim/clip.h); returns the norm before clipping. On the CPU this is ClipGradNorm over
-  // the parameters in Create's order. On a GPU the norm is one multi-tensor reduction (the
-  // one host read) and the clip factor stays on the device: the grads are left as they are
-  // and the next Step multiplies them by the factor as it reads them (the same arithmetic
-  // as scaling them first), so nothing but that Step may read the grads in between.
+  // optim/clip.h); writes the norm before clipping to norm_out ([1] f32 on the parameters'
+  // device). On the CPU this is ClipGradNorm over the parameters in Create's order. On a
+  // GPU the norm is one multi-tensor reduction left on the device (no host read) with the
+  // clip factor: the grads are left as they are and the next Step multiplies them by the
+  // factor as it reads them (the same arithmetic as scaling them first), so nothing but
+  // that Step may read the grads in between.
+  void ClipGradients(float max_norm, const Tensor& norm_out);
+  // The same, the norm returned to the host (synchronizes on a GPU).
   float ClipGradients(float max_norm);
 
   // One update of every parameter; `schedule_factor` = LrMultiplier(...) of this step,

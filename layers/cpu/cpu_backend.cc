@@ -84,6 +84,16 @@ double CpuBackend::MaxAbsToHost(const Tensor& x) {
   return max_abs;
 }
 
+void CpuBackend::MeanLoss(const Tensor& out, const Tensor& losses, const Tensor& targets) {
+  SL_CHECK_MSG(
+      out.numel() == 1 && targets.dtype() == DType::kI32 && losses.numel() == targets.numel(),
+      "MeanLoss needs out [1], losses [N] f32 and targets [N] i32");
+  CheckCpuF32(out, "MeanLoss");
+  const int64_t count = CountNonNegative(targets);
+  out.f32()[0] =
+      count > 0 ? static_cast<float>(SumToHost(losses) / static_cast<double>(count)) : 0.0f;
+}
+
 int64_t CpuBackend::CountNonNegative(const Tensor& x) {
   int64_t count = 0;
   const int32_t* p = x.i32();

@@ -27,6 +27,7 @@ class CpuBackend : public Backend {
   void AddInto(const Tensor& dst, const Tensor& src) override;
   double SumToHost(const Tensor& x) override;
   int64_t CountNonNegative(const Tensor& x) override;
+  void MeanLoss(const Tensor& out, const Tensor& losses, const Tensor& targets) override;
   double MaxAbsToHost(const Tensor& x) override;
 
   void MatmulForward(const Tensor& out, const Tensor& inp, const Tensor& weight,

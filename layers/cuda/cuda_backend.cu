@@ -1,7 +1,8 @@
 // CudaBackend: construction, the small helpers (fill, copy, convert, host copies, add,
 // reductions) and the residual add. The layer kernels live in the other files of this folder.
-#include "layers/cuda/cuda_backend.h"
+#include <cstdlib>
 
+#include "layers/cuda/cuda_backend.h"
 #include "layers/cuda/cudnn_attention.h"
 #include "layers/cuda/gemm_lt.h"
 #include "layers/cuda/kernel_util.cuh"
@@ -63,6 +64,20 @@ __global__ void CountPartialsKernel(double* partials, const int32_t* x, int64_t 
   }
   acc = BlockSum(acc, shared);
   if (threadIdx.x == 0) partials[blockIdx.x] = acc;
+}
+
+// One block: *out = sum(losses) / #(targets >= 0) (0 when none), both sums in double over
+// a fixed thread order. A training step's N is B x T (16K for llama_160m): one block is enough.
+__global__ void MeanLossKernel(float* out, const float* losses, const int32_t* targets, int64_t n) {
+  __shared__ double shared[32];
+  double sum = 0, count = 0;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+    sum += losses[i];
+    count += targets[i] >= 0 ? 1.0 : 0.0;
+  }
+  sum = BlockSum(sum, shared);
+  count = BlockSum(count, shared);
+  if (threadIdx.x == 0) *out = count > 0 ? static_cast<float>(sum / count) : 0.0f;
 }
 
 // Per-block max |x| (NaNs ignored, as fmaxf does; 0 for no elements), stored as doubles.
@@ -128,10 +143,13 @@ CudaBackend::CudaBackend() {
   SL_CUDA_CHECK(cudaMalloc(&scratch_, kScratchDoubles * sizeof(double)));
   SL_CUDA_CHECK(cudaMallocHost(&host_scratch_, kScratchDoubles * sizeof(double)));
   SL_CUDA_CHECK(cudaMalloc(&loss_scratch_, sizeof(float)));
+  const char* graphs = std::getenv("SINKLAB_CUDA_GRAPHS");
+  record_graphs_ = graphs == nullptr || std::string(graphs) != "0";
 }
 
 CudaBackend::~CudaBackend() {
   cudaStreamSynchronize(stream_);
+  recordings_.clear();
 #if SINKLAB_WITH_CUDNN
   cudnn_attention_.reset();  // its handle runs on stream_
 #endif
@@ -150,6 +168,7 @@ void* CudaBackend::Grown(void** buffer, size_t* capacity, size_t bytes) {
     *buffer = nullptr;
     SL_CUDA_CHECK(cudaMalloc(buffer, bytes));
     *capacity = bytes;
+    ++buffers_generation_;
   }
   return *buffer;
 }
@@ -245,6 +264,15 @@ int64_t CudaBackend::CountNonNegative(const Tensor& x) {
                                                                        x.numel());
   SL_CUDA_LAUNCH_CHECK();
   return static_cast<int64_t>(PartialsToHost(/*take_max=*/false));
+}
+
+void CudaBackend::MeanLoss(const Tensor& out, const Tensor& losses, const Tensor& targets) {
+  SL_CHECK_MSG(out.numel() == 1 && out.dtype() == DType::kF32 && losses.dtype() == DType::kF32 &&
+                   targets.dtype() == DType::kI32 && losses.numel() == targets.numel(),
+               "MeanLoss needs out [1] f32, losses [N] f32 and targets [N] i32");
+  cuda::MeanLossKernel<<<1, 1024, 0, stream_>>>(out.f32(), losses.f32(), targets.i32(),
+                                                losses.numel());
+  SL_CUDA_LAUNCH_CHECK();
 }
 
 double CudaBackend::MaxAbsToHost(const Tensor& x) {

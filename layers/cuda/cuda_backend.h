@@ -23,6 +23,7 @@
 
 #include <cuda_runtime.h>
 
+#include <map>
 #include <memory>
 #include <string>
 
@@ -57,7 +58,13 @@ class CudaBackend : public Backend {
   void AddInto(const Tensor& dst, const Tensor& src) override;
   double SumToHost(const Tensor& x) override;
   int64_t CountNonNegative(const Tensor& x) override;
+  void MeanLoss(const Tensor& out, const Tensor& losses, const Tensor& targets) override;
   double MaxAbsToHost(const Tensor& x) override;
+
+  // CUDA graphs (layers/cuda/recorded_work.cc); SINKLAB_CUDA_GRAPHS=0 runs every call as is.
+  void RunRecorded(const std::string& key, const std::function<void()>& enqueue) override;
+  bool records_graphs() const { return record_graphs_; }
+  int recorded_graphs() const;  // graphs RunRecorded holds (tests)
 
   void MatmulForward(const Tensor& out, const Tensor& inp, const Tensor& weight,
                      const Tensor& residual) override;
@@ -202,7 +209,8 @@ class CudaBackend : public Backend {
   void* Workspace(size_t bytes);
   // *buffer, a device buffer of *capacity bytes, grown to `bytes` first if smaller (freeing
   // the old one, which synchronizes). Workspace's and bias_apart_rows_'s mechanism.
-  static void* Grown(void** buffer, size_t* capacity, size_t bytes);
+  // A reallocation bumps buffers_generation_: graphs recorded before it hold freed pointers.
+  void* Grown(void** buffer, size_t* capacity, size_t bytes);
   // Reduces the kSumBlocks partials a reduction kernel left in scratch_ (their sum, or
   // their max) and returns it to the host (synchronizes).
   double PartialsToHost(bool take_max);
@@ -224,6 +232,16 @@ class CudaBackend : public Backend {
 #if SINKLAB_WITH_CUDNN
   std::unique_ptr<CudnnAttention> cudnn_attention_;  // created on first use
 #endif
+  // RunRecorded's graphs by key, and whether it records at all.
+  struct Recording {
+    int calls = 0;            // of the key, before its graph
+    uint64_t generation = 0;  // buffers_generation_ when recorded
+    cudaGraphExec_t exec = nullptr;
+    ~Recording();
+  };
+  std::map<std::string, std::unique_ptr<Recording>> recordings_;
+  bool record_graphs_ = true;
+  uint64_t buffers_generation_ = 0;
 };
 
 }  // namespace sinklab

@@ -103,16 +103,17 @@ __global__ void GradSumSquaresKernel(const GradRef* tensors, const ChunkRef* chu
   WriteBlockPartial(acc, partials);
 }
 
-// One block: total = sum of partials[0, n) in order; factor as ClipGradNorm computes it.
+// One block: the norm = sqrt(sum of partials[0, n) in order) as a float (std::sqrt's
+// rounding: both are IEEE); factor as ClipGradNorm computes it.
 __global__ void TotalAndClipFactorKernel(const double* partials, int n, float max_norm,
-                                         double* total, float* factor) {
+                                         float* norm_out, float* factor) {
   __shared__ double shared[32];
   double acc = 0;
   for (int i = threadIdx.x; i < n; i += blockDim.x) acc += partials[i];
   acc = cuda::BlockSum(acc, shared);
   if (threadIdx.x == 0) {
-    *total = acc;
     const float norm = static_cast<float>(sqrt(acc));
+    *norm_out = norm;
     const bool clip = max_norm > 0.0f && isfinite(norm) && norm > max_norm;
     *factor = clip ? static_cast<float>(static_cast<double>(max_norm) / (norm + 1e-6)) : 1.0f;
   }
@@ -380,20 +381,24 @@ MultiTensorGradNorm::MultiTensorGradNorm(const std::vector<Parameter*>& params, 
   tensors_ = Upload(refs, arena);
   chunks_ = Upload(table.chunks, arena);
   partials_ = DoubleBuffer(num_chunks_, arena);
-  total_ = DoubleBuffer(1, arena);
+  norm_ = arena->Allocate(DType::kF32, {1});
   factor_ = arena->Allocate(DType::kF32, {1});
 }
 
-float MultiTensorGradNorm::Compute(float max_norm) {
+void MultiTensorGradNorm::Compute(float max_norm, float* norm_out) {
   GradSumSquaresKernel<<<num_chunks_, kBlock>>>(As<GradRef>(tensors_), As<ChunkRef>(chunks_),
                                                 As<double>(partials_));
   SL_CUDA_LAUNCH_CHECK();
-  TotalAndClipFactorKernel<<<1, kBlock>>>(As<double>(partials_), num_chunks_, max_norm,
-                                          As<double>(total_), As<float>(factor_));
+  TotalAndClipFactorKernel<<<1, kBlock>>>(As<double>(partials_), num_chunks_, max_norm, norm_out,
+                                          As<float>(factor_));
   SL_CUDA_LAUNCH_CHECK();
-  double total = 0;
-  SL_CUDA_CHECK(cudaMemcpy(&total, total_.data(), sizeof(total), cudaMemcpyDeviceToHost));
-  return static_cast<float>(std::sqrt(total));
+}
+
+float MultiTensorGradNorm::Compute(float max_norm) {
+  Compute(max_norm, As<float>(norm_));
+  float norm = 0.0f;
+  SL_CUDA_CHECK(cudaMemcpy(&norm, norm_.data(), sizeof(norm), cudaMemcpyDeviceToHost));
+  return norm;
 }
 
 MultiTensorAdamW::MultiTensorAdamW(const std::vector<Parameter*>& params,

@@ -76,15 +76,17 @@ class MultiTensorGradNorm {
  public:
   MultiTensorGradNorm(const std::vector<Parameter*>& params, Arena* arena);
 
-  // Returns the global norm (the one host read of the step) and leaves in clip_factor()
-  // max_norm / (norm + 1e-6) when max_norm > 0 and norm is finite and > max_norm, else 1
-  // (torch.nn.utils.clip_grad_norm_, optim/clip.h). Grads are not modified.
+  // Writes the global norm to *norm_out (device memory; no host read) and leaves in
+  // clip_factor() max_norm / (norm + 1e-6) when max_norm > 0 and norm is finite and >
+  // max_norm, else 1 (torch.nn.utils.clip_grad_norm_, optim/clip.h). Grads are not modified.
+  void Compute(float max_norm, float* norm_out);
+  // The same, the norm returned to the host (synchronizes).
   float Compute(float max_norm);
   const float* clip_factor() const { return static_cast<const float*>(factor_.data()); }
 
  private:
   int num_chunks_;
-  Tensor tensors_, chunks_, partials_, total_, factor_;
+  Tensor tensors_, chunks_, partials_, norm_, factor_;
 };
 
 // AdamW (optim/adamw.h) over every parameter in one launch (plus one for the statistics).

@@ -89,6 +89,30 @@ TEST(TrainerTest, RunDirectoryHoldsResolvedConfigMetricsAndLoadableWeights) {
   EXPECT_EQ(stored->model().d_model(), 128);
 }
 
+// The host reads the losses only at log, eval and checkpoint steps (launch/step_scalars.h),
+// yet every step's loss is reported, and the first step with a non-finite loss or gradient
+// norm is named. lr 1e38 with weight decay overflows the weights at the first update.
+TEST(TrainerTest, EveryStepLossIsKeptAndDivergenceNamesItsFirstStep) {
+  Config config = SmallTinyConfig(TestRoot("rare_logs"));
+  config.mutable_train()->set_log_every(100);
+  config.mutable_train()->set_eval_every(0);
+  TrainOptions options;
+  options.print_progress = false;
+  const absl::StatusOr<TrainResult> result = Train(config, options);
+  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_EQ(result->step_losses.size(), 12u);
+  const absl::StatusOr<TrainResult> reference = Train(SmallTinyConfig(TestRoot("ref")), options);
+  ASSERT_TRUE(reference.ok()) << reference.status();
+  EXPECT_EQ(result->step_losses, reference->step_losses);
+
+  Config diverging = SmallTinyConfig(TestRoot("diverge"));
+  diverging.mutable_optim()->set_lr(1e38f);
+  const absl::StatusOr<TrainResult> diverged = Train(diverging, options);
+  ASSERT_FALSE(diverged.ok());
+  EXPECT_NE(diverged.status().message().find("training diverged at step 2: "), std::string::npos)
+      << diverged.status();
+}
+
 TEST(TrainerTest, MissingCorpusIsRefusedNamingTheFileBeforeAnyRunDirectory) {
   Config config = SmallTinyConfig(TestRoot("missing"));
   config.mutable_data()->set_text_corpus("data/corpus/does_not_exist.txt");

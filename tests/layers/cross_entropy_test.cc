@@ -1,4 +1,5 @@
 // Cross-entropy: a hand-worked row, ignored targets, and dlogits by finite differences.
+#include <algorithm>
 #include <cmath>
 
 #include "gtest/gtest.h"
@@ -84,6 +85,21 @@ TEST(CrossEntropyTest, ForwardBackwardMatchesForwardThenBackward) {
   // Three counted rows: the target entry of row 0 is (softmax - 1) * 0.75 / 3.
   EXPECT_LT(in_place.f32()[10], 0.0f);
   EXPECT_GT(in_place.f32()[10], -0.25f);
+}
+
+// Backend::MeanLoss: the sum of the losses over the count of targets >= 0, all rows summed
+// (ignored rows carry loss 0 from the forward); 0 when no target counts.
+TEST(CrossEntropyTest, MeanLossDividesTheSumByTheCountedTargets) {
+  CpuBackend backend;
+  TensorPool pool;
+  Tensor losses = pool.Zeros({4});
+  const float values[] = {1.5f, 0.0f, 2.25f, 0.75f};
+  std::copy(values, values + 4, losses.f32());
+  Tensor out = pool.Random({1}, 7);
+  backend.MeanLoss(out, losses, pool.Ints({4}, {3, -1, 0, 9}));
+  EXPECT_FLOAT_EQ(out.f32()[0], 4.5f / 3.0f);
+  backend.MeanLoss(out, losses, pool.Ints({4}, {-1, -1, -1, -1}));
+  EXPECT_EQ(out.f32()[0], 0.0f);
 }
 
 }  // namespace

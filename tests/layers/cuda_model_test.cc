@@ -162,6 +162,56 @@ TEST(CudaModelPrefixTokensTest, TheLeadRowsBackwardMatchesTheCpu) {
   }
 }
 
+// Every parameter gradient of `model`, concatenated, and the mean loss of its last
+// ForwardBackward (read from the device slot the trainer uses).
+std::vector<float> GradsAndLoss(const Model& model, const Tensor& loss_slot) {
+  std::vector<float> values;
+  for (const Parameter* p : model.parameters()) {
+    const std::vector<float> grad = DeviceValues(p->grad);
+    values.insert(values.end(), grad.begin(), grad.end());
+  }
+  values.push_back(DeviceValues(loss_slot)[0]);
+  return values;
+}
+
+// Backend::RunRecorded on the GPU: the first ForwardBackward runs as is, the second is
+// recorded as a CUDA graph and launched, later ones replay it. A replay reads the inputs'
+// current contents: batches A, B, A, B give calls 3 and 4 the gradients and losses of calls
+// 1 and 2, bit for bit (the same kernels in the same order), and A's differ from B's.
+TEST_P(CudaModelTest, RecordedForwardBackwardReplaysTheSameGradients) {
+  SL_SKIP_WITHOUT_CUDA();
+  CudaBackend gpu;
+  if (!gpu.records_graphs()) GTEST_SKIP() << "SINKLAB_CUDA_GRAPHS=0";
+  Arena arena(Device::kCuda);
+  Model model(VariantConfig(GetParam()), kBatch, kSeqLen, &gpu, &arena);
+  model.InitParameters(5);
+  const Tensor tokens = arena.Allocate(DType::kI32, {kBatch, kSeqLen});
+  const Tensor targets = arena.Allocate(DType::kI32, {kBatch, kSeqLen});
+  const Tensor loss = arena.Allocate(DType::kF32, {1});
+  std::vector<int32_t> batch[2][2];  // [A or B][tokens or targets]
+  Rng rng(17, 0);
+  for (auto& b : batch) {
+    for (auto& ids : b) {
+      ids.resize(kBatch * kSeqLen);
+      for (int32_t& id : ids) id = static_cast<int32_t>(rng.Below(96));
+    }
+    b[1][5] = -1;
+  }
+  std::vector<float> results[4];
+  for (int call = 0; call < 4; ++call) {
+    CopyTensorFromHost(tokens, batch[call % 2][0].data());
+    CopyTensorFromHost(targets, batch[call % 2][1].data());
+    for (const Parameter* p : model.parameters()) gpu.Fill(p->grad, 0.0f);
+    model.ForwardBackward(tokens, targets, 0.5f);
+    model.WriteMeanLoss(loss);
+    results[call] = GradsAndLoss(model, loss);
+    EXPECT_EQ(gpu.recorded_graphs(), call == 0 ? 0 : 1) << "call " << call;
+  }
+  EXPECT_EQ(results[2], results[0]);
+  EXPECT_EQ(results[3], results[1]);
+  EXPECT_NE(results[0], results[1]);
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Variants, CudaModelTest,
     // "": kernel AUTO, so the forward is cuDNN's where sinklab was built with it (head dim

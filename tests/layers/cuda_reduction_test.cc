@@ -1,4 +1,4 @@
-// The CUDA host reductions (layers/cuda/cuda_backend.cu: SumToHost, CountNonNegative,
+// The CUDA reductions (layers/cuda/cuda_backend.cu: SumToHost, CountNonNegative, MeanLoss,
 // MaxAbsToHost) against the CPU reference on odd sizes (more elements than the 512 x 256
 // threads of the partial pass, and fewer), with the extreme value planted at either end.
 #if SINKLAB_WITH_CUDA
@@ -53,6 +53,26 @@ TEST(CudaReductionTest, SumAndCountMatchTheCpu) {
     const int64_t count = t.cpu().CountNonNegative(ids);
     ASSERT_GT(count, 0);
     EXPECT_EQ(t.gpu().CountNonNegative(t.ToDevice(ids, DType::kI32)), count) << n;
+  }
+}
+
+// The mean loss left on the device (training's per-step loss) against the CPU's, with
+// ignored targets among the counted ones, and 0 when none counts.
+TEST(CudaReductionTest, MeanLossMatchesTheCpu) {
+  SL_SKIP_WITHOUT_CUDA();
+  for (const int64_t n : {int64_t{1}, int64_t{37}, int64_t{16384 + 5}}) {
+    GpuTest t;
+    const Tensor losses = t.HostRandom({n}, 4, 1.0f, /*round_bf16=*/false, /*mean=*/3.0f);
+    Tensor ids = t.HostZeros(DType::kI32, {n});
+    for (int64_t i = 0; i < n; ++i) ids.i32()[i] = i % 7 == 3 ? -1 : static_cast<int32_t>(i);
+    Tensor want = t.HostZeros(DType::kF32, {1});
+    t.cpu().MeanLoss(want, losses, ids);
+    const Tensor out = t.ToDevice(t.HostRandom({1}, 5), DType::kF32);
+    t.gpu().MeanLoss(out, t.ToDevice(losses, DType::kF32), t.ToDevice(ids, DType::kI32));
+    EXPECT_NEAR(t.ToHostF32(out)[0], want.f32()[0], 1e-6f * std::fabs(want.f32()[0])) << n;
+    for (int64_t i = 0; i < n; ++i) ids.i32()[i] = -1;
+    t.gpu().MeanLoss(out, t.ToDevice(losses, DType::kF32), t.ToDevice(ids, DType::kI32));
+    EXPECT_EQ(t.ToHostF32(out)[0], 0.0f) << n;
   }
 }
 
