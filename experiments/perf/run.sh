@@ -20,6 +20,8 @@
 #        cuBLASLt on each matrix product of a llama_160m step: heuristic's first vs best (gemm).
 #        BENCH_RUNS="attention newton_schulz baseline muon torch ..." limits it to the runs named.
 #        The SM clock and power while the sinklab runs train (nvidia-smi, clocks.csv).
+#        tokens/s: the median over the logged intervals after step 5 (log_every
+#        BENCH_LOG_EVERY, default 5; the host reads the step scalars only at logged steps).
 # multigpu: on every GPU of the machine (one MPI rank each): the GPU data-parallel tests
 #        (dist_cuda_tests: NCCL path vs one process, with and without ZeRO-1, resume), then
 #        weak scaling: configs/llama_160m.textproto with 16 x 1024 tokens per GPU per step
@@ -144,7 +146,7 @@ if [[ " $steps " == *" bench "* ]]; then
   runs=/tmp/perf_runs; rm -rf $runs
   base=(--device cuda
     --set 'data { train_shards: "" val_shards: "" text_corpus: "data/corpus/kjv.txt" }'
-    --set "train { steps: ${BENCH_STEPS:-25} batch_size: 16 micro_batch_size: 16 eval_every: 0 log_every: 1 run_root: \"$runs\" }"
+    --set "train { steps: ${BENCH_STEPS:-25} batch_size: 16 micro_batch_size: 16 eval_every: 0 log_every: ${BENCH_LOG_EVERY:-5} run_root: \"$runs\" }"
     --set 'optim { warmup_steps: 5 } stats { every: 0 } checkpoint { every: 0 } logging { tensorboard: false }')
   bench() {  # label, extra --set fragments...
     local label=$1; shift
