@@ -5,6 +5,7 @@
 // 16-byte aligned (d = 64 or 128, aligned tensors: what the cuDNN path requires anyway).
 #include "layers/cuda/attention_common.cuh"
 #include "layers/cuda/attention_extra_keys.h"
+#include "layers/cuda/cuda_backend.h"
 
 namespace sinklab {
 namespace cuda {
@@ -236,8 +237,6 @@ void CheckBf16(std::initializer_list<const Tensor*> tensors, const char* what) {
                  absl::StrCat(what, ": expected bf16, got ", DTypeName(t->dtype())));
   }
 }
-
-size_t AlignUp256(size_t bytes) { return (bytes + 255) / 256 * 256; }
 
 // The bias keys of k, v (row 0 when K = S + 1) or of k_bias, v_bias [Hkv, d] (then K = S).
 ExtraKeys BiasKeysOf(const AttentionDims& dims, const Tensor& k, const Tensor& v,

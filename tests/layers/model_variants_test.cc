@@ -121,9 +121,15 @@ TEST(ModelVariantsTest, ParameterOrderAndSinkLogitInit) {
       EXPECT_EQ(p->kind, ParamKind::kBias);
       for (int64_t i = 0; i < p->master.numel(); ++i) EXPECT_EQ(p->master.f32()[i], 1.5f);
     }
-    if (p->name == "prefix_embed") EXPECT_EQ(p->kind, ParamKind::kEmbedding);
-    if (p->name.find("kv_bias") != std::string::npos) EXPECT_EQ(p->kind, ParamKind::kBias);
-    if (p->name.find("attn.w_gate") != std::string::npos) EXPECT_EQ(p->kind, ParamKind::kMatrix);
+    if (p->name == "prefix_embed") {
+      EXPECT_EQ(p->kind, ParamKind::kEmbedding);
+    }
+    if (p->name.find("kv_bias") != std::string::npos) {
+      EXPECT_EQ(p->kind, ParamKind::kBias);
+    }
+    if (p->name.find("attn.w_gate") != std::string::npos) {
+      EXPECT_EQ(p->kind, ParamKind::kMatrix);
+    }
   }
 }
 
