@@ -336,15 +336,14 @@ void CudaBackend::AttentionBackward(const Tensor& dq, const Tensor& dk, const Te
   zero_if_assign();
   cuda::DispatchFloat(q.dtype(), [&](auto t) {
     using T = decltype(t);
-    // (MmaDkvKernel stages unclipped_values in 16-byte copies.)
-    if (cuda::MmaAttentionSupports(dims, {&dq, &dk, &dv, &dout, &q, &k, &v, &out}) &&
-        reinterpret_cast<uintptr_t>(unclipped_values.data()) % 16 == 0) {
-      if (!dq.empty()) {
-        cuda::LaunchMmaDq(stream_, params, dq, dout, q, k, v, out, unclipped_values, lse);
-      }
-      if (!dk.empty() || !dv.empty()) {
-        cuda::LaunchMmaDkv(stream_, params, dk, dv, dout, q, k, v, out, unclipped_values, lse);
-      }
+    if (cuda::MmaAttentionSupports(dims, {&dq, &dk, &dv, &dout, &q, &k, &v, &out})) {
+      // D_i of every row, written by the dq kernel (alone when dq is not asked for) and read
+      // by the dk/dv kernel after it.
+      const bool dkv = !dk.empty() || !dv.empty();
+      if (dq.empty() && !dkv) return;
+      const Tensor row_dots(Workspace(lse.nbytes()), DType::kF32, Device::kCuda, {lse.numel()});
+      cuda::LaunchMmaDq(stream_, params, dq, row_dots, dout, q, k, v, out, unclipped_values, lse);
+      if (dkv) cuda::LaunchMmaDkv(stream_, params, dk, dv, dout, q, k, v, row_dots, lse);
     } else {
       cuda::LaunchGenericBackward<T>(stream_, params, dq, dk, dv, dout, q, k, v, out,
                                      unclipped_values, lse);

@@ -5,10 +5,11 @@
 // of a group owns keys [16 w, 16 w + 16), whose k and v tiles are staged once. The block walks
 // the (query head of its group, kQ-query tile) items that see its keys, in order and in pairs:
 // item 2 i goes to group 0 and item 2 i + 1 to group 1, so the heavy (early) key tiles finish
-// in half the time. The q, dout and out tiles and the lse of the next pair are in flight
-// (cp.async, double-buffered) while the current pair is computed; D_i = dout_i . out_i comes
-// from the staged tiles (clipped softmax: dout_i . C_i, its fp32 unclipped_values staged in
-// place of out, in rows of kD + 4 floats). Per item: S^T = K Q^T and dP^T = V dO^T (16 x kQ per
+// in half the time. The q and dout tiles and the lse and D rows of the next pair are in flight
+// (cp.async, double-buffered) while the current pair is computed; D_i = dout_i . out_i
+// (clipped softmax: dout_i . C_i) is the dq kernel's, which ran first and stored it
+// (FlashAttention-2's preprocessing; before, every key tile recomputed it from a staged out
+// tile). Per item: S^T = K Q^T and dP^T = V dO^T (16 x kQ per
 // warp), p and ds, then dV += P^T dO and dK += dS^T Q (P^T and dS^T as bf16 A fragments). kQ = 64
 // for d = 64 and 32 for d = 128 (the dk and dv accumulators take 128 registers there). At the end
 // group 1's sums are added to group 0's through shared memory: a fixed order, deterministic.
@@ -21,55 +22,22 @@ namespace {
 constexpr int kDkvGroups = 2;  // warp groups of MmaDkvKernel, taking alternate query tiles
 constexpr int kDkvThreads = kDkvGroups * kBwdThreads;
 
-// Clipped softmax's staged C rows: kD floats padded to kD + 4, so that the 16-byte reads of
-// one column by 8 consecutive rows fall in distinct banks.
+// [k, v tiles][staged bf16 tiles [stage][group][q, dout][kQ][kD]][lse, D rows [stage][group]
+// [kQ] each].
 template <int kD>
-constexpr int kUnclippedLd = kD + 4;
-
-// [k, v tiles][staged bf16 tiles][lse, D rows][clipped softmax: C rows]; staged tiles
-// [stage][group][q, dout (, out)][kQ][kD] (clipped softmax stages no out).
-template <int kD>
-constexpr size_t DkvSmem(bool clipped) {
+constexpr size_t DkvSmem() {
   constexpr int kQ = kDkvQueryTile<kD>;
-  return sizeof(bf16) * (2 * kBwdRows * kD + 2 * kDkvGroups * (clipped ? 2 : 3) * kQ * kD) +
-         sizeof(float) *
-             (2 * 2 * kDkvGroups * kQ + (clipped ? 2 * kDkvGroups * kQ * kUnclippedLd<kD> : 0));
-}
-
-// Elements [c, c + 8) of row r of a swizzled bf16 [rows][kD] tile, as floats.
-template <int kD>
-__device__ __forceinline__ void RowChunk(float (&x)[8], const bf16* tile, int r, int c) {
-  const uint4 raw = *reinterpret_cast<const uint4*>(tile + SwizzledOffset<kD>(r, c));
-  const __nv_bfloat162* pairs = reinterpret_cast<const __nv_bfloat162*>(&raw);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 f = __bfloat1622float2(pairs[i]);
-    x[2 * i] = f.x;
-    x[2 * i + 1] = f.y;
-  }
-}
-// The 8 floats at `at` (16-byte aligned) of an fp32 row.
-__device__ __forceinline__ void RowChunk(float (&x)[8], const float* at) {
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    const float4 f = reinterpret_cast<const float4*>(at)[half];
-    x[4 * half] = f.x;
-    x[4 * half + 1] = f.y;
-    x[4 * half + 2] = f.z;
-    x[4 * half + 3] = f.w;
-  }
+  return sizeof(bf16) * (2 * kBwdRows * kD + 2 * kDkvGroups * 2 * kQ * kD) +
+         sizeof(float) * 2 * 2 * kDkvGroups * kQ;
 }
 
 template <int kD, AttentionNormalizer kKind>
 __global__ void __launch_bounds__(kDkvThreads, 1)
     MmaDkvKernel(AttentionParams p, bf16* dk, bf16* dv, const bf16* dout, const bf16* q,
-                 const bf16* k, const bf16* v, const bf16* out, const float* unclipped,
-                 const float* lse) {
+                 const bf16* k, const bf16* v, const float* row_dots, const float* lse) {
   constexpr int kQ = kDkvQueryTile<kD>, kQueryTiles = kQ / 8, kTile = kQ * kD;
-  constexpr bool kClipped = kKind == AttentionNormalizer::kClippedSoftmax;
-  constexpr bool kOutputDot = kKind != AttentionNormalizer::kSigmoid && !kClipped;
-  constexpr int kStaged = kClipped ? 2 : 3;  // bf16 tiles staged per item: q, dout (, out)
-  constexpr int kCLd = kUnclippedLd<kD>;
+  constexpr bool kRowDot = kKind != AttentionNormalizer::kSigmoid;  // sigmoid's ds needs no D
+  constexpr int kStaged = 2;  // bf16 tiles staged per item: q, dout
   NormalizerArgs n = p.norm;
   n.kind = kKind;
   const AttentionDims& dims = p.dims;
@@ -83,18 +51,14 @@ __global__ void __launch_bounds__(kDkvThreads, 1)
   extern __shared__ __align__(16) unsigned char smem_bytes[];
   bf16* k_tile = reinterpret_cast<bf16*>(smem_bytes);
   bf16* v_tile = k_tile + kBwdRows * kD;
-  bf16* staged = v_tile + kBwdRows * kD;  // [stage][group][q, dout (, out)][kQ][kD]
+  bf16* staged = v_tile + kBwdRows * kD;  // [stage][group][q, dout][kQ][kD]
   float* lse_rows = reinterpret_cast<float*>(staged + 2 * kDkvGroups * kStaged * kTile);
-  float* dot_rows = lse_rows + 2 * kDkvGroups * kQ;        // [2][2][kQ], as lse_rows
-  float* unclipped_rows = dot_rows + 2 * kDkvGroups * kQ;  // clipped: [2][2][kQ][kCLd]
+  float* dot_rows = lse_rows + 2 * kDkvGroups * kQ;  // [2][2][kQ], as lse_rows
   const auto tile_of = [&](int stage, int grp, int tensor) {
     return staged + ((stage * kDkvGroups + grp) * kStaged + tensor) * kTile;
   };
   const auto rows_of = [&](float* rows, int stage, int grp) {
     return rows + (stage * kDkvGroups + grp) * kQ;
-  };
-  const auto unclipped_of = [&](int stage, int grp) {
-    return unclipped_rows + (stage * kDkvGroups + grp) * kQ * kCLd;
   };
   LoadTileAsync<kBwdRows, kD, kDkvThreads>(k_tile, k, kv_head, j0, dims.keys);
   LoadTileAsync<kBwdRows, kD, kDkvThreads>(v_tile, v, kv_head, j0, dims.keys);
@@ -107,7 +71,7 @@ __global__ void __launch_bounds__(kDkvThreads, 1)
   const int items = tiles_per_head * dims.group(), pairs = (items + 1) / 2;
   const auto item_head = [&](int item) { return kv * dims.group() + item / tiles_per_head; };
   const auto item_row0 = [&](int item) { return first_query + (item % tiles_per_head) * kQ; };
-  // Stages the q, dout (and out, or C) tiles and the lse of a pair's items (cp.async, one
+  // Stages the q and dout tiles and the lse and D rows of a pair's items (cp.async, one
   // group).
   const auto issue = [&](int pair) {
     const int stage = pair & 1;
@@ -118,23 +82,12 @@ __global__ void __launch_bounds__(kDkvThreads, 1)
       const HeadView q_head = QueryHead(dims, b, h);
       LoadTileAsync<kQ, kD, kDkvThreads>(tile_of(stage, grp, 0), q, q_head, row0, dims.seq);
       LoadTileAsync<kQ, kD, kDkvThreads>(tile_of(stage, grp, 1), dout, q_head, row0, dims.seq);
-      if (kOutputDot) {
-        LoadTileAsync<kQ, kD, kDkvThreads>(tile_of(stage, grp, 2), out, q_head, row0, dims.seq);
-      }
-      if (kClipped) {  // C rows [row0, row0 + kQ), 16-byte chunks, zero past the sequence
-        float* rows = unclipped_of(stage, grp);
-        for (int idx = threadIdx.x; idx < kQ * kD / 4; idx += kDkvThreads) {
-          const int r = idx / (kD / 4), c = 4 * (idx % (kD / 4)), row = row0 + r;
-          const bool valid = row < dims.seq;
-          CopyAsync16(rows + r * kCLd + c,
-                      unclipped + q_head.offset + (valid ? row : 0) * q_head.stride + c, valid);
-        }
-      }
       if (threadIdx.x < kQ) {
         const int row = row0 + threadIdx.x;
         const bool valid = row < dims.seq;
-        CopyAsync4(rows_of(lse_rows, stage, grp) + threadIdx.x,
-                   lse + RowIndex(dims, b, h, valid ? row : 0), valid);
+        const int64_t at = RowIndex(dims, b, h, valid ? row : 0);
+        CopyAsync4(rows_of(lse_rows, stage, grp) + threadIdx.x, lse + at, valid);
+        if (kRowDot) CopyAsync4(rows_of(dot_rows, stage, grp) + threadIdx.x, row_dots + at, valid);
       }
     }
     CopyAsyncCommit();
@@ -151,32 +104,6 @@ __global__ void __launch_bounds__(kDkvThreads, 1)
     }
     __syncthreads();
     const int stage = pair & 1;
-    if (kOutputDot || kClipped) {
-      // D_i = dout_i . out_i (clipped softmax: dout_i . C_i = sum_j sm_ij dsm_ij) of both
-      // items' rows from the staged tiles: kParts threads a row.
-      constexpr int kParts = kDkvThreads / (kDkvGroups * kQ);
-      const int row_all = threadIdx.x / kParts, part = threadIdx.x % kParts;
-      const int grp = row_all / kQ, r = row_all % kQ;
-      const bf16* dout_rows = tile_of(stage, grp, 1);
-      float partial = 0.0f;
-#pragma unroll
-      for (int c = part * 8; c < kD; c += kParts * 8) {
-        float a[8], o[8];
-        RowChunk<kD>(a, dout_rows, r, c);
-        if constexpr (kClipped) {
-          RowChunk(o, unclipped_of(stage, grp) + r * kCLd + c);
-        } else {
-          RowChunk<kD>(o, tile_of(stage, grp, 2), r, c);
-        }
-#pragma unroll
-        for (int i = 0; i < 4; ++i)
-          partial = fmaf(a[2 * i], o[2 * i], fmaf(a[2 * i + 1], o[2 * i + 1], partial));
-      }
-#pragma unroll
-      for (int o = 1; o < kParts; o <<= 1) partial += __shfl_xor_sync(0xffffffffu, partial, o);
-      if (part == 0) rows_of(dot_rows, stage, grp)[r] = partial;
-      __syncthreads();
-    }
     const int item = kDkvGroups * pair + group, row0 = item < items ? item_row0(item) : 0;
     // Skip when this group has no item, or none of this warp's keys is seen by its queries.
     if (item < items && warp_key0 <= row0 + kQ - 1 + bias && warp_key0 < dims.keys) {
@@ -219,6 +146,8 @@ __global__ void __launch_bounds__(kDkvThreads, 1)
   }
   // dk, dv = group 0's sums + group 1's, through shared memory (the staged tiles are free):
   // a fixed order, so the result does not depend on timing.
+  static_assert(4 * 2 * kD * 16 * sizeof(float) <= 2 * kDkvGroups * kStaged * kTile * sizeof(bf16),
+                "the group sums fit in the staged tiles");
   float* partials = reinterpret_cast<float*>(staged);  // [4 warps][dk, dv][kD / 8][4][32]
   float* mine = partials + (warp % 4) * 2 * kD * 16 + lane;
   if (group == 1) {
@@ -248,18 +177,18 @@ __global__ void __launch_bounds__(kDkvThreads, 1)
 
 void LaunchMmaDkv(cudaStream_t stream, const AttentionParams& p, const Tensor& dk, const Tensor& dv,
                   const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
-                  const Tensor& out, const Tensor& unclipped_values, const Tensor& lse) {
+                  const Tensor& row_dots, const Tensor& lse) {
+  SL_CHECK(row_dots.dtype() == DType::kF32 && row_dots.numel() == lse.numel());
   DispatchMmaKernel(p, [&](auto head_dim, auto kind) {
     constexpr int kD = decltype(head_dim)::value;
     constexpr AttentionNormalizer kKind = decltype(kind)::value;
     auto kernel = MmaDkvKernel<kD, kKind>;
-    const size_t smem = DkvSmem<kD>(kKind == AttentionNormalizer::kClippedSoftmax);
+    const size_t smem = DkvSmem<kD>();
     AllowSharedMemory(kernel, smem);
     const dim3 grid((p.dims.keys + kBwdRows - 1) / kBwdRows, p.dims.batch * p.dims.kv_heads);
     kernel<<<grid, kDkvThreads, smem, stream>>>(
         p, dk.empty() ? nullptr : Ptr<bf16>(dk), dv.empty() ? nullptr : Ptr<bf16>(dv),
-        Ptr<bf16>(dout), Ptr<bf16>(q), Ptr<bf16>(k), Ptr<bf16>(v), Ptr<bf16>(out),
-        unclipped_values.empty() ? nullptr : unclipped_values.f32(), lse.f32());
+        Ptr<bf16>(dout), Ptr<bf16>(q), Ptr<bf16>(k), Ptr<bf16>(v), row_dots.f32(), lse.f32());
     SL_CUDA_LAUNCH_CHECK();
   });
 }

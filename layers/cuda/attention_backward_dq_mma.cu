@@ -5,8 +5,8 @@
 // through two buffers (cp.async, swizzled; attention_mma.cuh). Per key tile: S = Q K^T and
 // dP = dO V^T (16 x 64 per warp, fp32), ds from the row's lse and D_i (registers: the quad of
 // the row computes D_i = dout_i . out_i once, or dout_i . C_i for clipped softmax, C its
-// fp32 unclipped_values), then dQ += dS K with dS rounded to bf16 A fragments. Query tiles are
-// issued longest first (causal balance).
+// fp32 unclipped_values, and stores it in row_dots for the dk/dv kernel), then dQ += dS K with
+// dS rounded to bf16 A fragments. Query tiles are issued longest first (causal balance).
 #include "layers/cuda/attention_backward_mma.cuh"
 
 namespace sinklab {
@@ -15,8 +15,9 @@ namespace {
 
 template <int kD, AttentionNormalizer kKind>
 __global__ void __launch_bounds__(kBwdThreads)
-    MmaDqKernel(AttentionParams p, bf16* dq, const bf16* dout, const bf16* q, const bf16* k,
-                const bf16* v, const bf16* out, const float* unclipped, const float* lse) {
+    MmaDqKernel(AttentionParams p, bf16* dq, float* row_dots, const bf16* dout, const bf16* q,
+                const bf16* k, const bf16* v, const bf16* out, const float* unclipped,
+                const float* lse) {
   constexpr int kKeyTiles = kBwdRows / 8;
   NormalizerArgs n = p.norm;
   n.kind = kKind;
@@ -60,6 +61,11 @@ __global__ void __launch_bounds__(kBwdThreads)
       partial = PartialRowDot<kD>(dout, out, q_head, row, dims.seq, t, 4);
     }
     row_dot[r] = QuadSum(partial);
+    if (t == 0 && row < dims.seq) row_dots[RowIndex(dims, b, h, row)] = row_dot[r];
+  }
+  if (dq == nullptr) {  // the dk/dv kernel's D_i only
+    CopyAsyncWait<0>();
+    return;
   }
 
   float acc[kD / 8][4] = {};
@@ -106,8 +112,10 @@ __global__ void __launch_bounds__(kBwdThreads)
 }  // namespace
 
 void LaunchMmaDq(cudaStream_t stream, const AttentionParams& p, const Tensor& dq,
-                 const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
-                 const Tensor& out, const Tensor& unclipped_values, const Tensor& lse) {
+                 const Tensor& row_dots, const Tensor& dout, const Tensor& q, const Tensor& k,
+                 const Tensor& v, const Tensor& out, const Tensor& unclipped_values,
+                 const Tensor& lse) {
+  SL_CHECK(row_dots.dtype() == DType::kF32 && row_dots.numel() == lse.numel());
   DispatchMmaKernel(p, [&](auto head_dim, auto kind) {
     constexpr int kD = decltype(head_dim)::value;
     auto kernel = MmaDqKernel<kD, decltype(kind)::value>;
@@ -115,7 +123,8 @@ void LaunchMmaDq(cudaStream_t stream, const AttentionParams& p, const Tensor& dq
     AllowSharedMemory(kernel, smem);
     const dim3 grid((p.dims.seq + kBwdRows - 1) / kBwdRows, p.dims.batch * p.dims.heads);
     kernel<<<grid, kBwdThreads, smem, stream>>>(
-        p, Ptr<bf16>(dq), Ptr<bf16>(dout), Ptr<bf16>(q), Ptr<bf16>(k), Ptr<bf16>(v), Ptr<bf16>(out),
+        p, dq.empty() ? nullptr : Ptr<bf16>(dq), row_dots.f32(), Ptr<bf16>(dout), Ptr<bf16>(q),
+        Ptr<bf16>(k), Ptr<bf16>(v), Ptr<bf16>(out),
         unclipped_values.empty() ? nullptr : unclipped_values.f32(), lse.f32());
     SL_CUDA_LAUNCH_CHECK();
   });

@@ -1,9 +1,10 @@
 // Shared pieces of the tensor-core attention backward (attention_backward_dq_mma.cu,
 // attention_backward_dkv_mma.cu): FlashAttention-2's backward (Dao 2023) made deterministic by
 // splitting it in two kernels with no atomics; the math and the generic path are
-// attention_backward.cu's. bf16, head dims 64 and 128, every normalizer. Each kernel computes
-// the row sums it needs from two rows: D_i = dout_i . out_i, or for clipped softmax
-// dout_i . C_i with C its forward's fp32 unclipped_values (no extra pass over the keys).
+// attention_backward.cu's. bf16, head dims 64 and 128, every normalizer. The dq kernel
+// computes each row's sum from two rows, D_i = dout_i . out_i, or for clipped softmax
+// dout_i . C_i with C its forward's fp32 unclipped_values (no extra pass over the keys), and
+// stores it for the dk/dv kernel, which reads it as it reads the lse.
 #ifndef SINKLAB_LAYERS_CUDA_ATTENTION_BACKWARD_MMA_CUH_
 #define SINKLAB_LAYERS_CUDA_ATTENTION_BACKWARD_MMA_CUH_
 

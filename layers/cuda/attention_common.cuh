@@ -208,14 +208,17 @@ void LaunchMmaForward(cudaStream_t stream, const AttentionParams& p, const Tenso
                       const Tensor& lse, const Tensor& unclipped_values, const Tensor& q,
                       const Tensor& k, const Tensor& v);
 // attention_backward_dq_mma.cu and attention_backward_dkv_mma.cu: the tensor-core dq, and
-// dk and dv (either may be empty: skipped). Each computes its rows' sums D_i from dout and
-// out, or for clipped softmax from dout and unclipped_values (else empty).
+// dk and dv. The dq kernel computes each row's sum D_i from dout and out, or for clipped
+// softmax from dout and unclipped_values (else empty), and writes it to row_dots (f32, lse's
+// layout) for the dk/dv kernel, which must run after it; with dq empty it writes row_dots
+// only. dk or dv may be empty (skipped).
 void LaunchMmaDq(cudaStream_t stream, const AttentionParams& p, const Tensor& dq,
-                 const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
-                 const Tensor& out, const Tensor& unclipped_values, const Tensor& lse);
+                 const Tensor& row_dots, const Tensor& dout, const Tensor& q, const Tensor& k,
+                 const Tensor& v, const Tensor& out, const Tensor& unclipped_values,
+                 const Tensor& lse);
 void LaunchMmaDkv(cudaStream_t stream, const AttentionParams& p, const Tensor& dk, const Tensor& dv,
                   const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
-                  const Tensor& out, const Tensor& unclipped_values, const Tensor& lse);
+                  const Tensor& row_dots, const Tensor& lse);
 
 }  // namespace cuda
 }  // namespace sinklab
