@@ -14,7 +14,7 @@ namespace cuda {
 namespace {
 
 template <int kD, AttentionNormalizer kKind>
-__global__ void __launch_bounds__(kBwdThreads)
+__global__ void __launch_bounds__(kBwdThreads, kD == 64 ? 4 : 1)
     MmaDqKernel(AttentionParams p, bf16* dq, float* row_dots, const bf16* dout, const bf16* q,
                 const bf16* k, const bf16* v, const bf16* out, const float* unclipped,
                 const float* lse) {

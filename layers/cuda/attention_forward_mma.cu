@@ -127,7 +127,7 @@ __device__ __forceinline__ void AddWeightedValues(float (&acc)[kD / 8][4], const
 // d = 64); without it they move (172..186, 124..151), so the loop stays and their code is
 // unchanged.
 template <int kD, AttentionNormalizer kKind>
-__global__ void __launch_bounds__(kMmaThreads)
+__global__ void __launch_bounds__(kMmaThreads, kD == 64 ? 4 : 1)
     MmaForwardKernel(AttentionParams p, bf16* out, float* lse, const bf16* q, const bf16* k,
                      const bf16* v) {
   constexpr int kSteps = kD / 16;          // k-steps of Q K^T, and pairs of n-tiles of P V
@@ -300,7 +300,7 @@ __global__ void __launch_bounds__(kMmaThreads)
 // a slice only (8 registers, not 32): with the two d-wide accumulators and the query
 // fragments, d = 128 then fits in registers.
 template <int kD>
-__global__ void __launch_bounds__(kMmaThreads)
+__global__ void __launch_bounds__(kMmaThreads, kD == 64 ? 4 : 1)
     MmaClippedForwardKernel(AttentionParams p, bf16* out, float* lse, float* unclipped,
                             const bf16* q, const bf16* k, const bf16* v) {
   constexpr int kSteps = kD / 16;
