@@ -83,10 +83,11 @@ class DistributedOptimizer {
   // Collective: gradients summed across ranks, then clipped to optim.grad_clip by the global
   // norm (torch.nn.utils.clip_grad_norm_'s rule, optim/clip.h). Writes the norm before
   // clipping (the same on every rank) to norm_out ([1] f32 on the parameters' device); a
-  // non-finite norm leaves the gradients alone. On one process the norm stays on the device
-  // (no host read) and, on a GPU, the clip factor is applied by the next Step as it reads
-  // the gradients (OptimizerSet::ClipGradients), so only Step may read them in between.
-  // Several ranks add their sums of squares on the host.
+  // non-finite norm leaves the gradients alone. Where every rank holds the whole optimizer
+  // (one process; NCCL without ZeRO-1) the norm stays on the device (no host read) and, on a
+  // GPU, the clip factor is applied by the next Step as it reads the gradients
+  // (OptimizerSet::ClipGradients), so only Step may read them in between. ZeRO-1 and CPU
+  // ranks add their sums of squares on the host.
   void ReduceAndClipGradients(const Tensor& norm_out);
 
   // Collective: one update; `schedule_factor` = LrMultiplier(...), `step` 1-based.
