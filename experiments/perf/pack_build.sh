@@ -12,7 +12,7 @@ grep -q 'CMAKE_CUDA_ARCHITECTURES[^=]*=.*90' "$build/CMakeCache.txt" ||
   { echo "$build is not built for sm_90" >&2; exit 1; }
 ninja -C "$build" > /dev/null
 rm -rf .device/bin && mkdir -p .device/bin
-for b in sinklab tests/layers_tests tests/optim_tests tests/launch_tests \
+for b in sinklab tests/layers_tests tests/optim_tests tests/launch_tests tests/dist_cuda_tests \
     experiments/perf/attention_bench experiments/perf/gemm_bench experiments/perf/newton_schulz_bench; do
   mkdir -p ".device/bin/$(dirname "$b")"
   strip -o ".device/bin/$b" "$build/$b"
