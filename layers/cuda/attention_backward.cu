@@ -341,7 +341,9 @@ void CudaBackend::AttentionBackward(const Tensor& dq, const Tensor& dk, const Te
       // by the dk/dv kernel after it.
       const bool dkv = !dk.empty() || !dv.empty();
       if (dq.empty() && !dkv) return;
-      const Tensor row_dots(Workspace(lse.nbytes()), DType::kF32, Device::kCuda, {lse.numel()});
+      const int64_t arrays = cuda::RowDotArrays(params);
+      const Tensor row_dots(Workspace(arrays * lse.nbytes()), DType::kF32, Device::kCuda,
+                            {arrays * lse.numel()});
       cuda::LaunchMmaDq(stream_, params, dq, row_dots, dout, q, k, v, out, unclipped_values, lse);
       if (dkv) cuda::LaunchMmaDkv(stream_, params, dk, dv, dout, q, k, v, row_dots, lse);
     } else {

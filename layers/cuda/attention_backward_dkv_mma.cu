@@ -22,13 +22,13 @@ namespace {
 constexpr int kDkvGroups = 2;  // warp groups of MmaDkvKernel, taking alternate query tiles
 constexpr int kDkvThreads = kDkvGroups * kBwdThreads;
 
-// [k, v tiles][staged bf16 tiles [stage][group][q, dout][kQ][kD]][lse, D rows [stage][group]
-// [kQ] each].
+// [k, v tiles][staged bf16 tiles [stage][group][q, dout][kQ][kD]][lse, D, e^-lse (softpick)
+// rows [stage][group][kQ] each].
 template <int kD>
 constexpr size_t DkvSmem() {
   constexpr int kQ = kDkvQueryTile<kD>;
   return sizeof(bf16) * (2 * kBwdRows * kD + 2 * kDkvGroups * 2 * kQ * kD) +
-         sizeof(float) * 2 * 2 * kDkvGroups * kQ;
+         sizeof(float) * 3 * 2 * kDkvGroups * kQ;
 }
 
 template <int kD, AttentionNormalizer kKind>
@@ -37,6 +37,7 @@ __global__ void __launch_bounds__(kDkvThreads, 1)
                  const bf16* k, const bf16* v, const float* row_dots, const float* lse) {
   constexpr int kQ = kDkvQueryTile<kD>, kQueryTiles = kQ / 8, kTile = kQ * kD;
   constexpr bool kRowDot = kKind != AttentionNormalizer::kSigmoid;  // sigmoid's ds needs no D
+  constexpr bool kSoftpick = kKind == AttentionNormalizer::kSoftpick;  // its p reads e^-lse
   constexpr int kStaged = 2;  // bf16 tiles staged per item: q, dout
   NormalizerArgs n = p.norm;
   n.kind = kKind;
@@ -54,6 +55,8 @@ __global__ void __launch_bounds__(kDkvThreads, 1)
   bf16* staged = v_tile + kBwdRows * kD;  // [stage][group][q, dout][kQ][kD]
   float* lse_rows = reinterpret_cast<float*>(staged + 2 * kDkvGroups * kStaged * kTile);
   float* dot_rows = lse_rows + 2 * kDkvGroups * kQ;  // [2][2][kQ], as lse_rows
+  float* neg_rows = dot_rows + 2 * kDkvGroups * kQ;  // softpick's e^-lse, as lse_rows
+  const float* neg_exps = row_dots + int64_t{dims.batch} * dims.heads * dims.seq;
   const auto tile_of = [&](int stage, int grp, int tensor) {
     return staged + ((stage * kDkvGroups + grp) * kStaged + tensor) * kTile;
   };
@@ -88,6 +91,9 @@ __global__ void __launch_bounds__(kDkvThreads, 1)
         const int64_t at = RowIndex(dims, b, h, valid ? row : 0);
         CopyAsync4(rows_of(lse_rows, stage, grp) + threadIdx.x, lse + at, valid);
         if (kRowDot) CopyAsync4(rows_of(dot_rows, stage, grp) + threadIdx.x, row_dots + at, valid);
+        if (kSoftpick) {
+          CopyAsync4(rows_of(neg_rows, stage, grp) + threadIdx.x, neg_exps + at, valid);
+        }
       }
     }
     CopyAsyncCommit();
@@ -111,6 +117,7 @@ __global__ void __launch_bounds__(kDkvThreads, 1)
       const bf16* dout_tile = tile_of(stage, group, 1);
       const float* tile_lse = rows_of(lse_rows, stage, group);
       const float* tile_dot = rows_of(dot_rows, stage, group);
+      const float* tile_neg = rows_of(neg_rows, stage, group);
       float w[kQueryTiles][4] = {}, ds[kQueryTiles][4] = {};
       RowBlockTimesRowsT<kD>(w, k_tile, q_tile, warp % 4);      // s^T, then p^T in place
       RowBlockTimesRowsT<kD>(ds, v_tile, dout_tile, warp % 4);  // dp^T, then ds^T in place
@@ -119,8 +126,8 @@ __global__ void __launch_bounds__(kDkvThreads, 1)
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           const int local = 8 * nt + 2 * t + (e & 1);
-          const WeightGrad wg =
-              WeightGradOf(n, n.scale * w[nt][e], tile_lse[local], ds[nt][e], tile_dot[local]);
+          const WeightGrad wg = WeightGradOf(n, n.scale * w[nt][e], tile_lse[local], ds[nt][e],
+                                             tile_dot[local], kSoftpick ? tile_neg[local] : 0.0f);
           w[nt][e] = wg.p;
           ds[nt][e] = wg.ds;
         }
@@ -178,7 +185,7 @@ __global__ void __launch_bounds__(kDkvThreads, 1)
 void LaunchMmaDkv(cudaStream_t stream, const AttentionParams& p, const Tensor& dk, const Tensor& dv,
                   const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
                   const Tensor& row_dots, const Tensor& lse) {
-  SL_CHECK(row_dots.dtype() == DType::kF32 && row_dots.numel() == lse.numel());
+  SL_CHECK(row_dots.dtype() == DType::kF32 && row_dots.numel() == RowDotArrays(p) * lse.numel());
   DispatchMmaKernel(p, [&](auto head_dim, auto kind) {
     constexpr int kD = decltype(head_dim)::value;
     constexpr AttentionNormalizer kKind = decltype(kind)::value;

@@ -61,7 +61,13 @@ __global__ void __launch_bounds__(kBwdThreads, kD == 64 ? 4 : 1)
       partial = PartialRowDot<kD>(dout, out, q_head, row, dims.seq, t, 4);
     }
     row_dot[r] = QuadSum(partial);
-    if (t == 0 && row < dims.seq) row_dots[RowIndex(dims, b, h, row)] = row_dot[r];
+    if (t == 0 && row < dims.seq) {
+      row_dots[RowIndex(dims, b, h, row)] = row_dot[r];
+      if (kKind == AttentionNormalizer::kSoftpick) {  // e^-lse, for the dk/dv kernel's weights
+        row_dots[int64_t{dims.batch} * dims.heads * dims.seq + RowIndex(dims, b, h, row)] =
+            __expf(-row_lse[r]);
+      }
+    }
   }
   if (dq == nullptr) {  // the dk/dv kernel's D_i only
     CopyAsyncWait<0>();
@@ -115,7 +121,7 @@ void LaunchMmaDq(cudaStream_t stream, const AttentionParams& p, const Tensor& dq
                  const Tensor& row_dots, const Tensor& dout, const Tensor& q, const Tensor& k,
                  const Tensor& v, const Tensor& out, const Tensor& unclipped_values,
                  const Tensor& lse) {
-  SL_CHECK(row_dots.dtype() == DType::kF32 && row_dots.numel() == lse.numel());
+  SL_CHECK(row_dots.dtype() == DType::kF32 && row_dots.numel() == RowDotArrays(p) * lse.numel());
   DispatchMmaKernel(p, [&](auto head_dim, auto kind) {
     constexpr int kD = decltype(head_dim)::value;
     auto kernel = MmaDqKernel<kD, decltype(kind)::value>;

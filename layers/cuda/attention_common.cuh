@@ -210,8 +210,11 @@ void LaunchMmaForward(cudaStream_t stream, const AttentionParams& p, const Tenso
 // attention_backward_dq_mma.cu and attention_backward_dkv_mma.cu: the tensor-core dq, and
 // dk and dv. The dq kernel computes each row's sum D_i from dout and out, or for clipped
 // softmax from dout and unclipped_values (else empty), and writes it to row_dots (f32, lse's
-// layout) for the dk/dv kernel, which must run after it; with dq empty it writes row_dots
-// only. dk or dv may be empty (skipped).
+// layout; softpick: then e^-lse in the same layout, RowDotArrays) for the dk/dv kernel, which
+// must run after it; with dq empty it writes row_dots only. dk or dv may be empty (skipped).
+inline int64_t RowDotArrays(const AttentionParams& p) {
+  return p.norm.kind == AttentionNormalizer::kSoftpick ? 2 : 1;
+}
 void LaunchMmaDq(cudaStream_t stream, const AttentionParams& p, const Tensor& dq,
                  const Tensor& row_dots, const Tensor& dout, const Tensor& q, const Tensor& k,
                  const Tensor& v, const Tensor& out, const Tensor& unclipped_values,

@@ -166,13 +166,15 @@ struct WeightGrad {
   float p;
   float ds;
 };
+// e_neg_lse = e^-lse, read by softpick only: a caller whose elements belong to many rows (the
+// dk/dv kernel) passes the row's, computed once; the overload below takes it per element.
 __device__ __forceinline__ WeightGrad WeightGradOf(const NormalizerArgs& n, float s, float lse,
-                                                   float dp, float row_dot) {
+                                                   float dp, float row_dot, float e_neg_lse) {
   switch (n.kind) {
     case AttentionNormalizer::kSoftpick: {
       // ds = e^(s - lse) ([s > 0] dp - sign(s) D); derivative 0 at s = 0.
       const float e = __expf(s - lse);
-      const float p = s > 0.0f ? fmaxf(e - __expf(-lse), 0.0f) : 0.0f;
+      const float p = s > 0.0f ? fmaxf(e - e_neg_lse, 0.0f) : 0.0f;
       const float sign = s > 0.0f ? 1.0f : (s < 0.0f ? -1.0f : 0.0f);
       return {p, e * ((s > 0.0f ? dp : 0.0f) - sign * row_dot)};
     }
@@ -194,6 +196,11 @@ __device__ __forceinline__ WeightGrad WeightGradOf(const NormalizerArgs& n, floa
       return {p, p * (dp - row_dot)};
     }
   }
+}
+__device__ __forceinline__ WeightGrad WeightGradOf(const NormalizerArgs& n, float s, float lse,
+                                                   float dp, float row_dot) {
+  return WeightGradOf(n, s, lse, dp, row_dot,
+                      n.kind == AttentionNormalizer::kSoftpick ? __expf(-lse) : 0.0f);
 }
 
 }  // namespace cuda
