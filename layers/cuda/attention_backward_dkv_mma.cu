@@ -14,6 +14,7 @@
 // for d = 64 and 32 for d = 128 (the dk and dv accumulators take 128 registers there). At the end
 // group 1's sums are added to group 0's through shared memory: a fixed order, deterministic.
 #include "layers/cuda/attention_backward_mma.cuh"
+#include "layers/cuda/attention_wgmma.cuh"
 
 namespace sinklab {
 namespace cuda {
@@ -28,7 +29,7 @@ template <int kD>
 constexpr size_t DkvSmem() {
   constexpr int kQ = kDkvQueryTile<kD>;
   return sizeof(bf16) * (2 * kBwdRows * kD + 2 * kDkvGroups * 2 * kQ * kD) +
-         sizeof(float) * 3 * 2 * kDkvGroups * kQ;
+         sizeof(float) * 3 * 2 * kDkvGroups * kQ + kTileAlign;
 }
 
 template <int kD, AttentionNormalizer kKind>
@@ -50,7 +51,7 @@ __global__ void __launch_bounds__(kDkvThreads, 1)
   const HeadView kv_head = KeyHead(dims, b, kv);
 
   extern __shared__ __align__(16) unsigned char smem_bytes[];
-  bf16* k_tile = reinterpret_cast<bf16*>(smem_bytes);
+  bf16* k_tile = reinterpret_cast<bf16*>(AlignedTiles(smem_bytes));
   bf16* v_tile = k_tile + kBwdRows * kD;
   bf16* staged = v_tile + kBwdRows * kD;  // [stage][group][q, dout][kQ][kD]
   float* lse_rows = reinterpret_cast<float*>(staged + 2 * kDkvGroups * kStaged * kTile);
@@ -108,19 +109,30 @@ __global__ void __launch_bounds__(kDkvThreads, 1)
     } else {
       CopyAsyncWait<0>();
     }
+    if constexpr (kUseWgmma<kD>) FenceSharedForWgmma();
     __syncthreads();
     const int stage = pair & 1;
     const int item = kDkvGroups * pair + group, row0 = item < items ? item_row0(item) : 0;
-    // Skip when this group has no item, or none of this warp's keys is seen by its queries.
-    if (item < items && warp_key0 <= row0 + kQ - 1 + bias && warp_key0 < dims.keys) {
+    // Skip when this group has no item, or none of this warp's keys (with wgmma, which takes
+    // the whole warpgroup: of the block's keys) is seen by its queries.
+    const int first_key = kUseWgmma<kD> ? j0 : warp_key0;
+    if (item < items && first_key <= row0 + kQ - 1 + bias && warp_key0 < dims.keys) {
       const bf16* q_tile = tile_of(stage, group, 0);
       const bf16* dout_tile = tile_of(stage, group, 1);
       const float* tile_lse = rows_of(lse_rows, stage, group);
       const float* tile_dot = rows_of(dot_rows, stage, group);
       const float* tile_neg = rows_of(neg_rows, stage, group);
-      float w[kQueryTiles][4] = {}, ds[kQueryTiles][4] = {};
-      RowBlockTimesRowsT<kD>(w, k_tile, q_tile, warp % 4);      // s^T, then p^T in place
-      RowBlockTimesRowsT<kD>(ds, v_tile, dout_tile, warp % 4);  // dp^T, then ds^T in place
+      float w[kQueryTiles][4] = {}, ds[kQueryTiles][4] = {};  // s^T, dp^T; p^T, ds^T in place
+      if constexpr (kUseWgmma<kD>) {
+        WgmmaFence();
+        WgmmaRowsTimesRowsT(w, k_tile, q_tile);
+        WgmmaRowsTimesRowsT(ds, v_tile, dout_tile);
+        WgmmaCommit();
+        WgmmaWait();
+      } else {
+        RowBlockTimesRowsT<kD>(w, k_tile, q_tile, warp % 4);
+        RowBlockTimesRowsT<kD>(ds, v_tile, dout_tile, warp % 4);
+      }
 #pragma unroll
       for (int nt = 0; nt < kQueryTiles; ++nt) {
 #pragma unroll
@@ -146,8 +158,19 @@ __global__ void __launch_bounds__(kDkvThreads, 1)
           }
         }
       }
-      FragmentsTimesRows<kD>(dv_acc, w, dout_tile);
-      FragmentsTimesRows<kD>(dk_acc, ds, q_tile);
+      if constexpr (kUseWgmma<kD>) {
+        uint32_t pa[4][4], dsa[4][4];
+        AFragments(pa, w);
+        AFragments(dsa, ds);
+        WgmmaFence();
+        WgmmaFragmentsTimesRows(dv_acc, pa, dout_tile);
+        WgmmaFragmentsTimesRows(dk_acc, dsa, q_tile);
+        WgmmaCommit();
+        WgmmaWait();
+      } else {
+        FragmentsTimesRows<kD>(dv_acc, w, dout_tile);
+        FragmentsTimesRows<kD>(dk_acc, ds, q_tile);
+      }
     }
     __syncthreads();
   }

@@ -8,6 +8,7 @@
 // fp32 unclipped_values, and stores it in row_dots for the dk/dv kernel), then dQ += dS K with
 // dS rounded to bf16 A fragments. Query tiles are issued longest first (causal balance).
 #include "layers/cuda/attention_backward_mma.cuh"
+#include "layers/cuda/attention_wgmma.cuh"
 
 namespace sinklab {
 namespace cuda {
@@ -30,7 +31,7 @@ __global__ void __launch_bounds__(kBwdThreads, kD == 64 ? 4 : 1)
   const HeadView q_head = QueryHead(dims, b, h), kv_head = KeyHead(dims, b, h / dims.group());
 
   extern __shared__ __align__(16) unsigned char smem_bytes[];
-  bf16* q_tile = reinterpret_cast<bf16*>(smem_bytes);
+  bf16* q_tile = reinterpret_cast<bf16*>(AlignedTiles(smem_bytes));
   bf16* dout_tile = q_tile + kBwdRows * kD;
   bf16* k_tiles = dout_tile + kBwdRows * kD;    // [2][64][kD]
   bf16* v_tiles = k_tiles + 2 * kBwdRows * kD;  // [2][64][kD]
@@ -82,14 +83,25 @@ __global__ void __launch_bounds__(kBwdThreads, kD == 64 ? 4 : 1)
     } else {
       CopyAsyncWait<0>();
     }
+    if constexpr (kUseWgmma<kD>) FenceSharedForWgmma();
     __syncthreads();
     const int j0 = tile * kBwdRows;
-    if (j0 <= warp_row0 + 15 + bias) {
+    // (Every key tile has a key that the block's last row sees: with wgmma, which takes the
+    // whole warpgroup, no warp skips.)
+    if (kUseWgmma<kD> || j0 <= warp_row0 + 15 + bias) {
       const bf16* k_tile = k_tiles + (tile & 1) * kBwdRows * kD;
       const bf16* v_tile = v_tiles + (tile & 1) * kBwdRows * kD;
-      float s[kKeyTiles][4] = {}, ds[kKeyTiles][4] = {};
-      RowBlockTimesRowsT<kD>(s, q_tile, k_tile, warp);
-      RowBlockTimesRowsT<kD>(ds, dout_tile, v_tile, warp);  // dp, then ds in place
+      float s[kKeyTiles][4] = {}, ds[kKeyTiles][4] = {};  // ds: dp, then ds in place
+      if constexpr (kUseWgmma<kD>) {
+        WgmmaFence();
+        WgmmaRowsTimesRowsT(s, q_tile, k_tile);
+        WgmmaRowsTimesRowsT(ds, dout_tile, v_tile);
+        WgmmaCommit();
+        WgmmaWait();
+      } else {
+        RowBlockTimesRowsT<kD>(s, q_tile, k_tile, warp);
+        RowBlockTimesRowsT<kD>(ds, dout_tile, v_tile, warp);
+      }
 #pragma unroll
       for (int nt = 0; nt < kKeyTiles; ++nt) {
 #pragma unroll
@@ -108,7 +120,16 @@ __global__ void __launch_bounds__(kBwdThreads, kD == 64 ? 4 : 1)
           }
         }
       }
-      FragmentsTimesRows<kD>(acc, ds, k_tile);
+      if constexpr (kUseWgmma<kD>) {
+        uint32_t dsa[4][4];
+        AFragments(dsa, ds);
+        WgmmaFence();
+        WgmmaFragmentsTimesRows(acc, dsa, k_tile);
+        WgmmaCommit();
+        WgmmaWait();
+      } else {
+        FragmentsTimesRows<kD>(acc, ds, k_tile);
+      }
     }
     __syncthreads();
   }
@@ -125,7 +146,7 @@ void LaunchMmaDq(cudaStream_t stream, const AttentionParams& p, const Tensor& dq
   DispatchMmaKernel(p, [&](auto head_dim, auto kind) {
     constexpr int kD = decltype(head_dim)::value;
     auto kernel = MmaDqKernel<kD, decltype(kind)::value>;
-    const size_t smem = sizeof(bf16) * kBwdRows * kD * 6;
+    const size_t smem = sizeof(bf16) * kBwdRows * kD * 6 + kTileAlign;
     AllowSharedMemory(kernel, smem);
     const dim3 grid((p.dims.seq + kBwdRows - 1) / kBwdRows, p.dims.batch * p.dims.heads);
     kernel<<<grid, kBwdThreads, smem, stream>>>(

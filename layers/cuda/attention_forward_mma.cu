@@ -18,6 +18,7 @@
 // second loop works on 16-key slices of a tile (scores, weights, both products) so that the
 // two d-wide accumulators fit in registers at d = 128 (255, no spills; 164 at d = 64).
 #include "layers/cuda/attention_mma.cuh"
+#include "layers/cuda/attention_wgmma.cuh"
 
 namespace sinklab {
 namespace cuda {
@@ -28,7 +29,7 @@ constexpr int kMmaThreads = 128;
 
 template <int kD>
 constexpr size_t MmaForwardSmem() {
-  return sizeof(bf16) * kMmaRows * kD * 5;  // q, 2 x k, 2 x v
+  return sizeof(bf16) * kMmaRows * kD * 5 + kTileAlign;  // q, 2 x k, 2 x v
 }
 
 // Which keys of a key tile a warp's rows do not see: element e of n-tile nt of a C fragment
@@ -144,7 +145,7 @@ __global__ void __launch_bounds__(kMmaThreads, kD == 64 ? 4 : 1)
   const HeadView q_head = QueryHead(dims, b, h), kv_head = KeyHead(dims, b, h / dims.group());
 
   extern __shared__ __align__(16) unsigned char smem_bytes[];
-  bf16* q_tile = reinterpret_cast<bf16*>(smem_bytes);
+  bf16* q_tile = reinterpret_cast<bf16*>(AlignedTiles(smem_bytes));
   bf16* k_tiles = q_tile + kMmaRows * kD;       // [2][64][kD]
   bf16* v_tiles = k_tiles + 2 * kMmaRows * kD;  // [2][64][kD]
   LoadTileAsync<kMmaRows, kD, kMmaThreads>(q_tile, q, q_head, i0, dims.seq);
@@ -178,25 +179,36 @@ __global__ void __launch_bounds__(kMmaThreads, kD == 64 ? 4 : 1)
       } else {
         CopyAsyncWait<0>();
       }
+      if constexpr (kUseWgmma<kD>) FenceSharedForWgmma();
       __syncthreads();  // tile (and the query tile) visible to every warp
-      if (tile == 0 && pass == (clipped ? 0 : 1)) {
+      if (!kUseWgmma<kD> && tile == 0 && pass == (clipped ? 0 : 1)) {
 #pragma unroll
         for (int ks = 0; ks < kSteps; ++ks) TileAt<kD>(q_tile).A(qa[ks], 16 * warp, 16 * ks);
       }
       const int j0 = tile * kMmaRows;
-      // Skip tiles past this warp's diagonal (every key masked for its 16 rows).
-      if (j0 <= warp_row0 + 15 + bias) {
+      // Skip tiles past this warp's diagonal (every key masked for its 16 rows); with wgmma,
+      // which takes the whole warpgroup, none is skipped (the block's last row sees each).
+      if (kUseWgmma<kD> || j0 <= warp_row0 + 15 + bias) {
         const SharedTile<kD> k_tile = TileAt<kD>(k_tiles + (tile & 1) * kMmaRows * kD);
         const SharedTile<kD> v_tile = TileAt<kD>(v_tiles + (tile & 1) * kMmaRows * kD);
+        const bf16* k_rows = k_tiles + (tile & 1) * kMmaRows * kD;
+        const bf16* v_rows = v_tiles + (tile & 1) * kMmaRows * kD;
         float s[kKeyTiles][4] = {};
+        if constexpr (kUseWgmma<kD>) {
+          WgmmaFence();
+          WgmmaRowsTimesRowsT(s, q_tile, k_rows);
+          WgmmaCommit();
+          WgmmaWait();
+        } else {
 #pragma unroll
-        for (int ks = 0; ks < kSteps; ++ks) {
+          for (int ks = 0; ks < kSteps; ++ks) {
 #pragma unroll
-          for (int np = 0; np < kKeyTiles / 2; ++np) {
-            uint32_t kb[4];
-            k_tile.BFromRows(kb, 16 * np, 16 * ks);
-            Mma(s[2 * np], qa[ks], kb[0], kb[1]);
-            Mma(s[2 * np + 1], qa[ks], kb[2], kb[3]);
+            for (int np = 0; np < kKeyTiles / 2; ++np) {
+              uint32_t kb[4];
+              k_tile.BFromRows(kb, 16 * np, 16 * ks);
+              Mma(s[2 * np], qa[ks], kb[0], kb[1]);
+              Mma(s[2 * np + 1], qa[ks], kb[2], kb[3]);
+            }
           }
         }
         // Scale and mask: element e of n-tile nt is row g + 8 (e / 2), key j0 + 8 nt + 2t + e % 2.
@@ -256,7 +268,16 @@ __global__ void __launch_bounds__(kMmaThreads, kD == 64 ? 4 : 1)
             o[dt][3] *= alpha[1];
           }
         }
-        if (with_values) {
+        if constexpr (kUseWgmma<kD>) {
+          if (with_values) {
+            uint32_t pa[4][4];
+            AFragments(pa, s);
+            WgmmaFence();
+            WgmmaFragmentsTimesRows(o, pa, v_rows);
+            WgmmaCommit();
+            WgmmaWait();
+          }
+        } else if (with_values) {
 #pragma unroll
           for (int kk = 0; kk < kKeyTiles / 2; ++kk) {
             uint32_t pa[4];
