@@ -125,8 +125,8 @@ __global__ void __launch_bounds__(kDkvThreads, 1)
       float w[kQueryTiles][4] = {}, ds[kQueryTiles][4] = {};  // s^T, dp^T; p^T, ds^T in place
       if constexpr (kUseWgmma<kD>) {
         WgmmaFence();
-        WgmmaRowsTimesRowsT(w, k_tile, q_tile);
-        WgmmaRowsTimesRowsT(ds, v_tile, dout_tile);
+        WgmmaRowsTimesRowsT(w, SharedAddress(k_tile), SharedAddress(q_tile));
+        WgmmaRowsTimesRowsT(ds, SharedAddress(v_tile), SharedAddress(dout_tile));
         WgmmaCommit();
         WgmmaWait();
       } else {
@@ -163,8 +163,8 @@ __global__ void __launch_bounds__(kDkvThreads, 1)
         AFragments(pa, w);
         AFragments(dsa, ds);
         WgmmaFence();
-        WgmmaFragmentsTimesRows(dv_acc, pa, dout_tile);
-        WgmmaFragmentsTimesRows(dk_acc, dsa, q_tile);
+        WgmmaFragmentsTimesRows(dv_acc, pa, SharedAddress(dout_tile));
+        WgmmaFragmentsTimesRows(dk_acc, dsa, SharedAddress(q_tile));
         WgmmaCommit();
         WgmmaWait();
       } else {

@@ -94,8 +94,8 @@ __global__ void __launch_bounds__(kBwdThreads, kD == 64 ? 4 : 1)
       float s[kKeyTiles][4] = {}, ds[kKeyTiles][4] = {};  // ds: dp, then ds in place
       if constexpr (kUseWgmma<kD>) {
         WgmmaFence();
-        WgmmaRowsTimesRowsT(s, q_tile, k_tile);
-        WgmmaRowsTimesRowsT(ds, dout_tile, v_tile);
+        WgmmaRowsTimesRowsT(s, SharedAddress(q_tile), SharedAddress(k_tile));
+        WgmmaRowsTimesRowsT(ds, SharedAddress(dout_tile), SharedAddress(v_tile));
         WgmmaCommit();
         WgmmaWait();
       } else {
@@ -124,7 +124,7 @@ __global__ void __launch_bounds__(kBwdThreads, kD == 64 ? 4 : 1)
         uint32_t dsa[4][4];
         AFragments(dsa, ds);
         WgmmaFence();
-        WgmmaFragmentsTimesRows(acc, dsa, k_tile);
+        WgmmaFragmentsTimesRows(acc, dsa, SharedAddress(k_tile));
         WgmmaCommit();
         WgmmaWait();
       } else {

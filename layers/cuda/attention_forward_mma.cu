@@ -45,6 +45,26 @@ struct KeyTileMask {
   }
 };
 
+// s *= scale, then -inf where masked; s holds the n-tiles [nt0, nt0 + kN) of a key tile.
+template <int kN>
+__device__ __forceinline__ void ScaleAndMask(float (&s)[kN][4], int nt0, float scale,
+                                             const KeyTileMask& mask) {
+#pragma unroll
+  for (int nt = 0; nt < kN; ++nt) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) s[nt][e] *= scale;
+  }
+  if (mask.needed) {
+#pragma unroll
+    for (int nt = 0; nt < kN; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        if (mask.Masked(nt0 + nt, e)) s[nt][e] = -INFINITY;
+      }
+    }
+  }
+}
+
 // s = scale * Q K^T for the n-tiles [nt0, nt0 + kN) of a key tile (keys [8 nt0, 8 (nt0 + kN))
 // of it; nt0 even): this warp's 16 rows from its query fragments qa, -inf where masked.
 template <int kD, int kN>
@@ -66,20 +86,17 @@ __device__ __forceinline__ void ScoreTiles(float (&s)[kN][4], const uint32_t (&q
       Mma(s[2 * np + 1], qa[ks], kb[2], kb[3]);
     }
   }
-#pragma unroll
-  for (int nt = 0; nt < kN; ++nt) {
-#pragma unroll
-    for (int e = 0; e < 4; ++e) s[nt][e] *= scale;
-  }
-  if (mask.needed) {
-#pragma unroll
-    for (int nt = 0; nt < kN; ++nt) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        if (mask.Masked(nt0 + nt, e)) s[nt][e] = -INFINITY;
-      }
-    }
-  }
+  ScaleAndMask(s, nt0, scale, mask);
+}
+
+// The same for a whole 64-key tile with wgmma (d = 64, the warpgroup's 64 query rows).
+__device__ __forceinline__ void WgmmaScoreTile(float (&s)[8][4], uint32_t q_tile, uint32_t k_tile,
+                                               float scale, const KeyTileMask& mask) {
+  WgmmaFence();
+  WgmmaRowsTimesRowsT(s, q_tile, k_tile);
+  WgmmaCommit();
+  WgmmaWait();
+  ScaleAndMask(s, 0, scale, mask);
 }
 
 // The softmax's running max and sum (online, as MmaForwardKernel's) of rows g and g + 8
@@ -196,7 +213,7 @@ __global__ void __launch_bounds__(kMmaThreads, kD == 64 ? 4 : 1)
         float s[kKeyTiles][4] = {};
         if constexpr (kUseWgmma<kD>) {
           WgmmaFence();
-          WgmmaRowsTimesRowsT(s, q_tile, k_rows);
+          WgmmaRowsTimesRowsT(s, SharedAddress(q_tile), SharedAddress(k_rows));
           WgmmaCommit();
           WgmmaWait();
         } else {
@@ -273,7 +290,7 @@ __global__ void __launch_bounds__(kMmaThreads, kD == 64 ? 4 : 1)
             uint32_t pa[4][4];
             AFragments(pa, s);
             WgmmaFence();
-            WgmmaFragmentsTimesRows(o, pa, v_rows);
+            WgmmaFragmentsTimesRows(o, pa, SharedAddress(v_rows));
             WgmmaCommit();
             WgmmaWait();
           }
@@ -337,7 +354,7 @@ __global__ void __launch_bounds__(kMmaThreads, kD == 64 ? 4 : 1)
   const HeadView q_head = QueryHead(dims, b, h), kv_head = KeyHead(dims, b, h / dims.group());
 
   extern __shared__ __align__(16) unsigned char smem_bytes[];
-  bf16* q_tile = reinterpret_cast<bf16*>(smem_bytes);
+  bf16* q_tile = reinterpret_cast<bf16*>(AlignedTiles(smem_bytes));
   bf16* k_tiles = q_tile + kMmaRows * kD;       // [2][64][kD]
   bf16* v_tiles = k_tiles + 2 * kMmaRows * kD;  // [2][64][kD]
   LoadTileAsync<kMmaRows, kD, kMmaThreads>(q_tile, q, q_head, i0, dims.seq);
@@ -368,13 +385,14 @@ __global__ void __launch_bounds__(kMmaThreads, kD == 64 ? 4 : 1)
       } else {
         CopyAsyncWait<0>();
       }
+      if constexpr (kUseWgmma<kD>) FenceSharedForWgmma();
       __syncthreads();
-      if (!with_values && tile == 0) {
+      if (!kUseWgmma<kD> && !with_values && tile == 0) {
 #pragma unroll
         for (int ks = 0; ks < kSteps; ++ks) TileAt<kD>(q_tile).A(qa[ks], 16 * warp, 16 * ks);
       }
       const int j0 = tile * kMmaRows;
-      if (j0 <= warp_row0 + 15 + bias) {
+      if (kUseWgmma<kD> || j0 <= warp_row0 + 15 + bias) {  // (wgmma: the whole warpgroup)
         const KeyTileMask mask{warp_row0, j0, bias, dims.keys,
                                j0 + kMmaRows - 1 > warp_row0 + bias || j0 + kMmaRows > dims.keys};
         body(TileAt<kD>(k_tiles + (tile & 1) * kMmaRows * kD),
@@ -388,31 +406,61 @@ __global__ void __launch_bounds__(kMmaThreads, kD == 64 ? 4 : 1)
   OnlineRow state[2] = {StartRow(n, 0.0f), StartRow(n, 0.0f)};  // rows g and g + 8
   stream_key_tiles(false, [&](SharedTile<kD> k_tile, SharedTile<kD>, const KeyTileMask& mask) {
     float s[kKeyTiles][4];
-    ScoreTiles<kD>(s, qa, k_tile, 0, n.scale, mask);
+    if constexpr (kUseWgmma<kD>) {
+      WgmmaScoreTile(s, SharedAddress(q_tile), k_tile.at, n.scale, mask);
+    } else {
+      ScoreTiles<kD>(s, qa, k_tile, 0, n.scale, mask);
+    }
     AddToSoftmaxSum(n, s, state);
   });
   float row_lse[2];
   FinishRow(n, state[0], &row_lse[0]);
   FinishRow(n, state[1], &row_lse[1]);
 
-  // Loop 2: O and C, per 16-key slice kk of a tile (n-tiles 2 kk and 2 kk + 1).
+  // Loop 2: O and C, per 16-key slice kk of a tile (n-tiles 2 kk and 2 kk + 1); with wgmma,
+  // per tile.
   float o[2 * kSteps][4] = {}, c[2 * kSteps][4] = {};
   stream_key_tiles(
       true, [&](SharedTile<kD> k_tile, SharedTile<kD> v_tile, const KeyTileMask& mask) {
+        if constexpr (kUseWgmma<kD>) {
+          float s[kKeyTiles][4];
+          WgmmaScoreTile(s, SharedAddress(q_tile), k_tile.at, n.scale, mask);
+          uint32_t pa[4][4], wa[4][4];
 #pragma unroll
-        for (int kk = 0; kk < kKeyTiles / 2; ++kk) {
-          float s[2][4], w[2][4];
-          ScoreTiles<kD>(s, qa, k_tile, 2 * kk, n.scale, mask);
-#pragma unroll
-          for (int nt = 0; nt < 2; ++nt) {
+          for (int nt = 0; nt < kKeyTiles; ++nt) {
 #pragma unroll
             for (int e = 0; e < 4; ++e) {
               s[nt][e] = s[nt][e] == -INFINITY ? 0.0f : WeightFromLse(n, s[nt][e], row_lse[e / 2]);
-              w[nt][e] = UnclippedWeight(n, s[nt][e]);
             }
           }
-          AddWeightedValues<kD>(o, s[0], s[1], v_tile, kk);
-          AddWeightedValues<kD>(c, w[0], w[1], v_tile, kk);
+          AFragments(pa, s);
+#pragma unroll
+          for (int nt = 0; nt < kKeyTiles; ++nt) {
+#pragma unroll
+            for (int e = 0; e < 4; ++e) s[nt][e] = UnclippedWeight(n, s[nt][e]);
+          }
+          AFragments(wa, s);
+          WgmmaFence();
+          WgmmaFragmentsTimesRows(o, pa, v_tile.at);
+          WgmmaFragmentsTimesRows(c, wa, v_tile.at);
+          WgmmaCommit();
+          WgmmaWait();
+        } else {
+  #pragma unroll
+          for (int kk = 0; kk < kKeyTiles / 2; ++kk) {
+            float s[2][4], w[2][4];
+            ScoreTiles<kD>(s, qa, k_tile, 2 * kk, n.scale, mask);
+  #pragma unroll
+            for (int nt = 0; nt < 2; ++nt) {
+  #pragma unroll
+              for (int e = 0; e < 4; ++e) {
+                s[nt][e] = s[nt][e] == -INFINITY ? 0.0f : WeightFromLse(n, s[nt][e], row_lse[e / 2]);
+                w[nt][e] = UnclippedWeight(n, s[nt][e]);
+              }
+            }
+            AddWeightedValues<kD>(o, s[0], s[1], v_tile, kk);
+            AddWeightedValues<kD>(c, w[0], w[1], v_tile, kk);
+          }
         }
       });
 

@@ -44,18 +44,18 @@ __device__ __forceinline__ unsigned char* AlignedTiles(unsigned char* smem) {
 
 // Shared-memory matrix descriptor (PTX ISA, "Matrix Descriptor Format"): start address,
 // leading and stride byte offsets (all >> 4), swizzle mode 1 = 128 bytes in bits 62-63.
-__device__ __forceinline__ uint64_t SwizzledDescriptor(const bf16* tile, uint32_t lead_bytes,
+__device__ __forceinline__ uint64_t SwizzledDescriptor(uint32_t tile, uint32_t lead_bytes,
                                                        uint32_t stride_bytes) {
-  return uint64_t{(SharedAddress(tile) & 0x3FFFF) >> 4} | uint64_t{lead_bytes >> 4} << 16 |
+  return uint64_t{(tile & 0x3FFFF) >> 4} | uint64_t{lead_bytes >> 4} << 16 |
          uint64_t{stride_bytes >> 4} << 32 | uint64_t{1} << 62;
 }
 // A [rows][64] tile read K-major (the leading offset is unused with a swizzle: 1).
-__device__ __forceinline__ uint64_t KMajor(const bf16* tile) {
+__device__ __forceinline__ uint64_t KMajor(uint32_t tile) {
   return SwizzledDescriptor(tile, 16, 1024);
 }
 // A [k rows][64] tile read N-major as B (one 64-wide swizzle atom across N: the leading
 // offset, between atoms, is unused).
-__device__ __forceinline__ uint64_t NMajor(const bf16* tile) {
+__device__ __forceinline__ uint64_t NMajor(uint32_t tile) {
   return SwizzledDescriptor(tile, 8192, 1024);
 }
 // Descriptor offsets (in the 16-byte units of the address field) of k-step ks.
@@ -122,9 +122,9 @@ __device__ __forceinline__ void WgmmaRegisters(float (&d)[8][4], const uint32_t 
 #undef SL_WGMMA_ASM
 
 // c = A B^T over 64 columns: rows of a_tile (this warpgroup's 64) times rows of b_tile (64),
-// both [64][64] tiles read K-major. Issued, not waited for.
-__device__ __forceinline__ void WgmmaRowsTimesRowsT(float (&c)[8][4], const bf16* a_tile,
-                                                    const bf16* b_tile) {
+// both [64][64] tiles (shared addresses) read K-major. Issued, not waited for.
+__device__ __forceinline__ void WgmmaRowsTimesRowsT(float (&c)[8][4], uint32_t a_tile,
+                                                    uint32_t b_tile) {
   const uint64_t a = KMajor(a_tile), b = KMajor(b_tile);
 #pragma unroll
   for (int ks = 0; ks < 4; ++ks) WgmmaShared(c, a + KMajorStep(ks), b + KMajorStep(ks), ks > 0);
@@ -136,10 +136,10 @@ __device__ __forceinline__ void AFragments(uint32_t (&a)[4][4], const float (&w)
   for (int kk = 0; kk < 4; ++kk) AFromC(a[kk], w[2 * kk], w[2 * kk + 1]);
 }
 // acc += W B: W the A fragments of AFragments (untouched until the wait), B = rows [0, 64) of
-// b_tile. Issued, not waited for.
+// b_tile (a shared address). Issued, not waited for.
 __device__ __forceinline__ void WgmmaFragmentsTimesRows(float (&acc)[8][4],
                                                         const uint32_t (&a)[4][4],
-                                                        const bf16* b_tile) {
+                                                        uint32_t b_tile) {
   const uint64_t b = NMajor(b_tile);
 #pragma unroll
   for (int kk = 0; kk < 4; ++kk) WgmmaRegisters(acc, a[kk], b + NMajorStep(kk));
