@@ -57,7 +57,7 @@ __global__ void __launch_bounds__(kDkvThreads, 1)
   float* lse_rows = reinterpret_cast<float*>(staged + 2 * kDkvGroups * kStaged * kTile);
   float* dot_rows = lse_rows + 2 * kDkvGroups * kQ;  // [2][2][kQ], as lse_rows
   float* neg_rows = dot_rows + 2 * kDkvGroups * kQ;  // softpick's e^-lse, as lse_rows
-  const float* neg_exps = row_dots + int64_t{dims.batch} * dims.heads * dims.seq;
+  const float* neg_exps = row_dots + dims.rows();
   const auto tile_of = [&](int stage, int grp, int tensor) {
     return staged + ((stage * kDkvGroups + grp) * kStaged + tensor) * kTile;
   };

@@ -65,8 +65,7 @@ __global__ void __launch_bounds__(kBwdThreads, kD == 64 ? 4 : 1)
     if (t == 0 && row < dims.seq) {
       row_dots[RowIndex(dims, b, h, row)] = row_dot[r];
       if (kKind == AttentionNormalizer::kSoftpick) {  // e^-lse, for the dk/dv kernel's weights
-        row_dots[int64_t{dims.batch} * dims.heads * dims.seq + RowIndex(dims, b, h, row)] =
-            __expf(-row_lse[r]);
+        row_dots[dims.rows() + RowIndex(dims, b, h, row)] = __expf(-row_lse[r]);
       }
     }
   }

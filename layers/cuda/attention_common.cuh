@@ -29,6 +29,8 @@ struct AttentionDims {
   int batch, seq, keys, heads, kv_heads, d;  // B, S, K, H, Hkv, d
   __host__ __device__ int bias_keys() const { return keys - seq; }
   __host__ __device__ int group() const { return heads / kv_heads; }
+  // Query rows over all heads: the length of lse and of each row_dots array.
+  __host__ __device__ int64_t rows() const { return int64_t{batch} * heads * seq; }
 };
 
 // Everything a kernel reads besides its tensors.
@@ -61,9 +63,7 @@ inline AttentionDims CheckAttentionShapes(const char* what, const Tensor& out, c
   }
   SL_CHECK_MSG(q.dtype() == k.dtype() && q.dtype() == v.dtype() && q.dtype() == out.dtype(),
                absl::StrCat(shapes, ": q, k, v and out need one dtype"));
-  SL_CHECK_MSG(
-      lse.dtype() == DType::kF32 && lse.numel() == int64_t{dims.batch} * dims.heads * dims.seq,
-      shapes);
+  SL_CHECK_MSG(lse.dtype() == DType::kF32 && lse.numel() == dims.rows(), shapes);
   if (spec.normalizer == AttentionNormalizer::kSinkLogit) {
     CheckCuda(sink_logit, what);
     SL_CHECK_MSG(sink_logit.numel() == dims.heads &&

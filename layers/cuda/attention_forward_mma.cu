@@ -420,49 +420,49 @@ __global__ void __launch_bounds__(kMmaThreads, kD == 64 ? 4 : 1)
   // Loop 2: O and C, per 16-key slice kk of a tile (n-tiles 2 kk and 2 kk + 1); with wgmma,
   // per tile.
   float o[2 * kSteps][4] = {}, c[2 * kSteps][4] = {};
-  stream_key_tiles(
-      true, [&](SharedTile<kD> k_tile, SharedTile<kD> v_tile, const KeyTileMask& mask) {
-        if constexpr (kUseWgmma<kD>) {
-          float s[kKeyTiles][4];
-          WgmmaScoreTile(s, SharedAddress(q_tile), k_tile.at, n.scale, mask);
-          uint32_t pa[4][4], wa[4][4];
+  stream_key_tiles(true, [&](SharedTile<kD> k_tile, SharedTile<kD> v_tile,
+                             const KeyTileMask& mask) {
+    if constexpr (kUseWgmma<kD>) {
+      float s[kKeyTiles][4];
+      WgmmaScoreTile(s, SharedAddress(q_tile), k_tile.at, n.scale, mask);
+      uint32_t pa[4][4], wa[4][4];
 #pragma unroll
-          for (int nt = 0; nt < kKeyTiles; ++nt) {
+      for (int nt = 0; nt < kKeyTiles; ++nt) {
 #pragma unroll
-            for (int e = 0; e < 4; ++e) {
-              s[nt][e] = s[nt][e] == -INFINITY ? 0.0f : WeightFromLse(n, s[nt][e], row_lse[e / 2]);
-            }
-          }
-          AFragments(pa, s);
+        for (int e = 0; e < 4; ++e) {
+          s[nt][e] = s[nt][e] == -INFINITY ? 0.0f : WeightFromLse(n, s[nt][e], row_lse[e / 2]);
+        }
+      }
+      AFragments(pa, s);
 #pragma unroll
-          for (int nt = 0; nt < kKeyTiles; ++nt) {
+      for (int nt = 0; nt < kKeyTiles; ++nt) {
 #pragma unroll
-            for (int e = 0; e < 4; ++e) s[nt][e] = UnclippedWeight(n, s[nt][e]);
-          }
-          AFragments(wa, s);
-          WgmmaFence();
-          WgmmaFragmentsTimesRows(o, pa, v_tile.at);
-          WgmmaFragmentsTimesRows(c, wa, v_tile.at);
-          WgmmaCommit();
-          WgmmaWait();
-        } else {
-  #pragma unroll
-          for (int kk = 0; kk < kKeyTiles / 2; ++kk) {
-            float s[2][4], w[2][4];
-            ScoreTiles<kD>(s, qa, k_tile, 2 * kk, n.scale, mask);
-  #pragma unroll
-            for (int nt = 0; nt < 2; ++nt) {
-  #pragma unroll
-              for (int e = 0; e < 4; ++e) {
-                s[nt][e] = s[nt][e] == -INFINITY ? 0.0f : WeightFromLse(n, s[nt][e], row_lse[e / 2]);
-                w[nt][e] = UnclippedWeight(n, s[nt][e]);
-              }
-            }
-            AddWeightedValues<kD>(o, s[0], s[1], v_tile, kk);
-            AddWeightedValues<kD>(c, w[0], w[1], v_tile, kk);
+        for (int e = 0; e < 4; ++e) s[nt][e] = UnclippedWeight(n, s[nt][e]);
+      }
+      AFragments(wa, s);
+      WgmmaFence();
+      WgmmaFragmentsTimesRows(o, pa, v_tile.at);
+      WgmmaFragmentsTimesRows(c, wa, v_tile.at);
+      WgmmaCommit();
+      WgmmaWait();
+    } else {
+#pragma unroll
+      for (int kk = 0; kk < kKeyTiles / 2; ++kk) {
+        float s[2][4], w[2][4];
+        ScoreTiles<kD>(s, qa, k_tile, 2 * kk, n.scale, mask);
+#pragma unroll
+        for (int nt = 0; nt < 2; ++nt) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            s[nt][e] = s[nt][e] == -INFINITY ? 0.0f : WeightFromLse(n, s[nt][e], row_lse[e / 2]);
+            w[nt][e] = UnclippedWeight(n, s[nt][e]);
           }
         }
-      });
+        AddWeightedValues<kD>(o, s[0], s[1], v_tile, kk);
+        AddWeightedValues<kD>(c, w[0], w[1], v_tile, kk);
+      }
+    }
+  });
 
 #pragma unroll
   for (int r = 0; r < 2; ++r) {

@@ -44,8 +44,7 @@ void LaunchAttentionProbs(cudaStream_t stream, const AttentionParams& p, const T
                           const Tensor& lse, const Tensor& q, const Tensor& k) {
   const AttentionDims& dims = p.dims;
   CheckCuda(probs, "AttentionForward probs");
-  SL_CHECK_MSG(probs.dtype() == DType::kF32 &&
-                   probs.numel() == int64_t{dims.batch} * dims.heads * dims.seq * dims.keys,
+  SL_CHECK_MSG(probs.dtype() == DType::kF32 && probs.numel() == dims.rows() * dims.keys,
                absl::StrCat("AttentionForward probs ", probs.ShapeString(), " for B=", dims.batch,
                             " H=", dims.heads, " S=", dims.seq, " K=", dims.keys));
   SL_CHECK_MSG(dims.d <= kGenericMaxD, "AttentionForward probs: head dim above 128");

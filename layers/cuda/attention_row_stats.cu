@@ -80,11 +80,10 @@ void CudaBackend::AttentionRowStats(const Tensor& row_stats, const Tensor& /*pro
       cuda::CheckAttentionShapes("AttentionRowStats", q, lse, q, k, k, sink_logit, spec);
   cuda::CheckCuda(row_stats, "AttentionRowStats row_stats");
   SL_CHECK_MSG(row_stats.dtype() == DType::kF32 &&
-                   row_stats.numel() == int64_t{dims.batch} * dims.heads * dims.seq *
-                                            cuda::kFields &&
-                   prefix_tokens >= 0 && prefix_tokens < dims.seq,
-               absl::StrCat("AttentionRowStats row_stats ", row_stats.ShapeString(), " for B=",
-                            dims.batch, " H=", dims.heads, " S=", dims.seq, " fields ",
+                   row_stats.numel() == dims.rows() * cuda::kFields && prefix_tokens >= 0 &&
+                   prefix_tokens < dims.seq,
+               absl::StrCat("AttentionRowStats row_stats ", row_stats.ShapeString(),
+                            " for B=", dims.batch, " H=", dims.heads, " S=", dims.seq, " fields ",
                             cuda::kFields, ", prefix tokens ", prefix_tokens));
   SL_CHECK_MSG(dims.d <= cuda::kGenericMaxD, "AttentionRowStats: head dim above 128");
   if (row_stats.numel() == 0) return;

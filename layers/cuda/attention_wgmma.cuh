@@ -33,7 +33,7 @@ namespace cuda {
 
 // Whether the d = kD kernels take the wgmma path in this compilation pass (device code).
 template <int kD>
-constexpr bool kUseWgmma = SINKLAB_WGMMA && kD == 64;
+constexpr bool kUseWgmma = kD == 64 && SINKLAB_WGMMA != 0;
 
 // Tiles that wgmma reads start at a multiple of this (the swizzle's 8-row period); the
 // kernels ask for this much more dynamic shared memory and round their base up.
@@ -59,7 +59,7 @@ __device__ __forceinline__ uint64_t NMajor(uint32_t tile) {
   return SwizzledDescriptor(tile, 8192, 1024);
 }
 // Descriptor offsets (in the 16-byte units of the address field) of k-step ks.
-__device__ __forceinline__ uint64_t KMajorStep(int ks) { return 2 * ks; }   // 32 bytes
+__device__ __forceinline__ uint64_t KMajorStep(int ks) { return 2 * ks; }    // 32 bytes
 __device__ __forceinline__ uint64_t NMajorStep(int ks) { return 128 * ks; }  // 16 rows
 
 // The instructions exist in sm_90a code only; kernels call these under
@@ -85,14 +85,14 @@ __device__ __forceinline__ void FenceSharedForWgmma() {
   SL_WGMMA_ASM("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
 
-#define SL_WGMMA_D_OPERANDS                                                                   \
-  "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]),   \
-      "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]),              \
-      "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]),              \
-      "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]),              \
-      "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]),              \
-      "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3])
-#define SL_WGMMA_D_LIST                                                                 \
+#define SL_WGMMA_D_OPERANDS                                                                     \
+  "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]),     \
+      "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), \
+      "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), \
+      "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), \
+      "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), \
+      "+f"(d[7][2]), "+f"(d[7][3])
+#define SL_WGMMA_D_LIST                                                                    \
   "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, " \
   "%19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}"
 
