@@ -124,11 +124,9 @@ __global__ void __launch_bounds__(kDkvThreads, 1)
       const float* tile_neg = rows_of(neg_rows, stage, group);
       float w[kQueryTiles][4] = {}, ds[kQueryTiles][4] = {};  // s^T, dp^T; p^T, ds^T in place
       if constexpr (kUseWgmma<kD>) {
-        WgmmaFence();
+        const WgmmaGroup group;
         WgmmaRowsTimesRowsT(w, SharedAddress(k_tile), SharedAddress(q_tile));
         WgmmaRowsTimesRowsT(ds, SharedAddress(v_tile), SharedAddress(dout_tile));
-        WgmmaCommit();
-        WgmmaWait();
       } else {
         RowBlockTimesRowsT<kD>(w, k_tile, q_tile, warp % 4);
         RowBlockTimesRowsT<kD>(ds, v_tile, dout_tile, warp % 4);
@@ -162,11 +160,9 @@ __global__ void __launch_bounds__(kDkvThreads, 1)
         uint32_t pa[4][4], dsa[4][4];
         AFragments(pa, w);
         AFragments(dsa, ds);
-        WgmmaFence();
+        const WgmmaGroup group;
         WgmmaFragmentsTimesRows(dv_acc, pa, SharedAddress(dout_tile));
         WgmmaFragmentsTimesRows(dk_acc, dsa, SharedAddress(q_tile));
-        WgmmaCommit();
-        WgmmaWait();
       } else {
         FragmentsTimesRows<kD>(dv_acc, w, dout_tile);
         FragmentsTimesRows<kD>(dk_acc, ds, q_tile);

@@ -92,11 +92,9 @@ __global__ void __launch_bounds__(kBwdThreads, kD == 64 ? 4 : 1)
       const bf16* v_tile = v_tiles + (tile & 1) * kBwdRows * kD;
       float s[kKeyTiles][4] = {}, ds[kKeyTiles][4] = {};  // ds: dp, then ds in place
       if constexpr (kUseWgmma<kD>) {
-        WgmmaFence();
+        const WgmmaGroup group;
         WgmmaRowsTimesRowsT(s, SharedAddress(q_tile), SharedAddress(k_tile));
         WgmmaRowsTimesRowsT(ds, SharedAddress(dout_tile), SharedAddress(v_tile));
-        WgmmaCommit();
-        WgmmaWait();
       } else {
         RowBlockTimesRowsT<kD>(s, q_tile, k_tile, warp);
         RowBlockTimesRowsT<kD>(ds, dout_tile, v_tile, warp);
@@ -122,10 +120,8 @@ __global__ void __launch_bounds__(kBwdThreads, kD == 64 ? 4 : 1)
       if constexpr (kUseWgmma<kD>) {
         uint32_t dsa[4][4];
         AFragments(dsa, ds);
-        WgmmaFence();
+        const WgmmaGroup group;
         WgmmaFragmentsTimesRows(acc, dsa, SharedAddress(k_tile));
-        WgmmaCommit();
-        WgmmaWait();
       } else {
         FragmentsTimesRows<kD>(acc, ds, k_tile);
       }

@@ -92,10 +92,10 @@ __device__ __forceinline__ void ScoreTiles(float (&s)[kN][4], const uint32_t (&q
 // The same for a whole 64-key tile with wgmma (d = 64, the warpgroup's 64 query rows).
 __device__ __forceinline__ void WgmmaScoreTile(float (&s)[8][4], uint32_t q_tile, uint32_t k_tile,
                                                float scale, const KeyTileMask& mask) {
-  WgmmaFence();
-  WgmmaRowsTimesRowsT(s, q_tile, k_tile);
-  WgmmaCommit();
-  WgmmaWait();
+  {
+    const WgmmaGroup group;
+    WgmmaRowsTimesRowsT(s, q_tile, k_tile);
+  }
   ScaleAndMask(s, 0, scale, mask);
 }
 
@@ -212,10 +212,8 @@ __global__ void __launch_bounds__(kMmaThreads, kD == 64 ? 4 : 1)
         const bf16* v_rows = v_tiles + (tile & 1) * kMmaRows * kD;
         float s[kKeyTiles][4] = {};
         if constexpr (kUseWgmma<kD>) {
-          WgmmaFence();
+          const WgmmaGroup group;
           WgmmaRowsTimesRowsT(s, SharedAddress(q_tile), SharedAddress(k_rows));
-          WgmmaCommit();
-          WgmmaWait();
         } else {
 #pragma unroll
           for (int ks = 0; ks < kSteps; ++ks) {
@@ -289,10 +287,8 @@ __global__ void __launch_bounds__(kMmaThreads, kD == 64 ? 4 : 1)
           if (with_values) {
             uint32_t pa[4][4];
             AFragments(pa, s);
-            WgmmaFence();
+            const WgmmaGroup group;
             WgmmaFragmentsTimesRows(o, pa, SharedAddress(v_rows));
-            WgmmaCommit();
-            WgmmaWait();
           }
         } else if (with_values) {
 #pragma unroll
@@ -440,11 +436,9 @@ __global__ void __launch_bounds__(kMmaThreads, kD == 64 ? 4 : 1)
         for (int e = 0; e < 4; ++e) s[nt][e] = UnclippedWeight(n, s[nt][e]);
       }
       AFragments(wa, s);
-      WgmmaFence();
+      const WgmmaGroup group;
       WgmmaFragmentsTimesRows(o, pa, v_tile.at);
       WgmmaFragmentsTimesRows(c, wa, v_tile.at);
-      WgmmaCommit();
-      WgmmaWait();
     } else {
 #pragma unroll
       for (int kk = 0; kk < kKeyTiles / 2; ++kk) {

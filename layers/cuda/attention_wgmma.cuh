@@ -1,8 +1,10 @@
-// Hopper warpgroup MMA (wgmma.mma_async, sm_90a builds only) on the swizzled 64-column tiles
-// of attention_mma.cuh, for the d = 64 attention kernels. A warpgroup is 4 consecutive warps
-// (warp w of it owns rows [16 w, 16 w + 16) of the 64-row product), and one instruction
-// multiplies a 64 x 16 A by a 16 x 64 B with B (and A, when not in registers) read by the
-// tensor cores straight from shared memory: no ldmatrix, and twice mma.sync's rate.
+// Hopper warpgroup MMA (wgmma.mma_async, sm_90a builds only: CUDA_ARCHS=90a) on the swizzled
+// 64-column tiles of attention_mma.cuh, for the d = 64 attention kernels. Not yet run on a GPU
+// (2026-12-07: no device machine could be had); the default build (90) compiles the mma.sync
+// path only. A warpgroup is 4 consecutive warps (warp w of it owns rows [16 w, 16 w + 16) of
+// the 64-row product), and one instruction multiplies a 64 x 16 A by a 16 x 64 B with B (and
+// A, when not in registers) read by the tensor cores straight from shared memory: no
+// ldmatrix, and twice mma.sync's rate.
 //
 // Layouts (PTX ISA 9.7.15.5, "Register Fragments and Shared Memory Matrix Layouts"):
 // - the accumulator D of m64n64 is, per warp, mma.sync's C layout for 8 n-tiles: d[nt][e] is
@@ -84,6 +86,18 @@ __device__ __forceinline__ void WgmmaWait() {
 __device__ __forceinline__ void FenceSharedForWgmma() {
   SL_WGMMA_ASM("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
+
+// The wgmma instructions of one scope as a group: fenced at the start (the registers they
+// use were written by ordinary instructions), committed and waited for at its end.
+struct WgmmaGroup {
+  __device__ __forceinline__ WgmmaGroup() { WgmmaFence(); }
+  __device__ __forceinline__ ~WgmmaGroup() {
+    WgmmaCommit();
+    WgmmaWait();
+  }
+  WgmmaGroup(const WgmmaGroup&) = delete;
+  WgmmaGroup& operator=(const WgmmaGroup&) = delete;
+};
 
 #define SL_WGMMA_D_OPERANDS                                                                     \
   "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]),     \
