@@ -51,7 +51,7 @@ __global__ void __launch_bounds__(kDkvThreads, 1)
   const HeadView kv_head = KeyHead(dims, b, kv);
 
   extern __shared__ __align__(16) unsigned char smem_bytes[];
-  bf16* k_tile = reinterpret_cast<bf16*>(AlignedTiles(smem_bytes));
+  bf16* k_tile = reinterpret_cast<bf16*>(AlignedTiles<kD>(smem_bytes));
   bf16* v_tile = k_tile + kBwdRows * kD;
   bf16* staged = v_tile + kBwdRows * kD;  // [stage][group][q, dout][kQ][kD]
   float* lse_rows = reinterpret_cast<float*>(staged + 2 * kDkvGroups * kStaged * kTile);

@@ -31,7 +31,7 @@ __global__ void __launch_bounds__(kBwdThreads, kD == 64 ? 4 : 1)
   const HeadView q_head = QueryHead(dims, b, h), kv_head = KeyHead(dims, b, h / dims.group());
 
   extern __shared__ __align__(16) unsigned char smem_bytes[];
-  bf16* q_tile = reinterpret_cast<bf16*>(AlignedTiles(smem_bytes));
+  bf16* q_tile = reinterpret_cast<bf16*>(AlignedTiles<kD>(smem_bytes));
   bf16* dout_tile = q_tile + kBwdRows * kD;
   bf16* k_tiles = dout_tile + kBwdRows * kD;    // [2][64][kD]
   bf16* v_tiles = k_tiles + 2 * kBwdRows * kD;  // [2][64][kD]

@@ -89,9 +89,13 @@ __device__ __forceinline__ void ScoreTiles(float (&s)[kN][4], const uint32_t (&q
   ScaleAndMask(s, nt0, scale, mask);
 }
 
-// The same for a whole 64-key tile with wgmma (d = 64, the warpgroup's 64 query rows).
-__device__ __forceinline__ void WgmmaScoreTile(float (&s)[8][4], uint32_t q_tile, uint32_t k_tile,
-                                               float scale, const KeyTileMask& mask) {
+// The same for a whole 64-key tile with wgmma (d = 64, the warpgroup's 64 query rows; a
+// template so that builds without wgmma, which never call it, do not warn).
+template <int kD>
+__device__ __forceinline__ void WgmmaScoreTile(float (&s)[kMmaRows / 8][4], uint32_t q_tile,
+                                               uint32_t k_tile, float scale,
+                                               const KeyTileMask& mask) {
+  static_assert(kD == 64, "the wgmma path takes d = 64 only");
   {
     const WgmmaGroup group;
     WgmmaRowsTimesRowsT(s, q_tile, k_tile);
@@ -162,7 +166,7 @@ __global__ void __launch_bounds__(kMmaThreads, kD == 64 ? 4 : 1)
   const HeadView q_head = QueryHead(dims, b, h), kv_head = KeyHead(dims, b, h / dims.group());
 
   extern __shared__ __align__(16) unsigned char smem_bytes[];
-  bf16* q_tile = reinterpret_cast<bf16*>(AlignedTiles(smem_bytes));
+  bf16* q_tile = reinterpret_cast<bf16*>(AlignedTiles<kD>(smem_bytes));
   bf16* k_tiles = q_tile + kMmaRows * kD;       // [2][64][kD]
   bf16* v_tiles = k_tiles + 2 * kMmaRows * kD;  // [2][64][kD]
   LoadTileAsync<kMmaRows, kD, kMmaThreads>(q_tile, q, q_head, i0, dims.seq);
@@ -350,7 +354,7 @@ __global__ void __launch_bounds__(kMmaThreads, kD == 64 ? 4 : 1)
   const HeadView q_head = QueryHead(dims, b, h), kv_head = KeyHead(dims, b, h / dims.group());
 
   extern __shared__ __align__(16) unsigned char smem_bytes[];
-  bf16* q_tile = reinterpret_cast<bf16*>(AlignedTiles(smem_bytes));
+  bf16* q_tile = reinterpret_cast<bf16*>(AlignedTiles<kD>(smem_bytes));
   bf16* k_tiles = q_tile + kMmaRows * kD;       // [2][64][kD]
   bf16* v_tiles = k_tiles + 2 * kMmaRows * kD;  // [2][64][kD]
   LoadTileAsync<kMmaRows, kD, kMmaThreads>(q_tile, q, q_head, i0, dims.seq);
@@ -403,7 +407,7 @@ __global__ void __launch_bounds__(kMmaThreads, kD == 64 ? 4 : 1)
   stream_key_tiles(false, [&](SharedTile<kD> k_tile, SharedTile<kD>, const KeyTileMask& mask) {
     float s[kKeyTiles][4];
     if constexpr (kUseWgmma<kD>) {
-      WgmmaScoreTile(s, SharedAddress(q_tile), k_tile.at, n.scale, mask);
+      WgmmaScoreTile<kD>(s, SharedAddress(q_tile), k_tile.at, n.scale, mask);
     } else {
       ScoreTiles<kD>(s, qa, k_tile, 0, n.scale, mask);
     }
@@ -420,7 +424,7 @@ __global__ void __launch_bounds__(kMmaThreads, kD == 64 ? 4 : 1)
                              const KeyTileMask& mask) {
     if constexpr (kUseWgmma<kD>) {
       float s[kKeyTiles][4];
-      WgmmaScoreTile(s, SharedAddress(q_tile), k_tile.at, n.scale, mask);
+      WgmmaScoreTile<kD>(s, SharedAddress(q_tile), k_tile.at, n.scale, mask);
       uint32_t pa[4][4], wa[4][4];
 #pragma unroll
       for (int nt = 0; nt < kKeyTiles; ++nt) {

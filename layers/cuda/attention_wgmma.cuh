@@ -40,7 +40,10 @@ constexpr bool kUseWgmma = kD == 64 && SINKLAB_WGMMA != 0;
 // Tiles that wgmma reads start at a multiple of this (the swizzle's 8-row period); the
 // kernels ask for this much more dynamic shared memory and round their base up.
 constexpr size_t kTileAlign = 1024;
+// The mma.sync path (ldmatrix) needs 16-byte alignment only and keeps the base as it is.
+template <int kD>
 __device__ __forceinline__ unsigned char* AlignedTiles(unsigned char* smem) {
+  if constexpr (!kUseWgmma<kD>) return smem;
   return smem + (kTileAlign - SharedAddress(smem) % kTileAlign) % kTileAlign;
 }
 
