@@ -124,7 +124,7 @@ __global__ void __launch_bounds__(kDkvThreads, 1)
       const float* tile_neg = rows_of(neg_rows, stage, group);
       float w[kQueryTiles][4] = {}, ds[kQueryTiles][4] = {};  // s^T, dp^T; p^T, ds^T in place
       if constexpr (kUseWgmma<kD>) {
-        const WgmmaGroup group;
+        const WgmmaGroup wgmma;
         WgmmaRowsTimesRowsT(w, SharedAddress(k_tile), SharedAddress(q_tile));
         WgmmaRowsTimesRowsT(ds, SharedAddress(v_tile), SharedAddress(dout_tile));
       } else {
@@ -160,7 +160,7 @@ __global__ void __launch_bounds__(kDkvThreads, 1)
         uint32_t pa[4][4], dsa[4][4];
         AFragments(pa, w);
         AFragments(dsa, ds);
-        const WgmmaGroup group;
+        const WgmmaGroup wgmma;
         WgmmaFragmentsTimesRows(dv_acc, pa, SharedAddress(dout_tile));
         WgmmaFragmentsTimesRows(dk_acc, dsa, SharedAddress(q_tile));
       } else {

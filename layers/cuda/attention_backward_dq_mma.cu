@@ -92,7 +92,7 @@ __global__ void __launch_bounds__(kBwdThreads, kD == 64 ? 4 : 1)
       const bf16* v_tile = v_tiles + (tile & 1) * kBwdRows * kD;
       float s[kKeyTiles][4] = {}, ds[kKeyTiles][4] = {};  // ds: dp, then ds in place
       if constexpr (kUseWgmma<kD>) {
-        const WgmmaGroup group;
+        const WgmmaGroup wgmma;
         WgmmaRowsTimesRowsT(s, SharedAddress(q_tile), SharedAddress(k_tile));
         WgmmaRowsTimesRowsT(ds, SharedAddress(dout_tile), SharedAddress(v_tile));
       } else {
@@ -120,7 +120,7 @@ __global__ void __launch_bounds__(kBwdThreads, kD == 64 ? 4 : 1)
       if constexpr (kUseWgmma<kD>) {
         uint32_t dsa[4][4];
         AFragments(dsa, ds);
-        const WgmmaGroup group;
+        const WgmmaGroup wgmma;
         WgmmaFragmentsTimesRows(acc, dsa, SharedAddress(k_tile));
       } else {
         FragmentsTimesRows<kD>(acc, ds, k_tile);

@@ -97,7 +97,7 @@ __device__ __forceinline__ void WgmmaScoreTile(float (&s)[kMmaRows / 8][4], uint
                                                const KeyTileMask& mask) {
   static_assert(kD == 64, "the wgmma path takes d = 64 only");
   {
-    const WgmmaGroup group;
+    const WgmmaGroup wgmma;
     WgmmaRowsTimesRowsT(s, q_tile, k_tile);
   }
   ScaleAndMask(s, 0, scale, mask);
@@ -216,7 +216,7 @@ __global__ void __launch_bounds__(kMmaThreads, kD == 64 ? 4 : 1)
         const bf16* v_rows = v_tiles + (tile & 1) * kMmaRows * kD;
         float s[kKeyTiles][4] = {};
         if constexpr (kUseWgmma<kD>) {
-          const WgmmaGroup group;
+          const WgmmaGroup wgmma;
           WgmmaRowsTimesRowsT(s, SharedAddress(q_tile), SharedAddress(k_rows));
         } else {
 #pragma unroll
@@ -291,7 +291,7 @@ __global__ void __launch_bounds__(kMmaThreads, kD == 64 ? 4 : 1)
           if (with_values) {
             uint32_t pa[4][4];
             AFragments(pa, s);
-            const WgmmaGroup group;
+            const WgmmaGroup wgmma;
             WgmmaFragmentsTimesRows(o, pa, SharedAddress(v_rows));
           }
         } else if (with_values) {
@@ -440,7 +440,7 @@ __global__ void __launch_bounds__(kMmaThreads, kD == 64 ? 4 : 1)
         for (int e = 0; e < 4; ++e) s[nt][e] = UnclippedWeight(n, s[nt][e]);
       }
       AFragments(wa, s);
-      const WgmmaGroup group;
+      const WgmmaGroup wgmma;
       WgmmaFragmentsTimesRows(o, pa, v_tile.at);
       WgmmaFragmentsTimesRows(c, wa, v_tile.at);
     } else {
