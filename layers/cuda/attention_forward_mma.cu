@@ -212,12 +212,10 @@ __global__ void __launch_bounds__(kMmaThreads, kD == 64 ? 4 : 1)
       if (kUseWgmma<kD> || j0 <= warp_row0 + 15 + bias) {
         const SharedTile<kD> k_tile = TileAt<kD>(k_tiles + (tile & 1) * kMmaRows * kD);
         const SharedTile<kD> v_tile = TileAt<kD>(v_tiles + (tile & 1) * kMmaRows * kD);
-        const bf16* k_rows = k_tiles + (tile & 1) * kMmaRows * kD;
-        const bf16* v_rows = v_tiles + (tile & 1) * kMmaRows * kD;
         float s[kKeyTiles][4] = {};
         if constexpr (kUseWgmma<kD>) {
           const WgmmaGroup wgmma;
-          WgmmaRowsTimesRowsT(s, SharedAddress(q_tile), SharedAddress(k_rows));
+          WgmmaRowsTimesRowsT(s, SharedAddress(q_tile), k_tile.at);
         } else {
 #pragma unroll
           for (int ks = 0; ks < kSteps; ++ks) {
@@ -292,7 +290,7 @@ __global__ void __launch_bounds__(kMmaThreads, kD == 64 ? 4 : 1)
             uint32_t pa[4][4];
             AFragments(pa, s);
             const WgmmaGroup wgmma;
-            WgmmaFragmentsTimesRows(o, pa, SharedAddress(v_rows));
+            WgmmaFragmentsTimesRows(o, pa, v_tile.at);
           }
         } else if (with_values) {
 #pragma unroll
