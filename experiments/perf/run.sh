@@ -77,7 +77,8 @@ packed_gputest() {
   done > "$OUT/gputest_list.txt"
   local jobs=${GPUTEST_JOBS:-8}
   export SINKLAB_ROOT=$PWD
-  OMP_NUM_THREADS=$(( jobs < 16 ? 16 / jobs : 1 )) xargs -P "$jobs" -L 1 sh -c 'if out=$(timeout 600 "$0" --gtest_filter="$1" 2>&1); then echo "$1" >> '"$passes"';
+  OMP_NUM_THREADS=$(( jobs < 16 ? 16 / jobs : 1 )) xargs -P "$jobs" -L 1 sh -c '
+    if out=$(timeout 600 "$0" --gtest_filter="$1" 2>&1); then echo "$1" >> '"$passes"'
     else echo "$1" >> '"$fails"'; printf "%s\n" "$out" >> '"$log"'; fi' < "$OUT/gputest_list.txt"
   echo "gpu tests: $(wc -l < "$OUT/gputest_list.txt") listed, $(wc -l < "$passes") passed," \
     "$(wc -l < "$fails") failed"

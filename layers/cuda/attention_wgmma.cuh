@@ -1,10 +1,10 @@
 // Hopper warpgroup MMA (wgmma.mma_async, sm_90a builds only: CUDA_ARCHS=90a) on the swizzled
 // 64-column tiles of attention_mma.cuh, for the d = 64 attention kernels: 16% faster than
 // mma.sync on an H100, but not yet through the whole GPU suite (docs/GPU.md), so the default
-// build (90) compiles the mma.sync path only. A warpgroup is 4 consecutive warps (warp w of it owns
-// rows [16 w, 16 w + 16) of the 64-row product), and one instruction multiplies a 64 x 16 A by a 16
-// x 64 B with B (and A, when not in registers) read by the tensor cores straight from shared
-// memory: no ldmatrix, and twice mma.sync's rate.
+// build (90) compiles the mma.sync path only. A warpgroup is 4 consecutive warps (warp w of
+// it owns rows [16 w, 16 w + 16) of the 64-row product), and one instruction multiplies a
+// 64 x 16 A by a 16 x 64 B with B (and A, when not in registers) read by the tensor cores
+// straight from shared memory: no ldmatrix, and twice mma.sync's rate.
 //
 // Layouts (PTX ISA 9.7.15.5, "Register Fragments and Shared Memory Matrix Layouts"):
 // - the accumulator D of m64n64 is, per warp, mma.sync's C layout for 8 n-tiles: d[nt][e] is
