@@ -7,7 +7,7 @@
 #          developer's machine (.device/bin; sm_90): no build time on the device. Then
 #          gputest runs each GPU test of the packed test programs in its own process (no
 #          ctest files), and `test` is not available;
-# gputest: the GPU tests only (every test named Cuda*; GPUTEST_FILTER narrows), failures in full;
+# gputest: the GPU tests only (every test named Cuda*; GPUTEST_FILTER, GPUTEST_SKIP narrow), failures in full;
 # test:    every ctest test (the GPU ones run here; they skip on machines without a GPU);
 # profile: GPU time per kernel of one training step (ncu) of each variant named in
 #          PROFILE_VARIANTS (labels as in bench; default baseline);
@@ -62,24 +62,29 @@ if [[ " $steps " == *" unpack "* ]]; then
   echo "unpack ok"
 fi
 
-# Each GPU test (gtest name matching Cuda, and the extended regex GPUTEST_FILTER if set) of
-# the packed test programs in its own process, GPUTEST_JOBS (default 8) at a time with
-# 16 / jobs OpenMP threads each, as ctest runs them (with its 600 s limit a test); the passed
-# tests' names go to $OUT/gputest_passed.txt as they finish (a call cut short still tells
-# which passed), the failed ones' to gputest_failed.txt and their output to gputest.log.
-# 4 at a time, the whole list took more than 5 minutes on an H100.
+# Each GPU test (gtest name matching Cuda, and the extended regex GPUTEST_FILTER if set, not
+# GPUTEST_SKIP) of the packed test programs in its own process, GPUTEST_JOBS (default 8) at a
+# time with 16 / jobs OpenMP threads each, at most GPUTEST_TIMEOUT seconds each (default 600,
+# ctest's limit). As each finishes, "PASS|FAIL <exit status> <seconds> <name>" goes to
+# $OUT/gputest_passed.txt or gputest_failed.txt (a call cut short still tells which finished;
+# status 124 is a timeout), a failure's output to gputest.log. The tests' timeouts stay in the
+# caller's process group, so a `timeout` around this step stops them too.
 packed_gputest() {
   local log="$OUT/gputest.log" fails="$OUT/gputest_failed.txt" passes="$OUT/gputest_passed.txt"
   : > "$log"; : > "$fails"; : > "$passes"
   for prog in $build/tests/*_tests; do
     $prog --gtest_list_tests | awk '/^[^ ]/ {suite = $1} /^  / {print suite $1}' |
-      grep Cuda | grep -E "${GPUTEST_FILTER:-.}" | sed "s|^|$prog |"
+      grep Cuda | grep -E "${GPUTEST_FILTER:-.}" | grep -vE "${GPUTEST_SKIP:-^$}" | sed "s|^|$prog |"
   done > "$OUT/gputest_list.txt"
   local jobs=${GPUTEST_JOBS:-8}
-  export SINKLAB_ROOT=$PWD
+  export SINKLAB_ROOT=$PWD GPUTEST_TIMEOUT=${GPUTEST_TIMEOUT:-600}
   OMP_NUM_THREADS=$(( jobs < 16 ? 16 / jobs : 1 )) xargs -P "$jobs" -L 1 sh -c '
-    if out=$(timeout 600 "$0" --gtest_filter="$1" 2>&1); then echo "$1" >> '"$passes"'
-    else echo "$1" >> '"$fails"'; printf "%s\n" "$out" >> '"$log"'; fi' < "$OUT/gputest_list.txt"
+    t0=$(date +%s.%N)
+    out=$(timeout --foreground "$GPUTEST_TIMEOUT" "$0" --gtest_filter="$1" 2>&1); rc=$?
+    took=$(awk -v t0="$t0" -v t1="$(date +%s.%N)" "BEGIN { printf \"%.1f\", t1 - t0 }")
+    if [ $rc -eq 0 ]; then echo "PASS 0 $took $1" >> '"$passes"'
+    else echo "FAIL $rc $took $1" >> '"$fails"'; printf "%s\n" "$out" >> '"$log"'; fi' \
+    < "$OUT/gputest_list.txt"
   echo "gpu tests: $(wc -l < "$OUT/gputest_list.txt") listed, $(wc -l < "$passes") passed," \
     "$(wc -l < "$fails") failed"
   head -20 "$fails"

@@ -114,9 +114,10 @@ __global__ void __launch_bounds__(kDkvThreads, 1)
     const int stage = pair & 1;
     const int item = kDkvGroups * pair + group, row0 = item < items ? item_row0(item) : 0;
     // Skip when this group has no item, or none of this warp's keys (with wgmma, which takes
-    // the whole warpgroup: of the block's keys) is seen by its queries.
+    // the whole warpgroup: of the block's keys) exists and is seen by its queries. A warp of
+    // a warpgroup that skipped a wgmma the others issue would hang them (.sync.aligned).
     const int first_key = kUseWgmma<kD> ? j0 : warp_key0;
-    if (item < items && first_key <= row0 + kQ - 1 + bias && warp_key0 < dims.keys) {
+    if (item < items && first_key <= row0 + kQ - 1 + bias && first_key < dims.keys) {
       const bf16* q_tile = tile_of(stage, group, 0);
       const bf16* dout_tile = tile_of(stage, group, 1);
       const float* tile_lse = rows_of(lse_rows, stage, group);
