@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs sinklab's dependencies (Debian/Ubuntu packages) and builds it in build/.
 # CUDA is built when nvcc is found (SINKLAB_CUDA); set SINKLAB_CUDA=OFF to skip it and
-# CUDA_ARCHS (default 90; 90a adds the wgmma attention path, docs/GPU.md) to choose the GPU
-# architectures.
+# CUDA_ARCHS (default 90a: H100/H200 with the wgmma attention path; 90 without it, 80 for
+# A100s; docs/GPU.md) to choose the GPU architectures.
 # Usage: ./setup.sh [extra cmake -D options]
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -28,7 +28,7 @@ fi
 cuda_opts=()
 if [ -n "${SINKLAB_CUDA:-}" ]; then cuda_opts+=("-DSINKLAB_CUDA=${SINKLAB_CUDA}"); fi
 if command -v nvcc >/dev/null 2>&1; then
-  cuda_opts+=("-DCMAKE_CUDA_ARCHITECTURES=${CUDA_ARCHS:-90}")
+  cuda_opts+=("-DCMAKE_CUDA_ARCHITECTURES=${CUDA_ARCHS:-90a}")
 fi
 
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release "${cuda_opts[@]}" "$@"

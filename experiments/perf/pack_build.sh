@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Packs this machine's sm_90 Release build for the device machine (run.sh's `unpack` step),
+# Packs this machine's sm_90(a) Release build for the device machine (run.sh's `unpack` step),
 # so a device call can skip its own build: the binaries that run there (sinklab, the test
 # programs with GPU tests, the benchmarks), stripped and xz-compressed into .device/bin
 # (git-ignored; name .device in the call's carry). Debian 12's builds should run on the

@@ -2,9 +2,9 @@
 # The GPU benchmark of issue "CUDA backend", run on the device machine from the repo root:
 #   bash experiments/perf/run.sh [build | unpack] [gputest] [test] [profile] [bench] [multigpu]
 #   (default: build gputest test bench)
-# build:   CMake + Ninja for $CUDA_ARCHS (default "80;90"; Abseil unpacked from .device/debs);
+# build:   CMake + Ninja for $CUDA_ARCHS (default "80;90a"; Abseil unpacked from .device/debs);
 # unpack:  instead of build, the binaries experiments/perf/pack_build.sh packed on the
-#          developer's machine (.device/bin; sm_90): no build time on the device. Then
+#          developer's machine (.device/bin; sm_90a): no build time on the device. Then
 #          gputest runs each GPU test of the packed test programs in its own process (no
 #          ctest files), and `test` is not available;
 # gputest: the GPU tests only (every test named Cuda*; GPUTEST_FILTER, GPUTEST_SKIP narrow), failures in full;
@@ -45,7 +45,7 @@ echo "commit ${SINKLAB_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo 
   tee -a "$OUT/device.txt"
 
 if [[ " $steps " == *" build "* ]]; then
-  cmake -S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHS:-80;90}" \
+  cmake -S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHS:-80;90a}" \
     -DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc > "$OUT/cmake.log" 2>&1 || { tail -30 "$OUT/cmake.log"; exit 1; }
   ninja -C $build -j16 > "$OUT/build.log" 2>&1 || { grep -B2 -A12 -m3 "error" "$OUT/build.log"; exit 1; }
   echo "build ok"

@@ -1,10 +1,11 @@
-// Hopper warpgroup MMA (wgmma.mma_async, sm_90a builds only: CUDA_ARCHS=90a) on the swizzled
-// 64-column tiles of attention_mma.cuh, for the d = 64 attention kernels: 16% faster than
-// mma.sync on an H100, but not yet through the whole GPU suite (docs/GPU.md), so the default
-// build (90) compiles the mma.sync path only. A warpgroup is 4 consecutive warps (warp w of
-// it owns rows [16 w, 16 w + 16) of the 64-row product), and one instruction multiplies a
-// 64 x 16 A by a 16 x 64 B with B (and A, when not in registers) read by the tensor cores
-// straight from shared memory: no ldmatrix, and twice mma.sync's rate.
+// Hopper warpgroup MMA (wgmma.mma_async, sm_90a builds only: the default CUDA_ARCHS=90a) on
+// the swizzled 64-column tiles of attention_mma.cuh, for the d = 64 attention kernels: 16%
+// faster than mma.sync on an H100 (docs/GPU.md); builds for 90 or 80 take the mma.sync path.
+// A warpgroup is 4 consecutive warps (warp w of it owns rows [16 w, 16 w + 16) of the 64-row
+// product), and one instruction multiplies a 64 x 16 A by a 16 x 64 B with B (and A, when not
+// in registers) read by the tensor cores straight from shared memory: no ldmatrix, and twice
+// mma.sync's rate. Every instruction here is .sync.aligned: all 4 warps issue it, or the
+// warpgroup hangs, so callers never branch around one per warp.
 //
 // Layouts (PTX ISA 9.7.15.5, "Register Fragments and Shared Memory Matrix Layouts"):
 // - the accumulator D of m64n64 is, per warp, mma.sync's C layout for 8 n-tiles: d[nt][e] is
