@@ -1,11 +1,13 @@
-// Device memory for Arena, the CUDA-availability probe and the profiler bracket (built only with SINKLAB_CUDA).
+// Device memory for Arena, the CUDA-availability probes and the profiler bracket (built only
+// with SINKLAB_CUDA).
+#include <cuda_profiler_api.h>
+
 #include <cstdlib>
 #include <cstring>
 
-#include <cuda_profiler_api.h>
-
 #include "absl/strings/str_cat.h"
 #include "core/arena.h"
+#include "core/cuda_arch.h"
 #include "core/cuda_check.h"
 #include "core/device.h"
 
@@ -14,6 +16,27 @@ namespace sinklab {
 bool CudaAvailable() {
   int count = 0;
   return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
+}
+
+// Device attribute queries: no context is created, so MPI ranks that have not chosen their
+// GPU yet do not each open one on GPU 0.
+absl::Status CudaUsable() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess || count < 1) {
+    return absl::FailedPreconditionError("no CUDA GPU is visible");
+  }
+  for (int gpu = 0; gpu < count; ++gpu) {
+    int major = 0, minor = 0;
+    SL_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, gpu));
+    SL_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, gpu));
+    if (!CudaArchsRunOn(SINKLAB_CUDA_ARCHS, major, minor)) {
+      cudaDeviceProp prop{};
+      SL_CUDA_CHECK(cudaGetDeviceProperties(&prop, gpu));
+      return absl::FailedPreconditionError(
+          NoCudaImageMessage(gpu, prop.name, major, minor, SINKLAB_CUDA_ARCHS));
+    }
+  }
+  return absl::OkStatus();
 }
 
 void SetGpuProfilerActive(bool active) {

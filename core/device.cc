@@ -7,22 +7,27 @@ namespace sinklab {
 
 #ifndef SINKLAB_WITH_CUDA
 bool CudaAvailable() { return false; }
+absl::Status CudaUsable() {
+  return absl::FailedPreconditionError(
+      "this binary was built without CUDA (nvcc was not found when it was configured)");
+}
 void SetGpuProfilerActive(bool) {}
 #endif
 
 absl::StatusOr<Device> ResolveDevice(const std::string& flag_value) {
   if (flag_value == "cpu") return Device::kCpu;
   if (flag_value == "cuda") {
-    if (!CudaAvailable()) {
+    const absl::Status usable = CudaUsable();
+    if (!usable.ok()) {
       return absl::FailedPreconditionError(
-          "--device=cuda: no usable CUDA GPU (this binary was built without CUDA, or no GPU is "
-          "visible); use --device=cpu or --device=auto");
+          absl::StrCat("--device=cuda: ", usable.message(), "; use --device=cpu or --device=auto"));
     }
     return Device::kCuda;
   }
   if (flag_value == "auto") {
-    if (CudaAvailable()) return Device::kCuda;
-    LogInfo("--device=auto: no CUDA GPU found, running on the CPU");
+    const absl::Status usable = CudaUsable();
+    if (usable.ok()) return Device::kCuda;
+    LogInfo(absl::StrCat("--device=auto: ", usable.message(), "; running on the CPU"));
     return Device::kCpu;
   }
   return absl::InvalidArgumentError(

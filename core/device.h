@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
 namespace sinklab {
@@ -15,12 +16,16 @@ inline const char* DeviceName(Device device) { return device == Device::kCpu ? "
 // True when this binary was built with CUDA and a GPU is visible.
 bool CudaAvailable();
 
+// OK when this binary was built with CUDA, a GPU is visible and every visible GPU can run the
+// architectures the binary was built for (core/cuda_arch.h); else why not, as a sentence.
+absl::Status CudaUsable();
+
 // Brackets a profiled region for an external profiler started with profiling off
 // (`ncu --profile-from-start off`): cudaProfilerStart/Stop; a no-op without CUDA.
 void SetGpuProfilerActive(bool active);
 
-// Resolves the --device flag: "cpu", "cuda" (error without a GPU) or "auto" (cuda when
-// available, else cpu with one log line saying so).
+// Resolves the --device flag: "cpu", "cuda" (an error unless CudaUsable) or "auto" (cuda
+// when CudaUsable, else cpu with one log line saying why).
 absl::StatusOr<Device> ResolveDevice(const std::string& flag_value);
 
 }  // namespace sinklab
