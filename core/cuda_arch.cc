@@ -13,8 +13,12 @@ namespace {
 // Whether one entry ("90a", "80-real", ...) runs on compute capability `cc` (10 major +
 // minor); nullopt when the entry is not a number with an optional suffix.
 std::optional<bool> EntryRunsOn(absl::string_view entry, int cc) {
-  const bool ptx = !absl::ConsumeSuffix(&entry, "-real");
-  const bool code = ptx && !absl::ConsumeSuffix(&entry, "-virtual");
+  bool code = true, ptx = true;  // "-real": code only; "-virtual": PTX only
+  if (absl::ConsumeSuffix(&entry, "-real")) {
+    ptx = false;
+  } else if (absl::ConsumeSuffix(&entry, "-virtual")) {
+    code = false;
+  }
   char variant = 0;  // 'a': arch-specific, 'f': family-specific
   if (!entry.empty() && (entry.back() == 'a' || entry.back() == 'f')) {
     variant = entry.back();
