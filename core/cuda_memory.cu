@@ -13,18 +13,20 @@
 
 namespace sinklab {
 
-bool CudaAvailable() {
+namespace {
+int VisibleGpus() {
   int count = 0;
-  return cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
+  return cudaGetDeviceCount(&count) == cudaSuccess ? count : 0;
 }
+}  // namespace
+
+bool CudaAvailable() { return VisibleGpus() > 0; }
 
 // Device attribute queries: no context is created, so MPI ranks that have not chosen their
 // GPU yet do not each open one on GPU 0.
 absl::Status CudaUsable() {
-  int count = 0;
-  if (cudaGetDeviceCount(&count) != cudaSuccess || count < 1) {
-    return absl::FailedPreconditionError("no CUDA GPU is visible");
-  }
+  const int count = VisibleGpus();
+  if (count == 0) return absl::FailedPreconditionError("no CUDA GPU is visible");
   for (int gpu = 0; gpu < count; ++gpu) {
     int major = 0, minor = 0;
     SL_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, gpu));

@@ -7,7 +7,8 @@
 #          developer's machine (.device/bin; sm_90a): no build time on the device. Then
 #          gputest runs each GPU test of the packed test programs in its own process (no
 #          ctest files), and `test` is not available;
-# gputest: the GPU tests only (every test named Cuda*; GPUTEST_FILTER, GPUTEST_SKIP narrow), failures in full;
+# gputest: the GPU tests only (every test named Cuda*; GPUTEST_FILTER, GPUTEST_SKIP narrow),
+#          failures in full;
 # test:    every ctest test (the GPU ones run here; they skip on machines without a GPU);
 # profile: GPU time per kernel of one training step (ncu) of each variant named in
 #          PROFILE_VARIANTS (labels as in bench; default baseline);
