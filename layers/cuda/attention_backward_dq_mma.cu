@@ -50,11 +50,14 @@ __global__ void __launch_bounds__(kBwdThreads, kD == 64 ? 4 : 1)
   const int tiles = (key_end + kBwdRows - 1) / kBwdRows;
   issue(0);
 
-  float row_lse[2], row_dot[2];  // rows g and g + 8
+  // Rows g and g + 8: lse, lse log2 e, e^-lse (softpick), D.
+  float row_lse[2], row_lse2[2], row_neg[2], row_dot[2];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int row = warp_row0 + g + 8 * r;
     row_lse[r] = row < dims.seq ? lse[RowIndex(dims, b, h, row)] : 0.0f;
+    row_lse2[r] = row_lse[r] * kLog2e;
+    row_neg[r] = kKind == AttentionNormalizer::kSoftpick ? __expf(-row_lse[r]) : 0.0f;
     float partial = 0.0f;
     if (kKind == AttentionNormalizer::kClippedSoftmax) {  // dout_i . C_i = sum_j sm_ij dsm_ij
       partial = PartialRowDot<kD>(dout, unclipped, q_head, row, dims.seq, t, 4);
@@ -65,7 +68,7 @@ __global__ void __launch_bounds__(kBwdThreads, kD == 64 ? 4 : 1)
     if (t == 0 && row < dims.seq) {
       row_dots[RowIndex(dims, b, h, row)] = row_dot[r];
       if (kKind == AttentionNormalizer::kSoftpick) {  // e^-lse, for the dk/dv kernel's weights
-        row_dots[dims.rows() + RowIndex(dims, b, h, row)] = __expf(-row_lse[r]);
+        row_dots[dims.rows() + RowIndex(dims, b, h, row)] = row_neg[r];
       }
     }
   }
@@ -103,8 +106,8 @@ __global__ void __launch_bounds__(kBwdThreads, kD == 64 ? 4 : 1)
       for (int nt = 0; nt < kKeyTiles; ++nt) {
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-          ds[nt][e] =
-              WeightGradOf(n, n.scale * s[nt][e], row_lse[e / 2], ds[nt][e], row_dot[e / 2]).ds;
+          const Score score = RawScoreOf(s[nt][e], n.scale, row_lse2[e / 2]);
+          ds[nt][e] = WeightGradOf(n, score, ds[nt][e], row_dot[e / 2], row_neg[e / 2]).ds;
         }
       }
       if (j0 + kBwdRows - 1 > warp_row0 + bias || j0 + kBwdRows > dims.keys) {

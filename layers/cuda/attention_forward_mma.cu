@@ -155,12 +155,18 @@ __global__ void __launch_bounds__(kMmaThreads, kD == 64 ? 4 : 1)
   constexpr int kSteps = kD / 16;          // k-steps of Q K^T, and pairs of n-tiles of P V
   constexpr int kKeyTiles = kMmaRows / 8;  // n-tiles of S
   static_assert(kKind != AttentionNormalizer::kClippedSoftmax, "see MmaClippedForwardKernel");
+  // Softmax, softmax1 and the sink logit keep the raw scores q . k (-inf where masked): the
+  // scale is folded into each weight's exponent (one FFMA), and into the tile max.
+  constexpr bool kRawScores = kKind == AttentionNormalizer::kSoftmax ||
+                              kKind == AttentionNormalizer::kSoftmax1 ||
+                              kKind == AttentionNormalizer::kSinkLogit;
   NormalizerArgs n = p.norm;
   n.kind = kKind;  // compile-time: the normalizer switches fold away
   const AttentionDims& dims = p.dims;
   const int bias = dims.bias_keys();
   const int b = blockIdx.y / dims.heads, h = blockIdx.y % dims.heads;
   const int i0 = (gridDim.x - 1 - blockIdx.x) * kMmaRows;
+  const float scale_log2e = n.scale * kLog2e;
   const int warp = threadIdx.x / 32, lane = threadIdx.x & 31, g = lane / 4, t = lane & 3;
   const int warp_row0 = i0 + 16 * warp;  // this warp's first query
   const HeadView q_head = QueryHead(dims, b, h), kv_head = KeyHead(dims, b, h / dims.group());
@@ -231,10 +237,12 @@ __global__ void __launch_bounds__(kMmaThreads, kD == 64 ? 4 : 1)
         // Scale and mask: element e of n-tile nt is row g + 8 (e / 2), key j0 + 8 nt + 2t + e % 2.
         // Only tiles that cross the diagonal or the end of the keys need the mask.
         const bool needs_mask = j0 + kMmaRows - 1 > warp_row0 + bias || j0 + kMmaRows > dims.keys;
+        if constexpr (!kRawScores) {
 #pragma unroll
-        for (int nt = 0; nt < kKeyTiles; ++nt) {
+          for (int nt = 0; nt < kKeyTiles; ++nt) {
 #pragma unroll
-          for (int e = 0; e < 4; ++e) s[nt][e] *= n.scale;
+            for (int e = 0; e < 4; ++e) s[nt][e] *= n.scale;
+          }
         }
         if (needs_mask) {
 #pragma unroll
@@ -254,16 +262,23 @@ __global__ void __launch_bounds__(kMmaThreads, kD == 64 ? 4 : 1)
         }
         // Weights in place of the scores (masked keys: 0).
         {
-          float alpha[2], e_neg_m[2], mass[2] = {0.0f, 0.0f};
+          float alpha[2], e_neg_m[2], m2[2], mass[2] = {0.0f, 0.0f};
 #pragma unroll
           for (int r = 0; r < 2; ++r) {
-            alpha[r] = RaiseMax(n, state[r], QuadMax(tile_max[r]));
+            const float row_max = QuadMax(tile_max[r]);
+            alpha[r] = RaiseMax(n, state[r], kRawScores ? row_max * n.scale : row_max);
             e_neg_m[r] = kKind == AttentionNormalizer::kSoftpick ? __expf(-state[r].m) : 0.0f;
+            m2[r] = state[r].m * kLog2e;
           }
 #pragma unroll
           for (int nt = 0; nt < kKeyTiles; ++nt) {
 #pragma unroll
             for (int e = 0; e < 4; ++e) {
+              if constexpr (kRawScores) {  // e^(s - m) = 2^(r scale log2 e - m log2 e)
+                s[nt][e] = Exp2(fmaf(s[nt][e], scale_log2e, -m2[e / 2]));
+                mass[e / 2] += s[nt][e];
+                continue;
+              }
               // A masked s = -inf gives weight and mass 0 by itself (e^-inf, sigmoid(-inf)),
               // except for softpick's mass |e^(s-m) - e^-m| = e^-m, zeroed by a select after
               // the term (a branch around it made the compiler branch per element, and

@@ -55,15 +55,16 @@ __device__ __forceinline__ int SwizzledOffset(int row, int col) {
 
 // Stages rows [row0, row0 + kRows) of one head of a [B, T, heads, kD] bf16 tensor into a
 // swizzled tile with cp.async (the caller commits and waits); rows at or past `limit` are
-// zero. All kThreads threads of the block take part, each copying one fixed chunk column of
-// every (kThreads / (kD / 8))-th row, so its swizzle is computed once.
+// zero. kThreads threads take part (thread = 0 .. kThreads - 1: by default the block's), each
+// copying one fixed chunk column of every (kThreads / (kD / 8))-th row, so its swizzle is
+// computed once.
 template <int kRows, int kD, int kThreads>
 __device__ __forceinline__ void LoadTileAsync(bf16* tile, const bf16* x, HeadView view, int row0,
-                                              int limit) {
+                                              int limit, int thread = threadIdx.x) {
   constexpr int kChunks = kD / 8, kRowStep = kThreads / kChunks;
   static_assert(kThreads % kChunks == 0 && kRows % kRowStep == 0 && kRowStep % 8 == 0,
                 "tile shape");
-  const int c = threadIdx.x % kChunks, r0 = threadIdx.x / kChunks;
+  const int c = thread % kChunks, r0 = thread / kChunks;
   bf16* dst = tile + SwizzledOffset<kD>(r0, c * 8);  // (r0 + k kRowStep) % 8 == r0 % 8
   const bf16* src = x + view.offset + c * 8;
 #pragma unroll

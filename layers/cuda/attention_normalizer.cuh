@@ -159,8 +159,29 @@ __device__ __forceinline__ bool UsesOutputDot(const NormalizerArgs& n) {
   return n.kind != AttentionNormalizer::kSigmoid && n.kind != AttentionNormalizer::kClippedSoftmax;
 }
 
-// The weight p and dL/ds of one visible key from its score s, the row's lse, dp = dout_i . v_j
-// and the row sum `row_dot` (UsesOutputDot: dout_i . out_i; clipped softmax: dout_i . C_i =
+constexpr float kLog2e = 1.4426950408889634f;
+// 2^x (the SM's ex2 unit, as __expf uses; flushes denormals).
+__device__ __forceinline__ float Exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
+// A score s and its exponent against the row's lse in base 2, x2 = (s - lse) log2 e. The
+// tensor-core kernels form both from the raw product r = q_i . k_j and the row's lse2 = lse
+// log2 e: s = scale r, x2 = r (scale log2 e) - lse2, one FFMA where e^(s - lse) took a
+// multiply, a subtraction and another multiply (s is dead code for softmax).
+struct Score {
+  float s;
+  float x2;
+};
+__device__ __forceinline__ Score ScoreOf(float s, float lse) { return {s, (s - lse) * kLog2e}; }
+__device__ __forceinline__ Score RawScoreOf(float r, float scale, float lse2) {
+  return {scale * r, fmaf(r, scale * kLog2e, -lse2)};
+}
+
+// The weight p and dL/ds of one visible key from its score (and the row's lse), dp = dout_i .
+// v_j and the row sum `row_dot` (UsesOutputDot: dout_i . out_i; clipped softmax: dout_i . C_i =
 // sum_k sm_k dsm_k; sigmoid: unused). The derivations are layers/cpu/attention_normalizer.cc's.
 struct WeightGrad {
   float p;
@@ -168,12 +189,13 @@ struct WeightGrad {
 };
 // e_neg_lse = e^-lse, read by softpick only: a caller whose elements belong to many rows (the
 // dk/dv kernel) passes the row's, computed once; the overload below takes it per element.
-__device__ __forceinline__ WeightGrad WeightGradOf(const NormalizerArgs& n, float s, float lse,
-                                                   float dp, float row_dot, float e_neg_lse) {
+__device__ __forceinline__ WeightGrad WeightGradOf(const NormalizerArgs& n, Score score, float dp,
+                                                   float row_dot, float e_neg_lse) {
+  const float s = score.s;
   switch (n.kind) {
     case AttentionNormalizer::kSoftpick: {
       // ds = e^(s - lse) ([s > 0] dp - sign(s) D); derivative 0 at s = 0.
-      const float e = __expf(s - lse);
+      const float e = Exp2(score.x2);
       const float p = s > 0.0f ? fmaxf(e - e_neg_lse, 0.0f) : 0.0f;
       const float sign = s > 0.0f ? 1.0f : (s < 0.0f ? -1.0f : 0.0f);
       return {p, e * ((s > 0.0f ? dp : 0.0f) - sign * row_dot)};
@@ -185,21 +207,21 @@ __device__ __forceinline__ WeightGrad WeightGradOf(const NormalizerArgs& n, floa
     case AttentionNormalizer::kClippedSoftmax: {
       // ds = sm (dsm - sum_k sm_k dsm_k), dsm = (zeta - gamma) dp [0 < y < 1].
       const float stretch = n.clip_zeta - n.clip_gamma;
-      const float sm = __expf(s - lse);
+      const float sm = Exp2(score.x2);
       const float y = stretch * sm + n.clip_gamma;
       const bool inside = y > 0.0f && y < 1.0f;
       return {fminf(1.0f, fmaxf(0.0f, y)), sm * ((inside ? stretch * dp : 0.0f) - row_dot)};
     }
     default: {
       // softmax, softmax1, sink logit: ds = p (dp - D) (the virtual term has no dp).
-      const float p = __expf(s - lse);
+      const float p = Exp2(score.x2);
       return {p, p * (dp - row_dot)};
     }
   }
 }
 __device__ __forceinline__ WeightGrad WeightGradOf(const NormalizerArgs& n, float s, float lse,
                                                    float dp, float row_dot) {
-  return WeightGradOf(n, s, lse, dp, row_dot,
+  return WeightGradOf(n, ScoreOf(s, lse), dp, row_dot,
                       n.kind == AttentionNormalizer::kSoftpick ? __expf(-lse) : 0.0f);
 }
 

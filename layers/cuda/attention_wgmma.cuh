@@ -91,6 +91,21 @@ __device__ __forceinline__ void FenceSharedForWgmma() {
   SL_WGMMA_ASM("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
 
+// Ties registers to this point (an empty asm that reads and writes them): called after
+// WgmmaWait on the products and the register A operands of the waited-for wgmmas, so that the
+// compiler neither reads a product before the wait nor reuses an operand's registers while
+// the tensor cores may still read them (both are invisible to it: the asm is opaque).
+__device__ __forceinline__ void KeepRegisters(float (&x)[8][4]) {
+#pragma unroll
+  for (int i = 0; i < 8; ++i)
+    asm volatile("" : "+f"(x[i][0]), "+f"(x[i][1]), "+f"(x[i][2]), "+f"(x[i][3]));
+}
+__device__ __forceinline__ void KeepRegisters(uint32_t (&x)[4][4]) {
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+    asm volatile("" : "+r"(x[i][0]), "+r"(x[i][1]), "+r"(x[i][2]), "+r"(x[i][3]));
+}
+
 // The wgmma instructions of one scope as a group: fenced at the start (the registers they
 // use were written by ordinary instructions), committed and waited for at its end.
 struct WgmmaGroup {

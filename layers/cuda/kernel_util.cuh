@@ -74,6 +74,16 @@ inline void CheckLike(const Tensor& t, const Tensor& like, const char* what) {
 template <typename T>
 inline T* PtrOrNull(const Tensor& t) { return t.empty() ? nullptr : Ptr<T>(t); }
 
+// Named barrier `id` (1-15; 0 is __syncthreads') of `threads` threads (a multiple of 32):
+// Sync waits until that many have arrived, counting its own warp's; Arrive counts without
+// waiting (PTX bar.sync / bar.arrive).
+__device__ __forceinline__ void BarrierSync(int id, int threads) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+__device__ __forceinline__ void BarrierArrive(int id, int threads) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+
 template <typename T>
 __device__ __forceinline__ T WarpSum(T v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
