@@ -179,7 +179,8 @@ __global__ void __launch_bounds__(kDkvThreads, 1)
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
           const int local = 8 * nt + 2 * t + (e & 1);
-          const Score score = RawScoreOf(w[nt][e], n.scale, tile_lse[local] * kLog2e);
+          const float row_lse = tile_lse[local];
+          const Score score = BackwardScoreOf<kKind>(w[nt][e], n.scale, row_lse, row_lse * kLog2e);
           const WeightGrad wg = WeightGradOf(n, score, ds[nt][e], tile_dot[local],
                                              kSoftpick ? tile_neg[local] : 0.0f);
           w[nt][e] = wg.p;

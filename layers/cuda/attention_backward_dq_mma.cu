@@ -106,7 +106,8 @@ __global__ void __launch_bounds__(kBwdThreads, kD == 64 ? 4 : 1)
       for (int nt = 0; nt < kKeyTiles; ++nt) {
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-          const Score score = RawScoreOf(s[nt][e], n.scale, row_lse2[e / 2]);
+          const Score score =
+              BackwardScoreOf<kKind>(s[nt][e], n.scale, row_lse[e / 2], row_lse2[e / 2]);
           ds[nt][e] = WeightGradOf(n, score, ds[nt][e], row_dot[e / 2], row_neg[e / 2]).ds;
         }
       }

@@ -179,6 +179,17 @@ __device__ __forceinline__ Score ScoreOf(float s, float lse) { return {s, (s - l
 __device__ __forceinline__ Score RawScoreOf(float r, float scale, float lse2) {
   return {scale * r, fmaf(r, scale * kLog2e, -lse2)};
 }
+// The tensor-core backward's score of a raw product r, given the row's lse and lse2: RawScoreOf,
+// except for clipped softmax. With zeta = 1 (the default) its weight jumps where sm = 1 (y =
+// zeta: a row's only visible key), and there RawScoreOf can round sm just below 1 and count a
+// weight that the forward clipped as unclipped (ds = (zeta - gamma) dp where the forward's row
+// sum has no such term). So it takes (s - lse) log2 e, whose Exp2 is the forward's
+// __expf(s - lse) bit for bit (the same multiply, 0f3FB8AA3B, and ex2.approx).
+template <AttentionNormalizer kKind>
+__device__ __forceinline__ Score BackwardScoreOf(float r, float scale, float lse, float lse2) {
+  if constexpr (kKind == AttentionNormalizer::kClippedSoftmax) return ScoreOf(scale * r, lse);
+  return RawScoreOf(r, scale, lse2);
+}
 
 // The weight p and dL/ds of one visible key from its score (and the row's lse), dp = dout_i .
 // v_j and the row sum `row_dot` (UsesOutputDot: dout_i . out_i; clipped softmax: dout_i . C_i =

@@ -46,9 +46,10 @@ const AttentionCase kCases[] = {
 // has rows whose weights clip both ways, next to many unclipped ones. Counted on the inputs of
 // each case in double: 9 to 724 such rows per case, at least 1612 unclipped weights, no row
 // without an unclipped weight; the test checks the count > 0 on the CPU weights.
-AttentionSpec TestSpec(AttentionNormalizer normalizer, int64_t d, int64_t keys) {
+AttentionSpec TestSpec(AttentionNormalizer normalizer, int64_t d, int64_t keys,
+                       float clip_zeta = 3.0f) {
   AttentionSpec spec = AttentionTestSpec(normalizer, d, keys);
-  spec.clip_zeta = 3.0f;
+  spec.clip_zeta = clip_zeta;
   return spec;
 }
 
@@ -72,14 +73,15 @@ int64_t RowsClippedBothWays(const Tensor& probs) {
 // The inputs of one case, on the host (bf16-rounded) and on the device (bf16), and the CPU
 // reference's forward.
 struct Problem {
-  Problem(GpuTest& t, const AttentionCase& c, AttentionNormalizer normalizer)
+  Problem(GpuTest& t, const AttentionCase& c, AttentionNormalizer normalizer,
+          float clip_zeta = 3.0f)
       : B(c.batch),
         S(c.seq),
         K(c.seq + c.bias_keys),
         H(c.heads),
         Hkv(c.kv_heads),
         d(c.d),
-        spec(TestSpec(normalizer, c.d, K)) {
+        spec(TestSpec(normalizer, c.d, K, clip_zeta)) {
     const float input_std = std::sqrt(c.logit_std);
     q = t.HostRandom({B, S, H, d}, 1, input_std);
     k = t.HostRandom({B, K, Hkv, d}, 2, input_std);
@@ -334,6 +336,52 @@ TEST(CudaAttentionSkipTest, ClippedSoftmaxDkvAloneMatchesTheFullBackward) {
     t.cpu().AttentionBackward(dq_ref, dk_ref, dv_ref, Tensor(), p.dout, p.q, p.k, p.v, p.sink,
                               p.out, p.unclipped, p.probs, p.lse, p.spec, GradWrite::kAccumulate);
     EXPECT_LT(GpuTest::RelError(t.ToHostF32(dk_alone), dk_ref), kBf16RelTol);
+  }
+}
+
+// Clipped softmax at zeta = 1 (the default): y = (zeta - gamma) sm + gamma is exactly 1 where
+// sm = 1, so a row's only visible key (query 0 without a bias key) has its weight clipped at
+// 1 and the row no gradient: ds = sm (0 - D) with D = dout . C = 0. The backward must see the same
+// sm = 1 as the forward (an exponent rounded just below 0 counts the weight as unclipped and
+// gives query 0 a gradient of (zeta - gamma) dp k_0), on the tensor-core (d = 64) and the
+// generic (d = 24) paths; 16 (b, h) first rows each.
+TEST(CudaAttentionClippedTest, AtZetaOneARowWithOneKeyHasNoGradient) {
+  SL_SKIP_WITHOUT_CUDA();
+  for (const AttentionCase& c : {AttentionCase{"Gqa_S37_D64", 2, 37, 0, 8, 2, 64, 1.0f},
+                                 AttentionCase{"Gqa_S37_D24", 2, 37, 0, 8, 2, 24, 1.0f}}) {
+    SCOPED_TRACE(c.name);
+    GpuTest t;
+    const Problem p(t, c, AttentionNormalizer::kClippedSoftmax, /*clip_zeta=*/1.0f);
+    const int64_t B = p.B, S = p.S, K = p.K, H = p.H, Hkv = p.Hkv, d = p.d;
+    const Tensor g_out = t.DeviceZeros(DType::kBF16, {B, S, H, d});
+    const Tensor g_lse = t.DeviceZeros(DType::kF32, {B, H, S});
+    const Tensor g_unclipped = p.DeviceUnclipped(t);
+    t.gpu().AttentionForward(g_out, Tensor(), g_lse, g_unclipped, p.g_q, p.g_k, p.g_v, p.g_sink,
+                             p.spec);
+    const Tensor dq = t.DeviceZeros(DType::kBF16, {B, S, H, d});
+    const Tensor dk = t.DeviceZeros(DType::kBF16, {B, K, Hkv, d});
+    const Tensor dv = t.DeviceZeros(DType::kBF16, {B, K, Hkv, d});
+    t.gpu().AttentionBackward(dq, dk, dv, Tensor(), p.g_dout, p.g_q, p.g_k, p.g_v, p.g_sink, g_out,
+                              g_unclipped, Tensor(), g_lse, p.spec, GradWrite::kAssign);
+    const std::vector<float> got_dq = t.ToHostF32(dq);
+    int64_t first_rows_with_gradient = 0;
+    for (int64_t b = 0; b < B; ++b) {
+      for (int64_t h = 0; h < H; ++h) {
+        const float* row = got_dq.data() + (b * S * H + h) * d;  // [b, 0, h, :]
+        bool nonzero = false;
+        for (int64_t c = 0; c < d; ++c) nonzero |= row[c] != 0.0f;
+        first_rows_with_gradient += nonzero;
+      }
+    }
+    EXPECT_EQ(first_rows_with_gradient, 0);
+    Tensor dq_ref = t.HostZeros(DType::kF32, {B, S, H, d});
+    Tensor dk_ref = t.HostZeros(DType::kF32, {B, K, Hkv, d});
+    Tensor dv_ref = t.HostZeros(DType::kF32, {B, K, Hkv, d});
+    t.cpu().AttentionBackward(dq_ref, dk_ref, dv_ref, Tensor(), p.dout, p.q, p.k, p.v, p.sink,
+                              p.out, p.unclipped, p.probs, p.lse, p.spec, GradWrite::kAccumulate);
+    EXPECT_LT(GpuTest::RelError(got_dq, dq_ref), kBf16RelTol) << "dq";
+    EXPECT_LT(GpuTest::RelError(t.ToHostF32(dk), dk_ref), kBf16RelTol) << "dk";
+    EXPECT_LT(GpuTest::RelError(t.ToHostF32(dv), dv_ref), kBf16RelTol) << "dv";
   }
 }
 
