@@ -303,8 +303,9 @@ void CudaBackend::AttentionBackward(const Tensor& dq, const Tensor& dk, const Te
                absl::StrCat("AttentionBackward dk ", dk.ShapeString(), " vs k ", k.ShapeString()));
   SL_CHECK_MSG(dv.empty() || same(dv, v),
                absl::StrCat("AttentionBackward dv ", dv.ShapeString(), " vs v ", v.ShapeString()));
-  // Our kernels accumulate; kAssign starts them from 0 (also undoing a failed cuDNN run's
-  // partial writes, and covering KV-bias keys when there are no queries).
+  // The generic kernels accumulate; kAssign starts them from 0 (also undoing a failed cuDNN
+  // run's partial writes, and covering KV-bias keys when there are no queries). The
+  // tensor-core kernels write every row themselves under kAssign.
   const auto zero_if_assign = [&] {
     if (dqkv_write != GradWrite::kAssign) return;
     for (const Tensor* grad : {&dq, &dk, &dv}) {
@@ -333,10 +334,12 @@ void CudaBackend::AttentionBackward(const Tensor& dq, const Tensor& dk, const Te
     sink_logit_grad();
     return;
   }
-  zero_if_assign();
+  const bool assign = dqkv_write == GradWrite::kAssign;
+  const bool mma = cuda::MmaAttentionSupports(dims, {&dq, &dk, &dv, &dout, &q, &k, &v, &out});
+  if (!mma) zero_if_assign();
   cuda::DispatchFloat(q.dtype(), [&](auto t) {
     using T = decltype(t);
-    if (cuda::MmaAttentionSupports(dims, {&dq, &dk, &dv, &dout, &q, &k, &v, &out})) {
+    if (mma) {
       // D_i of every row, written by the dq kernel (alone when dq is not asked for) and read
       // by the dk/dv kernel after it.
       const bool dkv = !dk.empty() || !dv.empty();
@@ -344,8 +347,9 @@ void CudaBackend::AttentionBackward(const Tensor& dq, const Tensor& dk, const Te
       const int64_t arrays = cuda::RowDotArrays(params);
       const Tensor row_dots(Workspace(arrays * lse.nbytes()), DType::kF32, Device::kCuda,
                             {arrays * lse.numel()});
-      cuda::LaunchMmaDq(stream_, params, dq, row_dots, dout, q, k, v, out, unclipped_values, lse);
-      if (dkv) cuda::LaunchMmaDkv(stream_, params, dk, dv, dout, q, k, v, row_dots, lse);
+      cuda::LaunchMmaDq(stream_, params, dq, row_dots, dout, q, k, v, out, unclipped_values, lse,
+                        assign);
+      if (dkv) cuda::LaunchMmaDkv(stream_, params, dk, dv, dout, q, k, v, row_dots, lse, assign);
     } else {
       cuda::LaunchGenericBackward<T>(stream_, params, dq, dk, dv, dout, q, k, v, out,
                                      unclipped_values, lse);

@@ -58,7 +58,8 @@ struct TensorTurns {
 template <int kD, AttentionNormalizer kKind>
 __global__ void __launch_bounds__(kDkvThreads, 1)
     MmaDkvKernel(AttentionParams p, bf16* dk, bf16* dv, const bf16* dout, const bf16* q,
-                 const bf16* k, const bf16* v, const float* row_dots, const float* lse) {
+                 const bf16* k, const bf16* v, const float* row_dots, const float* lse,
+                 bool assign) {
   constexpr int kQ = kDkvQueryTile<kD>, kQueryTiles = kQ / 8, kTile = kQ * kD;
   constexpr bool kRowDot = kKind != AttentionNormalizer::kSigmoid;  // sigmoid's ds needs no D
   constexpr bool kSoftpick = kKind == AttentionNormalizer::kSoftpick;  // its p reads e^-lse
@@ -257,14 +258,18 @@ __global__ void __launch_bounds__(kDkvThreads, 1)
       dv_acc[dt][e] += mine[kD * 16 + (dt * 4 + e) * 32];
     }
   }
-  if (dk != nullptr) AccumulateFragments<kD>(dk, kv_head, warp_key0, dims.keys, dk_acc, n.scale);
-  if (dv != nullptr) AccumulateFragments<kD>(dv, kv_head, warp_key0, dims.keys, dv_acc, 1.0f);
+  if (dk != nullptr) {
+    AccumulateFragments<kD>(dk, kv_head, warp_key0, dims.keys, dk_acc, n.scale, assign);
+  }
+  if (dv != nullptr) {
+    AccumulateFragments<kD>(dv, kv_head, warp_key0, dims.keys, dv_acc, 1.0f, assign);
+  }
 }
 }  // namespace
 
 void LaunchMmaDkv(cudaStream_t stream, const AttentionParams& p, const Tensor& dk, const Tensor& dv,
                   const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
-                  const Tensor& row_dots, const Tensor& lse) {
+                  const Tensor& row_dots, const Tensor& lse, bool assign) {
   SL_CHECK(row_dots.dtype() == DType::kF32 && row_dots.numel() == RowDotArrays(p) * lse.numel());
   DispatchMmaKernel(p, [&](auto head_dim, auto kind) {
     constexpr int kD = decltype(head_dim)::value;
@@ -273,9 +278,10 @@ void LaunchMmaDkv(cudaStream_t stream, const AttentionParams& p, const Tensor& d
     const size_t smem = DkvSmem<kD>();
     AllowSharedMemory(kernel, smem);
     const dim3 grid((p.dims.keys + kBwdRows - 1) / kBwdRows, p.dims.batch * p.dims.kv_heads);
-    kernel<<<grid, kDkvThreads, smem, stream>>>(
-        p, dk.empty() ? nullptr : Ptr<bf16>(dk), dv.empty() ? nullptr : Ptr<bf16>(dv),
-        Ptr<bf16>(dout), Ptr<bf16>(q), Ptr<bf16>(k), Ptr<bf16>(v), row_dots.f32(), lse.f32());
+    kernel<<<grid, kDkvThreads, smem, stream>>>(p, dk.empty() ? nullptr : Ptr<bf16>(dk),
+                                                dv.empty() ? nullptr : Ptr<bf16>(dv),
+                                                Ptr<bf16>(dout), Ptr<bf16>(q), Ptr<bf16>(k),
+                                                Ptr<bf16>(v), row_dots.f32(), lse.f32(), assign);
     SL_CUDA_LAUNCH_CHECK();
   });
 }

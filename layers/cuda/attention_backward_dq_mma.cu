@@ -18,7 +18,7 @@ template <int kD, AttentionNormalizer kKind>
 __global__ void __launch_bounds__(kBwdThreads, kD == 64 ? 4 : 1)
     MmaDqKernel(AttentionParams p, bf16* dq, float* row_dots, const bf16* dout, const bf16* q,
                 const bf16* k, const bf16* v, const bf16* out, const float* unclipped,
-                const float* lse) {
+                const float* lse, bool assign) {
   constexpr int kKeyTiles = kBwdRows / 8;
   NormalizerArgs n = p.norm;
   n.kind = kKind;
@@ -132,7 +132,7 @@ __global__ void __launch_bounds__(kBwdThreads, kD == 64 ? 4 : 1)
     }
     __syncthreads();
   }
-  AccumulateFragments<kD>(dq, q_head, warp_row0, dims.seq, acc, n.scale);
+  AccumulateFragments<kD>(dq, q_head, warp_row0, dims.seq, acc, n.scale, assign);
 }
 
 }  // namespace
@@ -140,7 +140,7 @@ __global__ void __launch_bounds__(kBwdThreads, kD == 64 ? 4 : 1)
 void LaunchMmaDq(cudaStream_t stream, const AttentionParams& p, const Tensor& dq,
                  const Tensor& row_dots, const Tensor& dout, const Tensor& q, const Tensor& k,
                  const Tensor& v, const Tensor& out, const Tensor& unclipped_values,
-                 const Tensor& lse) {
+                 const Tensor& lse, bool assign) {
   SL_CHECK(row_dots.dtype() == DType::kF32 && row_dots.numel() == RowDotArrays(p) * lse.numel());
   DispatchMmaKernel(p, [&](auto head_dim, auto kind) {
     constexpr int kD = decltype(head_dim)::value;
@@ -151,7 +151,7 @@ void LaunchMmaDq(cudaStream_t stream, const AttentionParams& p, const Tensor& dq
     kernel<<<grid, kBwdThreads, smem, stream>>>(
         p, dq.empty() ? nullptr : Ptr<bf16>(dq), row_dots.f32(), Ptr<bf16>(dout), Ptr<bf16>(q),
         Ptr<bf16>(k), Ptr<bf16>(v), Ptr<bf16>(out),
-        unclipped_values.empty() ? nullptr : unclipped_values.f32(), lse.f32());
+        unclipped_values.empty() ? nullptr : unclipped_values.f32(), lse.f32(), assign);
     SL_CUDA_LAUNCH_CHECK();
   });
 }

@@ -20,10 +20,12 @@ template <int kD>
 constexpr int kDkvQueryTile = kD == 64 ? 64 : 32;
 
 // Adds scale * acc (this thread's C fragments of a [16, kD] row block: n-tile dt holds dims
-// [8 dt, 8 dt + 8)) to rows row0 + g and row0 + g + 8 of x (rows at or past `limit` skipped).
+// [8 dt, 8 dt + 8)) to rows row0 + g and row0 + g + 8 of x (rows at or past `limit` skipped),
+// or with `assign` writes it over them (x is not read).
 template <int kD>
 __device__ __forceinline__ void AccumulateFragments(bf16* x, HeadView view, int row0, int limit,
-                                                    const float (&acc)[kD / 8][4], float scale) {
+                                                    const float (&acc)[kD / 8][4], float scale,
+                                                    bool assign) {
   const int g = (threadIdx.x & 31) / 4, t = threadIdx.x & 3;
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
@@ -33,7 +35,7 @@ __device__ __forceinline__ void AccumulateFragments(bf16* x, HeadView view, int 
         reinterpret_cast<__nv_bfloat162*>(x + view.offset + row * view.stride + 2 * t);
 #pragma unroll
     for (int dt = 0; dt < kD / 8; ++dt) {
-      const float2 old = __bfloat1622float2(pairs[4 * dt]);
+      const float2 old = assign ? float2{0.0f, 0.0f} : __bfloat1622float2(pairs[4 * dt]);
       pairs[4 * dt] =
           __floats2bfloat162_rn(old.x + scale * acc[dt][2 * r], old.y + scale * acc[dt][2 * r + 1]);
     }

@@ -212,16 +212,18 @@ void LaunchMmaForward(cudaStream_t stream, const AttentionParams& p, const Tenso
 // softmax from dout and unclipped_values (else empty), and writes it to row_dots (f32, lse's
 // layout; softpick: then e^-lse in the same layout, RowDotArrays) for the dk/dv kernel, which
 // must run after it; with dq empty it writes row_dots only. dk or dv may be empty (skipped).
+// Each adds its gradients to dq, dk, dv, or with `assign` writes them over every row (the
+// values there are not read: no zero fill needed).
 inline int64_t RowDotArrays(const AttentionParams& p) {
   return p.norm.kind == AttentionNormalizer::kSoftpick ? 2 : 1;
 }
 void LaunchMmaDq(cudaStream_t stream, const AttentionParams& p, const Tensor& dq,
                  const Tensor& row_dots, const Tensor& dout, const Tensor& q, const Tensor& k,
                  const Tensor& v, const Tensor& out, const Tensor& unclipped_values,
-                 const Tensor& lse);
+                 const Tensor& lse, bool assign);
 void LaunchMmaDkv(cudaStream_t stream, const AttentionParams& p, const Tensor& dk, const Tensor& dv,
                   const Tensor& dout, const Tensor& q, const Tensor& k, const Tensor& v,
-                  const Tensor& row_dots, const Tensor& lse);
+                  const Tensor& row_dots, const Tensor& lse, bool assign);
 
 }  // namespace cuda
 }  // namespace sinklab
