@@ -108,6 +108,28 @@ struct Problem {
     t.gpu().Fill(x, 0.0f);
     return x;
   }
+  // The GPU forward of the inputs: out (bf16), lse and clipped softmax's C (else empty).
+  struct DeviceForward {
+    Tensor out, lse, unclipped;
+  };
+  DeviceForward ForwardOnDevice(GpuTest& t) const {
+    const DeviceForward f{t.DeviceZeros(DType::kBF16, {B, S, H, d}),
+                          t.DeviceZeros(DType::kF32, {B, H, S}), DeviceUnclipped(t)};
+    t.gpu().AttentionForward(f.out, Tensor(), f.lse, f.unclipped, g_q, g_k, g_v, g_sink, spec);
+    return f;
+  }
+  // The CPU reference's gradients from zero (host, f32).
+  struct HostGrads {
+    Tensor dq, dk, dv;
+  };
+  HostGrads ReferenceGrads(GpuTest& t) const {
+    const HostGrads g{t.HostZeros(DType::kF32, {B, S, H, d}),
+                      t.HostZeros(DType::kF32, {B, K, Hkv, d}),
+                      t.HostZeros(DType::kF32, {B, K, Hkv, d})};
+    t.cpu().AttentionBackward(g.dq, g.dk, g.dv, Tensor(), dout, q, k, v, sink, out, unclipped,
+                              probs, lse, spec, GradWrite::kAccumulate);
+    return g;
+  }
   const int64_t B, S, K, H, Hkv, d;
   const AttentionSpec spec;
   Tensor q, k, v, sink, dout, out, probs, lse;
@@ -310,11 +332,8 @@ TEST(CudaAttentionSkipTest, ClippedSoftmaxDkvAloneMatchesTheFullBackward) {
     GpuTest t;
     const Problem p(t, c, AttentionNormalizer::kClippedSoftmax);
     const int64_t B = p.B, S = p.S, K = p.K, H = p.H, Hkv = p.Hkv, d = p.d;
-    const Tensor g_out = t.DeviceZeros(DType::kBF16, {B, S, H, d});
-    const Tensor g_lse = t.DeviceZeros(DType::kF32, {B, H, S});
-    const Tensor g_unclipped = p.DeviceUnclipped(t);
-    t.gpu().AttentionForward(g_out, Tensor(), g_lse, g_unclipped, p.g_q, p.g_k, p.g_v, p.g_sink,
-                             p.spec);
+    const Problem::DeviceForward f = p.ForwardOnDevice(t);
+    const Tensor &g_out = f.out, &g_lse = f.lse, &g_unclipped = f.unclipped;
     const auto zeros = [&](std::initializer_list<int64_t> shape) {
       const Tensor x = t.DeviceZeros(DType::kBF16, shape);
       t.gpu().Fill(x, 0.0f);
@@ -330,21 +349,16 @@ TEST(CudaAttentionSkipTest, ClippedSoftmaxDkvAloneMatchesTheFullBackward) {
     EXPECT_EQ(t.ToHostF32(dk_alone), t.ToHostF32(dk));
     EXPECT_EQ(t.ToHostF32(dv_alone), t.ToHostF32(dv));
     // A missing or misplaced row sum would still agree between the two: dk against the CPU.
-    Tensor dq_ref = t.HostZeros(DType::kF32, {B, S, H, d});
-    Tensor dk_ref = t.HostZeros(DType::kF32, {B, K, Hkv, d});
-    Tensor dv_ref = t.HostZeros(DType::kF32, {B, K, Hkv, d});
-    t.cpu().AttentionBackward(dq_ref, dk_ref, dv_ref, Tensor(), p.dout, p.q, p.k, p.v, p.sink,
-                              p.out, p.unclipped, p.probs, p.lse, p.spec, GradWrite::kAccumulate);
-    EXPECT_LT(GpuTest::RelError(t.ToHostF32(dk_alone), dk_ref), kBf16RelTol);
+    EXPECT_LT(GpuTest::RelError(t.ToHostF32(dk_alone), p.ReferenceGrads(t).dk), kBf16RelTol);
   }
 }
 
 // Clipped softmax at zeta = 1 (the default): y = (zeta - gamma) sm + gamma is exactly 1 where
 // sm = 1, so a row's only visible key (query 0 without a bias key) has its weight clipped at
-// 1 and the row no gradient: ds = sm (0 - D) with D = dout . C = 0. The backward must see the same
-// sm = 1 as the forward (an exponent rounded just below 0 counts the weight as unclipped and
-// gives query 0 a gradient of (zeta - gamma) dp k_0), on the tensor-core (d = 64) and the
-// generic (d = 24) paths; 16 (b, h) first rows each.
+// 1 and the row no gradient: ds = sm (0 - D) with D = dout . C = 0. The backward must see
+// the same sm = 1 as the forward (an exponent rounded just below 0 counts the weight as
+// unclipped and gives query 0 a gradient of (zeta - gamma) dp k_0), on the tensor-core
+// (d = 64) and the generic (d = 24) paths; 16 (b, h) first rows each.
 TEST(CudaAttentionClippedTest, AtZetaOneARowWithOneKeyHasNoGradient) {
   SL_SKIP_WITHOUT_CUDA();
   for (const AttentionCase& c : {AttentionCase{"Gqa_S37_D64", 2, 37, 0, 8, 2, 64, 1.0f},
@@ -353,16 +367,12 @@ TEST(CudaAttentionClippedTest, AtZetaOneARowWithOneKeyHasNoGradient) {
     GpuTest t;
     const Problem p(t, c, AttentionNormalizer::kClippedSoftmax, /*clip_zeta=*/1.0f);
     const int64_t B = p.B, S = p.S, K = p.K, H = p.H, Hkv = p.Hkv, d = p.d;
-    const Tensor g_out = t.DeviceZeros(DType::kBF16, {B, S, H, d});
-    const Tensor g_lse = t.DeviceZeros(DType::kF32, {B, H, S});
-    const Tensor g_unclipped = p.DeviceUnclipped(t);
-    t.gpu().AttentionForward(g_out, Tensor(), g_lse, g_unclipped, p.g_q, p.g_k, p.g_v, p.g_sink,
-                             p.spec);
+    const Problem::DeviceForward f = p.ForwardOnDevice(t);
     const Tensor dq = t.DeviceZeros(DType::kBF16, {B, S, H, d});
     const Tensor dk = t.DeviceZeros(DType::kBF16, {B, K, Hkv, d});
     const Tensor dv = t.DeviceZeros(DType::kBF16, {B, K, Hkv, d});
-    t.gpu().AttentionBackward(dq, dk, dv, Tensor(), p.g_dout, p.g_q, p.g_k, p.g_v, p.g_sink, g_out,
-                              g_unclipped, Tensor(), g_lse, p.spec, GradWrite::kAssign);
+    t.gpu().AttentionBackward(dq, dk, dv, Tensor(), p.g_dout, p.g_q, p.g_k, p.g_v, p.g_sink, f.out,
+                              f.unclipped, Tensor(), f.lse, p.spec, GradWrite::kAssign);
     const std::vector<float> got_dq = t.ToHostF32(dq);
     int64_t first_rows_with_gradient = 0;
     for (int64_t b = 0; b < B; ++b) {
@@ -374,14 +384,10 @@ TEST(CudaAttentionClippedTest, AtZetaOneARowWithOneKeyHasNoGradient) {
       }
     }
     EXPECT_EQ(first_rows_with_gradient, 0);
-    Tensor dq_ref = t.HostZeros(DType::kF32, {B, S, H, d});
-    Tensor dk_ref = t.HostZeros(DType::kF32, {B, K, Hkv, d});
-    Tensor dv_ref = t.HostZeros(DType::kF32, {B, K, Hkv, d});
-    t.cpu().AttentionBackward(dq_ref, dk_ref, dv_ref, Tensor(), p.dout, p.q, p.k, p.v, p.sink,
-                              p.out, p.unclipped, p.probs, p.lse, p.spec, GradWrite::kAccumulate);
-    EXPECT_LT(GpuTest::RelError(got_dq, dq_ref), kBf16RelTol) << "dq";
-    EXPECT_LT(GpuTest::RelError(t.ToHostF32(dk), dk_ref), kBf16RelTol) << "dk";
-    EXPECT_LT(GpuTest::RelError(t.ToHostF32(dv), dv_ref), kBf16RelTol) << "dv";
+    const Problem::HostGrads want = p.ReferenceGrads(t);
+    EXPECT_LT(GpuTest::RelError(got_dq, want.dq), kBf16RelTol) << "dq";
+    EXPECT_LT(GpuTest::RelError(t.ToHostF32(dk), want.dk), kBf16RelTol) << "dk";
+    EXPECT_LT(GpuTest::RelError(t.ToHostF32(dv), want.dv), kBf16RelTol) << "dv";
   }
 }
 
