@@ -18,8 +18,9 @@
 // cores (FlashAttention-3's ping-pong scheduling, Shah et al. 2024): a group issues its
 // products only after the other has issued its previous ones, so one group's elementwise
 // work (an exponential per weight: at d = 64 the SM's exponential units need half as long as
-// its tensor cores on the item's four products) runs while the other's products do. Without turns both groups issued
-// their products at once and then both waited on the same exponential units.
+// its tensor cores on the item's four products) runs while the other's products do. Without
+// turns both groups issued their products at once and then both waited on the same
+// exponential units.
 #include "layers/cuda/attention_backward_mma.cuh"
 #include "layers/cuda/attention_wgmma.cuh"
 
