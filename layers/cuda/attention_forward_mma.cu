@@ -155,11 +155,16 @@ __global__ void __launch_bounds__(kMmaThreads, kD == 64 ? 4 : 1)
   constexpr int kSteps = kD / 16;          // k-steps of Q K^T, and pairs of n-tiles of P V
   constexpr int kKeyTiles = kMmaRows / 8;  // n-tiles of S
   static_assert(kKind != AttentionNormalizer::kClippedSoftmax, "see MmaClippedForwardKernel");
-  // Softmax, softmax1 and the sink logit keep the raw scores q . k (-inf where masked): the
-  // scale is folded into each weight's exponent (one FFMA), and into the tile max.
-  constexpr bool kRawScores = kKind == AttentionNormalizer::kSoftmax ||
-                              kKind == AttentionNormalizer::kSoftmax1 ||
-                              kKind == AttentionNormalizer::kSinkLogit;
+  // Softmax, softmax1, the sink logit and softpick keep the raw scores q . k: the scale is
+  // folded into each weight's exponent (one FFMA), and into the tile max. Masked scores are
+  // -inf, softpick's 0: its term |e^(s-m) - e^-m| is then exactly 0 (the same ex2 of the same
+  // exponent, -m log2 e), with no select per element, and its max starts at 0 anyway.
+  constexpr bool kSoftpick = kKind == AttentionNormalizer::kSoftpick;
+  constexpr bool kSoftmaxFamily = kKind == AttentionNormalizer::kSoftmax ||
+                                  kKind == AttentionNormalizer::kSoftmax1 ||
+                                  kKind == AttentionNormalizer::kSinkLogit;
+  constexpr bool kRawScores = kSoftmaxFamily || kSoftpick;
+  constexpr float kMasked = kSoftpick ? 0.0f : -INFINITY;
   NormalizerArgs n = p.norm;
   n.kind = kKind;  // compile-time: the normalizer switches fold away
   const AttentionDims& dims = p.dims;
@@ -250,7 +255,7 @@ __global__ void __launch_bounds__(kMmaThreads, kD == 64 ? 4 : 1)
 #pragma unroll
             for (int e = 0; e < 4; ++e) {
               const int row = warp_row0 + g + 8 * (e / 2), key = j0 + 8 * nt + 2 * t + (e & 1);
-              if (key > row + bias || key >= dims.keys) s[nt][e] = -INFINITY;
+              if (key > row + bias || key >= dims.keys) s[nt][e] = kMasked;
             }
           }
         }
@@ -267,27 +272,26 @@ __global__ void __launch_bounds__(kMmaThreads, kD == 64 ? 4 : 1)
           for (int r = 0; r < 2; ++r) {
             const float row_max = QuadMax(tile_max[r]);
             alpha[r] = RaiseMax(n, state[r], kRawScores ? row_max * n.scale : row_max);
-            e_neg_m[r] = kKind == AttentionNormalizer::kSoftpick ? __expf(-state[r].m) : 0.0f;
             m2[r] = state[r].m * kLog2e;
+            e_neg_m[r] = kSoftpick ? Exp2(-m2[r]) : 0.0f;
           }
 #pragma unroll
           for (int nt = 0; nt < kKeyTiles; ++nt) {
 #pragma unroll
             for (int e = 0; e < 4; ++e) {
-              if constexpr (kRawScores) {  // e^(s - m) = 2^(r scale log2 e - m log2 e)
+              // e^(s - m) = 2^(r scale log2 e - m log2 e)
+              if constexpr (kSoftmaxFamily) {
                 s[nt][e] = Exp2(fmaf(s[nt][e], scale_log2e, -m2[e / 2]));
                 mass[e / 2] += s[nt][e];
-                continue;
+              } else if constexpr (kSoftpick) {  // OnlineTermOf's, from r (r > 0 iff s > 0)
+                const float a = Exp2(fmaf(s[nt][e], scale_log2e, -m2[e / 2])) - e_neg_m[e / 2];
+                s[nt][e] = s[nt][e] > 0.0f ? fmaxf(a, 0.0f) : 0.0f;
+                mass[e / 2] += fabsf(a);
+              } else {  // sigmoid: a masked s = -inf gives weight and mass 0
+                const OnlineTerm term = OnlineTermOf(n, state[e / 2].m, 0.0f, s[nt][e]);
+                s[nt][e] = term.weight;
+                mass[e / 2] += term.mass;
               }
-              // A masked s = -inf gives weight and mass 0 by itself (e^-inf, sigmoid(-inf)),
-              // except for softpick's mass |e^(s-m) - e^-m| = e^-m, zeroed by a select after
-              // the term (a branch around it made the compiler branch per element, and
-              // softpick's forward 60% slower). m is finite: every row sees key 0.
-              const int r = e / 2;
-              const bool masked = kKind == AttentionNormalizer::kSoftpick && s[nt][e] == -INFINITY;
-              const OnlineTerm term = OnlineTermOf(n, state[r].m, e_neg_m[r], s[nt][e]);
-              s[nt][e] = term.weight;
-              mass[r] += masked ? 0.0f : term.mass;
             }
           }
 #pragma unroll
