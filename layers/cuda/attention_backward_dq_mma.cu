@@ -6,7 +6,8 @@
 // dP = dO V^T (16 x 64 per warp, fp32), ds from the row's lse and D_i (registers: the quad of
 // the row computes D_i = dout_i . out_i once, or dout_i . C_i for clipped softmax, C its
 // fp32 unclipped_values, and stores it in row_dots for the dk/dv kernel), then dQ += dS K with
-// dS rounded to bf16 A fragments. Query tiles are issued longest first (causal balance).
+// dS rounded to bf16 A fragments. Query tiles are issued longest first across heads (causal
+// balance; LongestFirstBlock).
 #include "layers/cuda/attention_backward_mma.cuh"
 #include "layers/cuda/attention_wgmma.cuh"
 
@@ -24,8 +25,7 @@ __global__ void __launch_bounds__(kBwdThreads, kD == 64 ? 4 : 1)
   n.kind = kKind;
   const AttentionDims& dims = p.dims;
   const int bias = dims.bias_keys();
-  const int b = blockIdx.y / dims.heads, h = blockIdx.y % dims.heads;
-  const int i0 = (gridDim.x - 1 - blockIdx.x) * kBwdRows;
+  const auto [b, h, i0] = LongestFirstBlock<kBwdRows>(dims);
   const int warp = threadIdx.x / 32, lane = threadIdx.x & 31, g = lane / 4, t = lane & 3;
   const int warp_row0 = i0 + 16 * warp;
   const HeadView q_head = QueryHead(dims, b, h), kv_head = KeyHead(dims, b, h / dims.group());
@@ -147,7 +147,7 @@ void LaunchMmaDq(cudaStream_t stream, const AttentionParams& p, const Tensor& dq
     auto kernel = MmaDqKernel<kD, decltype(kind)::value>;
     const size_t smem = sizeof(bf16) * kBwdRows * kD * 6 + kTileAlign;
     AllowSharedMemory(kernel, smem);
-    const dim3 grid((p.dims.seq + kBwdRows - 1) / kBwdRows, p.dims.batch * p.dims.heads);
+    const dim3 grid = LongestFirstGrid(p.dims, kBwdRows);
     kernel<<<grid, kBwdThreads, smem, stream>>>(
         p, dq.empty() ? nullptr : Ptr<bf16>(dq), row_dots.f32(), Ptr<bf16>(dout), Ptr<bf16>(q),
         Ptr<bf16>(k), Ptr<bf16>(v), Ptr<bf16>(out),

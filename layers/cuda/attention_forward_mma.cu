@@ -9,7 +9,7 @@
 // masks it, applies the normalizer's online update (attention_normalizer.cuh, per row in the
 // quad that holds it), rounds the weights to bf16 as A fragments and accumulates O += P V
 // (16 x d, fp32). Tiles entirely above a warp's diagonal are skipped. Query tiles are issued
-// longest first (causal balance).
+// longest first across heads (causal balance; LongestFirstBlock).
 //
 // Clipped softmax has its own kernel, MmaClippedForwardKernel, on the same tiles: the key loop
 // twice, its softmax lse first (keys only), then the clipped weights p with that lse,
@@ -169,8 +169,7 @@ __global__ void __launch_bounds__(kMmaThreads, kD == 64 ? 4 : 1)
   n.kind = kKind;  // compile-time: the normalizer switches fold away
   const AttentionDims& dims = p.dims;
   const int bias = dims.bias_keys();
-  const int b = blockIdx.y / dims.heads, h = blockIdx.y % dims.heads;
-  const int i0 = (gridDim.x - 1 - blockIdx.x) * kMmaRows;
+  const auto [b, h, i0] = LongestFirstBlock<kMmaRows>(dims);
   const float scale_log2e = n.scale * kLog2e;
   const int warp = threadIdx.x / 32, lane = threadIdx.x & 31, g = lane / 4, t = lane & 3;
   const int warp_row0 = i0 + 16 * warp;  // this warp's first query
@@ -364,8 +363,7 @@ __global__ void __launch_bounds__(kMmaThreads, kD == 64 ? 4 : 1)
   n.kind = AttentionNormalizer::kClippedSoftmax;
   const AttentionDims& dims = p.dims;
   const int bias = dims.bias_keys();
-  const int b = blockIdx.y / dims.heads, h = blockIdx.y % dims.heads;
-  const int i0 = (gridDim.x - 1 - blockIdx.x) * kMmaRows;
+  const auto [b, h, i0] = LongestFirstBlock<kMmaRows>(dims);
   const int warp = threadIdx.x / 32, lane = threadIdx.x & 31, g = lane / 4, t = lane & 3;
   const int warp_row0 = i0 + 16 * warp;
   const HeadView q_head = QueryHead(dims, b, h), kv_head = KeyHead(dims, b, h / dims.group());
@@ -511,7 +509,7 @@ bool MmaAttentionSupports(const AttentionDims& dims, std::initializer_list<const
 void LaunchMmaForward(cudaStream_t stream, const AttentionParams& p, const Tensor& out,
                       const Tensor& lse, const Tensor& unclipped_values, const Tensor& q,
                       const Tensor& k, const Tensor& v) {
-  const dim3 grid((p.dims.seq + kMmaRows - 1) / kMmaRows, p.dims.batch * p.dims.heads);
+  const dim3 grid = LongestFirstGrid(p.dims, kMmaRows);
   DispatchMmaKernel(p, [&](auto head_dim, auto kind) {
     constexpr int kD = decltype(head_dim)::value;
     constexpr size_t smem = MmaForwardSmem<kD>();

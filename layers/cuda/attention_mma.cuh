@@ -196,6 +196,22 @@ void DispatchMmaKernel(const AttentionParams& p, F&& f) {
   SL_CHECK_MSG(false, "unknown attention normalizer");
 }
 
+// A query-tile kernel's block: batch b, query head h, first query i0. The grid is (b * h,
+// query tiles) and blocks start in index order, so every head's last query tile (the longest
+// under the causal mask) starts first, then every head's second-last, and so on: the short
+// tiles come last and fill the SMs as the grid drains (longest first, across heads).
+struct QueryBlock {
+  int b, h, i0;
+};
+template <int kRows>
+__device__ __forceinline__ QueryBlock LongestFirstBlock(const AttentionDims& dims) {
+  const int bh = blockIdx.x;
+  return {bh / dims.heads, bh % dims.heads, static_cast<int>(gridDim.y - 1 - blockIdx.y) * kRows};
+}
+inline dim3 LongestFirstGrid(const AttentionDims& dims, int rows) {
+  return dim3(dims.batch * dims.heads, (dims.seq + rows - 1) / rows);
+}
+
 }  // namespace cuda
 }  // namespace sinklab
 
