@@ -1,18 +1,23 @@
 // Tensor-core attention backward, dk and dv (attention_backward_mma.cuh): bf16, head dims 64
 // and 128.
 //
-// Tiling plan: one block of 8 warps per (64-key tile, b * kv head), in 2 groups of 4; warp w
-// of a group owns keys [16 w, 16 w + 16), whose k and v tiles are staged once. The block walks
-// the (query head of its group, kQ-query tile) items that see its keys, in order and in rounds:
+// Tiling plan: a persistent grid, one block of 8 warps per SM, in 2 groups of 4; a block takes
+// work tiles (64 keys of one b and kv head; DkvTileOf) one after another. Warp w of a group
+// owns keys [16 w, 16 w + 16), whose k and v tiles are staged once per tile (two buffers: the
+// last round of a tile stages the next tile's, and its first round, so a tile starts with its
+// copies done and no block starts cold). The block walks the (query head of its group,
+// kQ-query tile) items that see the tile's keys, in order and in rounds:
 // item 2 r goes to group 0 and item 2 r + 1 to group 1, so the heavy (early) key tiles finish
 // in half the time. Each group stages its own items' q and dout tiles and lse and D rows, the
 // next round's in flight (cp.async, double-buffered) while it computes the current one, and
-// synchronizes on its own barrier: the groups do not wait for each other. D_i = dout_i . out_i
+// synchronizes on its own barrier: the groups wait for each other only where a tile starts
+// (its k and v tiles come from every thread) and ends. D_i = dout_i . out_i
 // (clipped softmax: dout_i . C_i) is the dq kernel's, which ran first and stored it
 // (FlashAttention-2's preprocessing). Per item: S^T = K Q^T and dP^T = V dO^T (16 x kQ per
 // warp), p and ds, then dV += P^T dO and dK += dS^T Q (P^T and dS^T as bf16 A fragments). kQ = 64
-// for d = 64 and 32 for d = 128 (the dk and dv accumulators take 128 registers there). At the end
-// group 1's sums are added to group 0's through shared memory: a fixed order, deterministic.
+// for d = 64 and 32 for d = 128 (the dk and dv accumulators take 128 registers there). At a
+// tile's end group 1's sums are added to group 0's through shared memory: a fixed order,
+// deterministic.
 //
 // With wgmma (d = 64 on sm_90a) each group is a warpgroup and the two take turns on the tensor
 // cores (FlashAttention-3's ping-pong scheduling, Shah et al. 2024): a group issues its
